@@ -1,0 +1,176 @@
+//! Encoded events: `id ‖ header ‖ signature ‖ payload`, viewed in place.
+
+use crate::header::{Header, HEADER_BYTES};
+use crate::keys::{EventId, PublicKey, Topic};
+use crate::payload::{decode_payload, PayloadError};
+use crate::Kind;
+
+/// Size of an event id.
+pub const ID_BYTES: usize = 32;
+/// Size of an ed25519 signature.
+pub const SIGNATURE_BYTES: usize = 64;
+/// Size of an encoded event with an empty payload.
+pub const ENCODED_BYTES_MIN: usize = ID_BYTES + HEADER_BYTES + SIGNATURE_BYTES;
+
+const HEADER_AT: usize = ID_BYTES;
+const SIGNATURE_AT: usize = HEADER_AT + HEADER_BYTES;
+const PAYLOAD_AT: usize = SIGNATURE_AT + SIGNATURE_BYTES;
+
+/// Why bytes are not an encoded event. Structural only: signatures and ids are checked by
+/// [`crate::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Shorter than id, header and signature. Fix: the event was cut; fetch it again.
+    #[error("event truncated: {got} bytes, at least {min} needed")]
+    Truncated {
+        /// Bytes given.
+        got: usize,
+        /// Bytes needed.
+        min: usize,
+    },
+    /// The bytes after the signature do not match the header's payload length.
+    #[error("payload length mismatch: header says {expected} bytes, got {got}")]
+    PayloadLength {
+        /// Length in the header.
+        expected: u32,
+        /// Bytes present.
+        got: usize,
+    },
+}
+
+/// A borrowed view of an encoded event: no copy, no allocation.
+///
+/// Obtained from bytes already stored (an LMDB value) or from a [`VerifiedEvent`]. Decoding
+/// checks structure only; a view made from untrusted bytes is not verified.
+#[derive(Clone, Copy)]
+pub struct EventRef<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> EventRef<'a> {
+    /// Views `bytes` (`id ‖ header ‖ signature ‖ payload`) after checking the lengths.
+    pub fn decode(bytes: &'a [u8]) -> Result<EventRef<'a>, DecodeError> {
+        if bytes.len() < ENCODED_BYTES_MIN {
+            return Err(DecodeError::Truncated { got: bytes.len(), min: ENCODED_BYTES_MIN });
+        }
+        let view = EventRef { bytes };
+        let expected = view.header().payload_len();
+        let got = bytes.len() - PAYLOAD_AT;
+        if u64::from(expected) != got as u64 {
+            return Err(DecodeError::PayloadLength { expected, got });
+        }
+        Ok(view)
+    }
+
+    /// The whole encoding.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    /// The event id as carried with the event.
+    pub fn id(&self) -> &'a EventId {
+        let id: &[u8; ID_BYTES] = self.bytes[..ID_BYTES].try_into().expect("length checked");
+        EventId::from_ref(id)
+    }
+    /// The header, viewed in place.
+    pub fn header(&self) -> &'a Header {
+        bytemuck::from_bytes(&self.bytes[HEADER_AT..SIGNATURE_AT])
+    }
+    /// The signature bytes.
+    pub fn signature(&self) -> &'a [u8; SIGNATURE_BYTES] {
+        self.bytes[SIGNATURE_AT..PAYLOAD_AT].try_into().expect("length checked")
+    }
+    /// The payload bytes.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.bytes[PAYLOAD_AT..]
+    }
+    /// Event kind.
+    pub fn kind(&self) -> Kind {
+        self.header().kind()
+    }
+    /// Milliseconds since the Unix epoch.
+    pub fn created_at(&self) -> u64 {
+        self.header().created_at()
+    }
+    /// The author.
+    pub fn author(&self) -> &'a PublicKey {
+        self.header().author()
+    }
+    /// The topic (zero for public events).
+    pub fn topic(&self) -> &'a Topic {
+        self.header().topic()
+    }
+    /// The referenced event (zero if none).
+    pub fn reference(&self) -> &'a EventId {
+        self.header().reference()
+    }
+    /// The payload read in place as the archived form of `T` (validated, not deserialized).
+    pub fn payload_as<T>(&self) -> Result<&'a T, PayloadError>
+    where
+        T: rkyv::Portable + for<'b> rkyv::bytecheck::CheckBytes<crate::payload::Validator<'b>>,
+    {
+        decode_payload::<T>(self.payload())
+    }
+    /// An owned copy of the encoding.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes.to_vec()
+    }
+}
+
+impl std::fmt::Debug for EventRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRef")
+            .field("id", self.id())
+            .field("header", self.header())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event whose id, signature, bounds and payload have been checked.
+///
+/// Only [`crate::verify`], [`crate::verify_batch`] and [`crate::Identity::sign`] make one, so
+/// holding one is proof of verification.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedEvent {
+    bytes: Vec<u8>,
+}
+
+impl VerifiedEvent {
+    pub(crate) fn new_unchecked(bytes: Vec<u8>) -> VerifiedEvent {
+        debug_assert!(EventRef::decode(&bytes).is_ok());
+        VerifiedEvent { bytes }
+    }
+
+    /// A borrowed view.
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef { bytes: &self.bytes }
+    }
+    /// The event id.
+    pub fn id(&self) -> &EventId {
+        self.as_ref().id()
+    }
+    /// The encoding: `id ‖ header ‖ signature ‖ payload`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// The encoding, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl std::fmt::Debug for VerifiedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VerifiedEvent").field(&self.as_ref()).finish()
+    }
+}
+
+/// Lays out `id ‖ header ‖ signature ‖ payload`.
+pub(crate) fn encode(id: &EventId, header: &Header, signature: &[u8; 64], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ENCODED_BYTES_MIN + payload.len());
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(signature);
+    out.extend_from_slice(payload);
+    out
+}

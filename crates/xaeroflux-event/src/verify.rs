@@ -1,0 +1,259 @@
+//! Verification: the boundary where untrusted bytes become [`VerifiedEvent`]s.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::event::{DecodeError, EventRef, VerifiedEvent};
+use crate::payload::{check_builtin, PayloadError, PAYLOAD_BYTES_MAX};
+use crate::{event_id, EventId, Kind, FORMAT_VERSION};
+
+/// How far in the future an event's timestamp may be: 10 minutes.
+pub const FUTURE_SKEW_MS_DEFAULT: u64 = 10 * 60 * 1000;
+
+/// Bounds applied on verification. Time is an argument: this crate has no clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The verifier's current time, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Largest accepted `created_at - now_ms`.
+    pub future_skew_ms: u64,
+    /// Largest accepted payload, at most [`PAYLOAD_BYTES_MAX`].
+    pub payload_bytes_max: usize,
+}
+
+impl Limits {
+    /// Default bounds at time `now_ms`.
+    pub fn at(now_ms: u64) -> Limits {
+        Limits { now_ms, future_skew_ms: FUTURE_SKEW_MS_DEFAULT, payload_bytes_max: PAYLOAD_BYTES_MAX }
+    }
+}
+
+/// Why an event was rejected. Each variant names one reason; nothing is stored for a
+/// rejected event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// Structurally broken (truncated, wrong payload length).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A header version this build does not know. Fix: upgrade the reader.
+    #[error("unsupported event format version {got} (this build reads {supported})")]
+    UnsupportedVersion {
+        /// Version in the header.
+        got: u16,
+        /// Version supported.
+        supported: u16,
+    },
+    /// Reserved flag bits are set.
+    #[error("reserved header flags set: {got:#06x}")]
+    ReservedFlags {
+        /// The flags value.
+        got: u16,
+    },
+    /// A kind in the reserved range that this build does not define. Fix: upgrade the reader,
+    /// or use a kind at or above 65536 for application events.
+    #[error("unknown kind {kind} in the reserved range (application kinds start at 65536)")]
+    UnknownKind {
+        /// The kind.
+        kind: u32,
+    },
+    /// A reply, reaction or deletion without a reference.
+    #[error("a {kind} must reference an event")]
+    ReferenceMissing {
+        /// The kind.
+        kind: Kind,
+    },
+    /// A post, profile or follow list with a reference.
+    #[error("a {kind} must not reference an event")]
+    ReferenceNotAllowed {
+        /// The kind.
+        kind: Kind,
+    },
+    /// Payload over the size bound.
+    #[error("payload of {got} bytes exceeds the limit of {max}")]
+    PayloadTooLarge {
+        /// Payload length.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Timestamp too far in the future. Fix: check the author's clock.
+    #[error("created_at {created_at} is more than {skew_ms} ms ahead of now ({now_ms})")]
+    FromTheFuture {
+        /// The event's time.
+        created_at: u64,
+        /// The verifier's time.
+        now_ms: u64,
+        /// Allowed skew.
+        skew_ms: u64,
+    },
+    /// The payload does not hash to the header's payload hash.
+    #[error("payload does not match the header's payload hash")]
+    PayloadHashMismatch,
+    /// The carried id is not the hash of the header.
+    #[error("wrong id: carried {carried}, header hashes to {computed}")]
+    IdMismatch {
+        /// Id carried with the event.
+        carried: EventId,
+        /// Id computed from the header.
+        computed: EventId,
+    },
+    /// The author field is not a usable ed25519 public key.
+    #[error("author is not a valid ed25519 public key")]
+    InvalidAuthorKey,
+    /// The signature does not verify against the author's key.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A built-in kind's payload is not a valid archive of its type.
+    #[error(transparent)]
+    MalformedPayload(#[from] PayloadError),
+}
+
+/// Everything but the signature. Returns the checked view and the author's key.
+fn check_all_but_signature<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    keys: &mut HashMap<[u8; 32], VerifyingKey>,
+) -> Result<(EventRef<'a>, VerifyingKey), VerifyError> {
+    let event = EventRef::decode(bytes)?;
+    let header = event.header();
+    if header.version() != FORMAT_VERSION {
+        return Err(VerifyError::UnsupportedVersion { got: header.version(), supported: FORMAT_VERSION });
+    }
+    if header.flags() != 0 {
+        return Err(VerifyError::ReservedFlags { got: header.flags() });
+    }
+    let kind = header.kind();
+    if !kind.is_builtin() && !kind.is_app() {
+        return Err(VerifyError::UnknownKind { kind: kind.0 });
+    }
+    match (kind.needs_reference(), event.reference().is_zero()) {
+        (Some(true), true) => return Err(VerifyError::ReferenceMissing { kind }),
+        (Some(false), false) => return Err(VerifyError::ReferenceNotAllowed { kind }),
+        _ => {}
+    }
+    let max = limits.payload_bytes_max.min(PAYLOAD_BYTES_MAX);
+    if event.payload().len() > max {
+        return Err(VerifyError::PayloadTooLarge { got: event.payload().len(), max });
+    }
+    if event.created_at() > limits.now_ms.saturating_add(limits.future_skew_ms) {
+        return Err(VerifyError::FromTheFuture {
+            created_at: event.created_at(),
+            now_ms: limits.now_ms,
+            skew_ms: limits.future_skew_ms,
+        });
+    }
+    if blake3::hash(event.payload()).as_bytes() != &header.payload_hash {
+        return Err(VerifyError::PayloadHashMismatch);
+    }
+    let computed = event_id(header);
+    if &computed != event.id() {
+        return Err(VerifyError::IdMismatch { carried: *event.id(), computed });
+    }
+    check_builtin(kind, event.payload())?;
+    let key = match keys.get(&header.author) {
+        Some(key) => *key,
+        None => {
+            let key = VerifyingKey::from_bytes(&header.author).map_err(|_| VerifyError::InvalidAuthorKey)?;
+            // A small-order key lets anyone forge signatures that verify.
+            if key.is_weak() {
+                return Err(VerifyError::InvalidAuthorKey);
+            }
+            if keys.len() >= KEY_CACHE_MAX {
+                keys.clear();
+            }
+            keys.insert(header.author, key);
+            key
+        }
+    };
+    Ok((event, key))
+}
+
+/// Decompressed keys kept per batch, so a prolific author is decompressed once.
+const KEY_CACHE_MAX: usize = 4096;
+
+fn verify_one_signature(event: &EventRef<'_>, key: &VerifyingKey) -> Result<(), VerifyError> {
+    let signature = Signature::from_bytes(event.signature());
+    key.verify_strict(&event.id().0, &signature).map_err(|_| VerifyError::BadSignature)
+}
+
+/// Verifies one encoded event (`id ‖ header ‖ signature ‖ payload`).
+pub fn verify(bytes: Vec<u8>, limits: &Limits) -> Result<VerifiedEvent, VerifyError> {
+    let mut keys = HashMap::new();
+    let (event, key) = check_all_but_signature(&bytes, limits, &mut keys)?;
+    verify_one_signature(&event, &key)?;
+    Ok(VerifiedEvent::new_unchecked(bytes))
+}
+
+/// Verifies many events, checking signatures with one ed25519 batch equation. If the batch
+/// fails, each signature is checked alone so that only the bad events are rejected. Results
+/// are in input order.
+pub fn verify_batch(items: Vec<Vec<u8>>, limits: &Limits) -> Vec<Result<VerifiedEvent, VerifyError>> {
+    let mut keys = HashMap::new();
+    let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(items.len());
+    let mut passed = Vec::with_capacity(items.len());
+    let mut messages: Vec<&[u8]> = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut verifying_keys = Vec::with_capacity(items.len());
+    for (i, bytes) in items.iter().enumerate() {
+        match check_all_but_signature(bytes, limits, &mut keys) {
+            Ok((event, key)) => {
+                passed.push(i);
+                messages.push(&event.id().0);
+                signatures.push(Signature::from_bytes(event.signature()));
+                verifying_keys.push(key);
+                results.push(Ok(()));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    // One multiscalar equation for the whole batch; on failure, find the culprits one by one.
+    let batch_ok = !passed.is_empty()
+        && ed25519_dalek::verify_batch(&messages, &signatures, &verifying_keys).is_ok();
+    if !batch_ok {
+        for (slot, &i) in passed.iter().enumerate() {
+            let event = EventRef::decode(&items[i]).expect("decoded above");
+            results[i] = verify_one_signature(&event, &verifying_keys[slot]);
+        }
+    }
+    drop(messages);
+    items
+        .into_iter()
+        .zip(results)
+        .map(|(bytes, r)| r.map(|()| VerifiedEvent::new_unchecked(bytes)))
+        .collect()
+}
+
+/// [`verify_batch`] split across `threads` scoped threads (the caller's thread is one of
+/// them). Results are in input order.
+pub fn verify_batch_parallel(
+    mut items: Vec<Vec<u8>>,
+    limits: &Limits,
+    threads: usize,
+) -> Vec<Result<VerifiedEvent, VerifyError>> {
+    let threads = threads.max(1);
+    // Below this, thread start-up costs more than it saves.
+    const PER_THREAD_MIN: usize = 64;
+    if threads == 1 || items.len() < 2 * PER_THREAD_MIN {
+        return verify_batch(items, limits);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks = Vec::with_capacity(threads);
+    while items.len() > chunk {
+        let tail = items.split_off(items.len() - chunk);
+        chunks.push(tail);
+    }
+    chunks.push(items);
+    chunks.reverse();
+    std::thread::scope(|scope| {
+        let mut iter = chunks.into_iter();
+        let first = iter.next().expect("at least one chunk");
+        let handles: Vec<_> = iter.map(|c| scope.spawn(move || verify_batch(c, limits))).collect();
+        let mut out = verify_batch(first, limits);
+        for h in handles {
+            out.extend(h.join().expect("verification does not panic"));
+        }
+        out
+    })
+}

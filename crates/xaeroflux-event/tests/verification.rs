@@ -1,0 +1,190 @@
+//! Verification rejects every malformed, forged or out-of-bounds event with a typed reason.
+
+use proptest::prelude::*;
+use xaeroflux_event::*;
+
+const NOW: u64 = 1_780_000_000_000;
+
+fn identity(seed: u8) -> Identity {
+    Identity::from_seed(&[seed; 32])
+}
+
+fn limits() -> Limits {
+    Limits::at(NOW)
+}
+
+/// Re-signs a hand-edited header so that only the edited property is wrong.
+fn resign(id: &Identity, mut header: Header, payload: &[u8]) -> Vec<u8> {
+    header.author = id.public_key().0;
+    let event_id = event_id(&header);
+    let draft_sig = {
+        use ed25519_dalek::Signer;
+        let key = ed25519_dalek::SigningKey::from_bytes(&id.seed());
+        key.sign(&event_id.0).to_bytes()
+    };
+    let mut out = event_id.0.to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&draft_sig);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn signed_events_verify_and_read_back() {
+    let alice = identity(1);
+    let post = alice.sign(&Draft::post(NOW, "hello").in_topic(Topic::named("rust")));
+    let verified = verify(post.as_bytes().to_vec(), &limits()).unwrap();
+    assert_eq!(verified, post);
+    let view = verified.as_ref();
+    assert_eq!(view.kind(), Kind::POST);
+    assert_eq!(view.author(), &alice.public_key());
+    assert_eq!(view.topic(), &Topic::named("rust"));
+    assert_eq!(view.payload_as::<ArchivedNote>().unwrap().text.as_str(), "hello");
+}
+
+#[test]
+fn each_bad_input_has_its_own_reason() {
+    let alice = identity(2);
+    let good = alice.sign(&Draft::post(NOW, "hi")).into_bytes();
+
+    let truncated = good[..100].to_vec();
+    assert!(matches!(verify(truncated, &limits()), Err(VerifyError::Decode(DecodeError::Truncated { .. }))));
+
+    let mut long = good.clone();
+    long.push(0);
+    assert!(matches!(verify(long, &limits()), Err(VerifyError::Decode(DecodeError::PayloadLength { .. }))));
+
+    let mut wrong_id = good.clone();
+    wrong_id[0] ^= 1;
+    assert!(matches!(verify(wrong_id, &limits()), Err(VerifyError::IdMismatch { .. })));
+
+    let mut forged = good.clone();
+    forged[32 + HEADER_BYTES + 3] ^= 0x10;
+    assert_eq!(verify(forged, &limits()), Err(VerifyError::BadSignature));
+
+    // Another author's signature over the same id.
+    let mallory = identity(3);
+    let stolen = {
+        let header = *Header::view(&good[32..]).unwrap();
+        let mut header_as_mallory = header;
+        header_as_mallory.author = mallory.public_key().0;
+        let mallory_bytes = resign(&mallory, header_as_mallory, &good[32 + HEADER_BYTES + 64..]);
+        let mut out = good.clone();
+        out[32 + HEADER_BYTES..32 + HEADER_BYTES + 64]
+            .copy_from_slice(&mallory_bytes[32 + HEADER_BYTES..32 + HEADER_BYTES + 64]);
+        out
+    };
+    assert_eq!(verify(stolen, &limits()), Err(VerifyError::BadSignature));
+
+    let payload = encode_payload(&Note { text: "x".into() });
+    let mut header = Header::new(Kind::POST, NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    header.version = 2u16.to_le_bytes();
+    assert!(matches!(
+        verify(resign(&alice, header, &payload), &limits()),
+        Err(VerifyError::UnsupportedVersion { got: 2, supported: 1 })
+    ));
+
+    let header = Header::new(Kind(77), NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    assert_eq!(verify(resign(&alice, header, &payload), &limits()), Err(VerifyError::UnknownKind { kind: 77 }));
+
+    let future = NOW + FUTURE_SKEW_MS_DEFAULT + 1;
+    let header = Header::new(Kind::POST, future, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    assert!(matches!(verify(resign(&alice, header, &payload), &limits()), Err(VerifyError::FromTheFuture { .. })));
+    let edge = NOW + FUTURE_SKEW_MS_DEFAULT;
+    let header = Header::new(Kind::POST, edge, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    assert!(verify(resign(&alice, header, &payload), &limits()).is_ok());
+
+    let header = Header::new(Kind::REPLY, NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    assert!(matches!(verify(resign(&alice, header, &payload), &limits()), Err(VerifyError::ReferenceMissing { .. })));
+
+    let garbage = b"abc".to_vec(); // shorter than any archived root
+    let header = Header::new(Kind::POST, NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &garbage);
+    assert!(matches!(verify(resign(&alice, header, &garbage), &limits()), Err(VerifyError::MalformedPayload(_))));
+
+    let big = vec![0u8; PAYLOAD_BYTES_MAX + 1];
+    let header = Header::new(Kind(70_000), NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &big);
+    assert!(matches!(verify(resign(&alice, header, &big), &limits()), Err(VerifyError::PayloadTooLarge { .. })));
+
+    let mut swapped_payload = good.clone();
+    let n = swapped_payload.len();
+    swapped_payload[n - 1] ^= 0x01;
+    assert_eq!(verify(swapped_payload, &limits()), Err(VerifyError::PayloadHashMismatch));
+}
+
+#[test]
+fn batch_rejects_only_the_bad_ones() {
+    let ids: Vec<Identity> = (0..5).map(identity).collect();
+    let mut items: Vec<Vec<u8>> = (0..300)
+        .map(|i| ids[i % 5].sign(&Draft::post(NOW - i as u64, &format!("post {i}"))).into_bytes())
+        .collect();
+    let bad_sig_at = [7usize, 150, 299];
+    for &i in &bad_sig_at {
+        items[i][32 + HEADER_BYTES] ^= 0x01;
+    }
+    items[42].truncate(50);
+    for threads in [1, 2, 3] {
+        let results = verify_batch_parallel(items.clone(), &limits(), threads);
+        assert_eq!(results.len(), items.len());
+        for (i, r) in results.iter().enumerate() {
+            if bad_sig_at.contains(&i) {
+                assert_eq!(r.as_ref().unwrap_err(), &VerifyError::BadSignature, "item {i}");
+            } else if i == 42 {
+                assert!(matches!(r, Err(VerifyError::Decode(_))));
+            } else {
+                assert_eq!(r.as_ref().unwrap().as_bytes(), &items[i][..], "item {i} in order");
+            }
+        }
+    }
+}
+
+fn arb_draft() -> impl Strategy<Value = (u8, Draft)> {
+    let text = "[ -~]{0,200}";
+    (
+        any::<u8>(),
+        0u8..4,
+        0u64..NOW,
+        any::<[u8; 32]>(),
+        prop::option::of(any::<[u8; 32]>()),
+        text,
+    )
+        .prop_map(|(seed, which, at, reference, topic, text)| {
+            let reference = EventId(if reference == [0; 32] { [1; 32] } else { reference });
+            let draft = match which {
+                0 => Draft::post(at, &text),
+                1 => Draft::reply(at, reference, &text),
+                2 => Draft::reaction(at, reference, &text),
+                _ => Draft::app(Kind(Kind::APP_MIN.0 + 7), at, EventId::ZERO, text.into_bytes()),
+            };
+            (seed, match topic {
+                Some(t) => draft.in_topic(Topic(t)),
+                None => draft,
+            })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn encode_decode_round_trip((seed, draft) in arb_draft()) {
+        let event = identity(seed).sign(&draft);
+        let bytes = event.as_bytes().to_vec();
+        let view = EventRef::decode(&bytes).unwrap();
+        prop_assert_eq!(view.kind(), draft.kind);
+        prop_assert_eq!(view.created_at(), draft.created_at);
+        prop_assert_eq!(view.topic(), &draft.topic);
+        prop_assert_eq!(view.reference(), &draft.reference);
+        prop_assert_eq!(view.payload(), &draft.payload[..]);
+        prop_assert_eq!(view.id(), &event_id(view.header()));
+        let again = verify(bytes.clone(), &limits()).unwrap();
+        prop_assert_eq!(again.as_bytes(), &bytes[..]);
+    }
+
+    #[test]
+    fn any_single_flipped_bit_is_rejected((seed, draft) in arb_draft(), bit in any::<prop::sample::Index>()) {
+        let mut bytes = identity(seed).sign(&draft).into_bytes();
+        let at = bit.index(bytes.len() * 8);
+        bytes[at / 8] ^= 1 << (at % 8);
+        prop_assert!(verify(bytes, &limits()).is_err(), "bit {} accepted", at);
+    }
+}
