@@ -1,0 +1,175 @@
+//! Integrity check: every stored event re-verified, every index checked against the events.
+
+use std::collections::HashMap;
+
+use xaeroflux_event::{verify_batch_parallel, Kind, Limits, PAYLOAD_BYTES_MAX};
+
+use crate::error::ReadError;
+use crate::read::{decode_stored, ReadTxn};
+use crate::tables::{decode_seq, kind_key, latest_key, Pos, Table};
+
+/// What [`ReadTxn::check`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Events checked.
+    pub events: u64,
+    /// Index entries checked.
+    pub index_entries: u64,
+    /// The first problems found (at most [`CheckReport::PROBLEMS_SHOWN`]).
+    pub problems: Vec<String>,
+    /// All problems found.
+    pub problems_total: u64,
+}
+
+impl CheckReport {
+    /// Problems kept in the report; the rest are only counted.
+    pub const PROBLEMS_SHOWN: usize = 100;
+
+    /// True if nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems_total == 0
+    }
+
+    fn problem(&mut self, what: String) {
+        self.problems_total += 1;
+        if self.problems.len() < Self::PROBLEMS_SHOWN {
+            self.problems.push(what);
+        }
+    }
+}
+
+/// Events re-verified per batch.
+const VERIFY_CHUNK: usize = 4096;
+
+impl ReadTxn<'_> {
+    /// Recomputes every id and signature and checks that each index holds exactly one entry per
+    /// event, pointing at an event with the indexed field. Reads everything: O(n).
+    pub fn check(&self, threads: usize) -> Result<CheckReport, ReadError> {
+        let t = *self.tables();
+        let mut report = CheckReport::default();
+        // Stored events carry no clock bound: they were checked on arrival.
+        let limits = Limits { now_ms: u64::MAX, future_skew_ms: 0, payload_bytes_max: PAYLOAD_BYTES_MAX };
+        let mut chunk = Vec::with_capacity(VERIFY_CHUNK);
+        let mut expected = HashMap::<&'static str, u64>::new();
+        for item in t.events.iter(&self.txn)? {
+            let (k, v) = item?;
+            report.events += 1;
+            let Some(seq) = decode_seq(k) else {
+                report.problem("events key is not a sequence number".into());
+                continue;
+            };
+            let ev = match decode_stored(v, seq) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    report.problem(e.to_string());
+                    continue;
+                }
+            };
+            match t.ids.get(&self.txn, &ev.id().0)?.and_then(decode_seq) {
+                Some(s) if s == seq => {}
+                other => report.problem(format!("ids[{}] is {other:?}, event is at {seq}", ev.id())),
+            }
+            *expected.entry("by_time").or_default() += 1;
+            *expected.entry("by_author").or_default() += 1;
+            *expected.entry("by_kind").or_default() += 1;
+            *expected.entry("by_topic").or_default() += u64::from(!ev.topic().is_zero());
+            *expected.entry("by_ref").or_default() += u64::from(!ev.reference().is_zero());
+            if ev.kind().is_replaceable() {
+                match t.latest.get(&self.txn, &latest_key(&ev.author().0, ev.kind().0))?.and_then(decode_seq) {
+                    Some(s) if s == seq => {}
+                    other => report.problem(format!("latest for replaceable {} is {other:?}, not {seq}", ev.id())),
+                }
+            }
+            chunk.push(v.to_vec());
+            if chunk.len() == VERIFY_CHUNK {
+                verify_chunk(std::mem::take(&mut chunk), &limits, threads, &mut report);
+            }
+        }
+        verify_chunk(chunk, &limits, threads, &mut report);
+        let ids = t.ids.len(&self.txn)?;
+        if ids != report.events {
+            report.problem(format!("ids holds {ids} entries for {} events", report.events));
+        }
+        self.check_time_index(&mut report, expected["by_time"])?;
+        let dup_tables: [(&'static str, Table, fn(&xaeroflux_event::EventRef<'_>) -> Vec<u8>); 4] = [
+            ("by_author", t.by_author, |e| e.author().0.to_vec()),
+            ("by_kind", t.by_kind, |e| kind_key(e.kind().0).to_vec()),
+            ("by_topic", t.by_topic, |e| e.topic().0.to_vec()),
+            ("by_ref", t.by_ref, |e| e.reference().0.to_vec()),
+        ];
+        for (name, table, field) in dup_tables {
+            let mut entries = 0u64;
+            for item in table.iter(&self.txn)? {
+                let (key, value) = item?;
+                entries += 1;
+                self.check_entry(&mut report, name, value, |ev| field(ev) == key)?;
+            }
+            report.index_entries += entries;
+            let want = expected.get(name).copied().unwrap_or(0);
+            if entries != want {
+                report.problem(format!("{name} holds {entries} entries, {want} expected"));
+            }
+        }
+        for item in t.latest.iter(&self.txn)? {
+            let (key, value) = item?;
+            let seq = decode_seq(value);
+            let ev = match seq.map(|s| self.by_seq(s)) {
+                Some(Ok(Some(ev))) => ev,
+                _ => {
+                    report.problem("latest points at no event".into());
+                    continue;
+                }
+            };
+            if key[..] != latest_key(&ev.author().0, ev.kind().0)[..] || !ev.kind().is_replaceable() {
+                report.problem(format!("latest entry does not match event {}", ev.id()));
+            }
+            if ev.kind() == Kind::DELETION {
+                report.problem("a deletion is recorded as replaceable".into());
+            }
+        }
+        Ok(report)
+    }
+
+    fn check_time_index(&self, report: &mut CheckReport, want: u64) -> Result<(), ReadError> {
+        let mut entries = 0u64;
+        for item in self.tables().by_time.iter(&self.txn)? {
+            let (key, _) = item?;
+            entries += 1;
+            self.check_entry(report, "by_time", key, |_| true)?;
+        }
+        report.index_entries += entries;
+        if entries != want {
+            report.problem(format!("by_time holds {entries} entries, {want} expected"));
+        }
+        Ok(())
+    }
+
+    /// One index entry: a position whose event exists, has that time, and passes `field_ok`.
+    fn check_entry(
+        &self,
+        report: &mut CheckReport,
+        name: &str,
+        pos: &[u8],
+        field_ok: impl Fn(&xaeroflux_event::EventRef<'_>) -> bool,
+    ) -> Result<(), ReadError> {
+        let Some(pos) = Pos::decode(pos) else {
+            report.problem(format!("{name} holds a malformed position"));
+            return Ok(());
+        };
+        match self.by_seq(pos.seq) {
+            Ok(Some(ev)) if ev.created_at() == pos.created_at && field_ok(&ev) => {}
+            Ok(Some(ev)) => report.problem(format!("{name} entry at {} does not match event {}", pos.seq, ev.id())),
+            Ok(None) => report.problem(format!("{name} entry points at missing event {}", pos.seq)),
+            Err(e) => report.problem(format!("{name}: {e}")),
+        }
+        Ok(())
+    }
+}
+
+fn verify_chunk(chunk: Vec<Vec<u8>>, limits: &Limits, threads: usize, report: &mut CheckReport) {
+    for result in verify_batch_parallel(chunk, limits, threads) {
+        if let Err(e) = result {
+            report.problem(format!("stored event fails verification: {e}"));
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! One error type per operation, each variant with a one-line reason.
+
+use std::path::PathBuf;
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The path exists but is not a directory. Fix: point `--data` at a directory.
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory holds files that are not a Xaeroflux store. Fix: use an empty or new
+    /// directory; nothing there was changed.
+    #[error("{path} is not a Xaeroflux store: {reason}")]
+    NotOurs {
+        /// The directory.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+    /// The store was written by a newer format. Fix: upgrade this program.
+    #[error("store format {got} is newer than this build reads ({supported})")]
+    UnsupportedFormat {
+        /// The store's format.
+        got: u32,
+        /// Format supported.
+        supported: u32,
+    },
+    /// The directory or its files cannot be written. Fix: check permissions, or open read-only.
+    #[error("{path} is read-only: {source}")]
+    ReadOnly {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A read-only open of a directory holding no store.
+    #[error("{path} holds no store to open read-only")]
+    Missing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Any other I/O error.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// LMDB refused the environment (corrupt file, incompatible page size…).
+    #[error("LMDB could not open {path}: {source}")]
+    Lmdb {
+        /// The directory.
+        path: PathBuf,
+        /// LMDB's error.
+        source: heed::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("could not start the writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Why a write failed. A failed batch leaves the store exactly as it was.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
+    /// The writer has stopped (store closing, or an earlier fatal error).
+    #[error("the store's writer has stopped")]
+    Closed,
+    /// The disk is full. Fix: free space; the batch was not stored.
+    #[error("disk full: the batch was not stored")]
+    DiskFull,
+    /// The map needed to grow but readers held it past the wait. Fix: keep read transactions
+    /// short, then retry.
+    #[error("map full and {readers} read transactions stayed open past the wait")]
+    MapFullReadersBusy {
+        /// Read transactions open.
+        readers: usize,
+    },
+    /// The batch holds more events than the writer takes at once.
+    #[error("batch of {got} events exceeds the limit of {max}")]
+    BatchTooLarge {
+        /// Events given.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// A stored record failed to decode while updating it: the file is damaged.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// Any other LMDB or I/O error.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl WriteError {
+    pub(crate) fn from_heed(e: heed::Error) -> WriteError {
+        match &e {
+            heed::Error::Io(io) if io.raw_os_error() == Some(28) => WriteError::DiskFull,
+            heed::Error::Mdb(heed::MdbError::Other(28)) => WriteError::DiskFull,
+            heed::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => WriteError::DiskFull,
+            _ => WriteError::Storage(e.to_string()),
+        }
+    }
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A stored value does not decode: the file is damaged. Fix: run `xf verify`.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// LMDB error.
+    #[error("storage error: {0}")]
+    Storage(#[from] heed::Error),
+}
+
+/// Why a query was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// A filter list is longer than allowed.
+    #[error("filter field {field} has {got} values, more than {max}")]
+    FilterTooLarge {
+        /// The field.
+        field: &'static str,
+        /// Values given.
+        got: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The limit is above the maximum.
+    #[error("limit {got} exceeds the maximum of {max}")]
+    LimitTooLarge {
+        /// Limit asked.
+        got: usize,
+        /// Maximum.
+        max: usize,
+    },
+    /// `since` is after `until`.
+    #[error("since ({since}) is after until ({until})")]
+    EmptyRange {
+        /// Since.
+        since: u64,
+        /// Until.
+        until: u64,
+    },
+    /// Reading failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+impl From<heed::Error> for QueryError {
+    fn from(e: heed::Error) -> Self {
+        QueryError::Read(ReadError::Storage(e))
+    }
+}

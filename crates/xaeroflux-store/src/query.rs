@@ -1,0 +1,347 @@
+//! Filters, the query planner, and the feed and thread queries.
+//!
+//! A query picks one index by a fixed order of selectivity (ids, references, authors, topics,
+//! kinds, time), walks each of its keys newest first, merges the walks, and checks every
+//! candidate against the whole filter. The order mirrors what social workloads look like: an
+//! event has few replies, an author writes a small share of all events, a topic more, a kind
+//! is a large share of everything.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ops::Bound;
+
+use heed::types::Bytes;
+use heed::RoRevPrefix;
+use xaeroflux_event::{EventId, EventRef, Kind, PublicKey, Topic};
+
+use crate::error::{QueryError, ReadError};
+use crate::read::ReadTxn;
+use crate::tables::{kind_key, Pos, Table};
+
+/// Results returned when a filter names no limit.
+pub const QUERY_LIMIT_DEFAULT: usize = 500;
+/// Largest limit a query accepts.
+pub const QUERY_LIMIT_MAX: usize = 10_000;
+/// Most values one filter field may list.
+pub const FILTER_VALUES_MAX: usize = 10_000;
+
+/// Which events a query or subscription wants. Empty lists match everything; several fields
+/// must all match; within a list any value matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Event ids.
+    pub ids: Vec<EventId>,
+    /// Authors.
+    pub authors: Vec<PublicKey>,
+    /// Kinds.
+    pub kinds: Vec<Kind>,
+    /// Topics.
+    pub topics: Vec<Topic>,
+    /// Referenced events.
+    pub references: Vec<EventId>,
+    /// Oldest `created_at` included, ms.
+    pub since: Option<u64>,
+    /// Newest `created_at` included, ms.
+    pub until: Option<u64>,
+    /// Most results; [`QUERY_LIMIT_DEFAULT`] if unset.
+    pub limit: Option<usize>,
+}
+
+impl Filter {
+    /// Checks the bounds.
+    pub fn validate(&self) -> Result<(), QueryError> {
+        let lists = [
+            ("ids", self.ids.len()),
+            ("authors", self.authors.len()),
+            ("kinds", self.kinds.len()),
+            ("topics", self.topics.len()),
+            ("references", self.references.len()),
+        ];
+        for (field, got) in lists {
+            if got > FILTER_VALUES_MAX {
+                return Err(QueryError::FilterTooLarge { field, got, max: FILTER_VALUES_MAX });
+            }
+        }
+        if let Some(got) = self.limit.filter(|&l| l > QUERY_LIMIT_MAX) {
+            return Err(QueryError::LimitTooLarge { got, max: QUERY_LIMIT_MAX });
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if since > until {
+                return Err(QueryError::EmptyRange { since, until });
+            }
+        }
+        Ok(())
+    }
+
+    /// True if the event matches every field.
+    pub fn matches(&self, ev: &EventRef<'_>) -> bool {
+        let at = ev.created_at();
+        (self.ids.is_empty() || self.ids.contains(ev.id()))
+            && (self.authors.is_empty() || self.authors.contains(ev.author()))
+            && (self.kinds.is_empty() || self.kinds.contains(&ev.kind()))
+            && (self.topics.is_empty() || self.topics.contains(ev.topic()))
+            && (self.references.is_empty() || self.references.contains(ev.reference()))
+            && self.since.is_none_or(|s| at >= s)
+            && self.until.is_none_or(|u| at <= u)
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(QUERY_LIMIT_DEFAULT)
+    }
+}
+
+/// One event of a thread with its depth below the root (direct replies and reactions: 1).
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadEntry<'t> {
+    /// Depth below the root.
+    pub depth: u32,
+    /// The reply or reaction.
+    pub event: EventRef<'t>,
+}
+
+/// An event with the replies and reactions below it.
+#[derive(Debug, Clone)]
+pub struct Thread<'t> {
+    /// The root, if stored.
+    pub root: Option<EventRef<'t>>,
+    /// Replies and reactions in conversation order: depth first, oldest first among siblings.
+    pub entries: Vec<ThreadEntry<'t>>,
+    /// True if `limit` cut the thread short.
+    pub truncated: bool,
+}
+
+/// A newest-first walk of one key's positions in a duplicate-sorted index.
+struct KeyWalk<'t> {
+    iter: RoRevPrefix<'t, Bytes, Bytes>,
+}
+
+impl KeyWalk<'_> {
+    fn next_pos(&mut self) -> Result<Option<Pos>, ReadError> {
+        match self.iter.next() {
+            Some(item) => {
+                let (_, value) = item?;
+                Pos::decode(value).map(Some).ok_or_else(|| ReadError::Corrupt("index value is not a position".into()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Merges several newest-first walks into one newest-first stream of positions.
+struct Merge<'t> {
+    walks: Vec<KeyWalk<'t>>,
+    heap: BinaryHeap<(Pos, usize)>,
+    since: u64,
+    until: u64,
+}
+
+impl<'t> Merge<'t> {
+    fn new(walks: Vec<KeyWalk<'t>>, since: u64, until: u64) -> Result<Merge<'t>, ReadError> {
+        let mut merge = Merge { heap: BinaryHeap::with_capacity(walks.len()), walks, since, until };
+        for i in 0..merge.walks.len() {
+            merge.advance(i)?;
+        }
+        Ok(merge)
+    }
+
+    /// Pushes walk `i`'s next position inside `[since, until]`, skipping newer ones.
+    fn advance(&mut self, i: usize) -> Result<(), ReadError> {
+        while let Some(pos) = self.walks[i].next_pos()? {
+            if pos.created_at > self.until {
+                continue;
+            }
+            if pos.created_at >= self.since {
+                self.heap.push((pos, i));
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<Pos>, ReadError> {
+        let Some((pos, i)) = self.heap.pop() else { return Ok(None) };
+        self.advance(i)?;
+        Ok(Some(pos))
+    }
+}
+
+impl<'s> ReadTxn<'s> {
+    /// Events matching `filter`, newest first (ties by local arrival).
+    pub fn query(&self, filter: &Filter) -> Result<Vec<EventRef<'_>>, QueryError> {
+        filter.validate()?;
+        let limit = filter.limit();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if !filter.ids.is_empty() {
+            return self.query_ids(filter, limit);
+        }
+        let t = *self.tables();
+        let (table, keys): (Table, Vec<Vec<u8>>) = if !filter.references.is_empty() {
+            (t.by_ref, keys_of(filter.references.iter().map(|r| r.0.to_vec())))
+        } else if !filter.authors.is_empty() {
+            (t.by_author, keys_of(filter.authors.iter().map(|a| a.0.to_vec())))
+        } else if !filter.topics.is_empty() {
+            (t.by_topic, keys_of(filter.topics.iter().map(|x| x.0.to_vec())))
+        } else if !filter.kinds.is_empty() {
+            (t.by_kind, keys_of(filter.kinds.iter().map(|k| kind_key(k.0).to_vec())))
+        } else {
+            return self.query_time(filter, limit);
+        };
+        let mut walks = Vec::with_capacity(keys.len());
+        for key in &keys {
+            walks.push(KeyWalk { iter: table.rev_prefix_iter(&self.txn, key)? });
+        }
+        let mut merge = Merge::new(walks, filter.since.unwrap_or(0), filter.until.unwrap_or(u64::MAX))?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let Some(pos) = merge.next()? else { break };
+            let ev = self.at(pos)?;
+            if filter.matches(&ev) {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    fn at(&self, pos: Pos) -> Result<EventRef<'_>, ReadError> {
+        self.by_seq(pos.seq)?.ok_or_else(|| ReadError::Corrupt(format!("index points at missing event {}", pos.seq)))
+    }
+
+    fn query_ids(&self, filter: &Filter, limit: usize) -> Result<Vec<EventRef<'_>>, QueryError> {
+        let mut out = Vec::new();
+        let mut ids = filter.ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in &ids {
+            if let Some(ev) = self.get(id)? {
+                if filter.matches(&ev) {
+                    out.push(ev);
+                }
+            }
+        }
+        out.sort_by_key(|ev| Reverse((ev.created_at(), *ev.id())));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn query_time(&self, filter: &Filter, limit: usize) -> Result<Vec<EventRef<'_>>, QueryError> {
+        let low = Pos { created_at: filter.since.unwrap_or(0), seq: 0 }.encode();
+        let high = Pos { created_at: filter.until.unwrap_or(u64::MAX), seq: u64::MAX }.encode();
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.tables().by_time.rev_range(&self.txn, &(Bound::Included(&low[..]), Bound::Included(&high[..])))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = item?;
+            let pos = Pos::decode(key).ok_or_else(|| ReadError::Corrupt("by_time key is not a position".into()))?;
+            let ev = self.at(pos)?;
+            if filter.matches(&ev) {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest posts and replies of the authors `follower` follows.
+    pub fn feed(&self, follower: &PublicKey, limit: usize, until: Option<u64>) -> Result<Vec<EventRef<'_>>, QueryError> {
+        let follows = self.follows(follower)?;
+        self.feed_of(&follows, limit, until)
+    }
+
+    /// The newest posts and replies of these authors.
+    pub fn feed_of(&self, authors: &[PublicKey], limit: usize, until: Option<u64>) -> Result<Vec<EventRef<'_>>, QueryError> {
+        if authors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = Filter {
+            authors: authors.to_vec(),
+            kinds: vec![Kind::POST, Kind::REPLY],
+            until,
+            limit: Some(limit),
+            ..Filter::default()
+        };
+        self.query(&filter)
+    }
+
+    /// An event with its replies and reactions, down to any depth, at most `limit` entries.
+    /// Walks with an explicit stack: no recursion on stored data.
+    pub fn thread(&self, root: &EventId, limit: usize) -> Result<Thread<'_>, QueryError> {
+        let root_event = self.get(root)?;
+        let mut entries = Vec::new();
+        let mut truncated = false;
+        // (depth, id) of events whose children are still to list; children pushed newest first
+        // so that the oldest is popped first.
+        let mut stack = vec![(0u32, *root)];
+        'walk: while let Some((depth, parent)) = stack.pop() {
+            let children = self.children(&parent)?;
+            let mut replies = Vec::new();
+            for child in children {
+                if entries.len() >= limit {
+                    truncated = true;
+                    break 'walk;
+                }
+                entries.push(ThreadEntry { depth: depth + 1, event: child });
+                if child.kind() == Kind::REPLY {
+                    replies.push(*child.id());
+                }
+            }
+            // Depth-first: a reply's subtree comes before its next sibling is expanded.
+            for id in replies.into_iter().rev() {
+                stack.push((depth + 1, id));
+            }
+        }
+        if !truncated {
+            order_depth_first(&mut entries);
+        }
+        Ok(Thread { root: root_event, entries, truncated })
+    }
+
+    /// Replies and reactions referencing `parent`, oldest first.
+    fn children(&self, parent: &EventId) -> Result<Vec<EventRef<'_>>, QueryError> {
+        let mut out = Vec::new();
+        if let Some(iter) = self.tables().by_ref.get_duplicates(&self.txn, &parent.0)? {
+            for item in iter {
+                let (_, value) = item?;
+                let pos = Pos::decode(value).ok_or_else(|| ReadError::Corrupt("by_ref value is not a position".into()))?;
+                let ev = self.at(pos)?;
+                if ev.kind() == Kind::REPLY || ev.kind() == Kind::REACTION {
+                    out.push(ev);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Rearranges entries gathered level by level into conversation order: each entry followed by
+/// its own subtree. Iterative, bounded by the entries already gathered.
+fn order_depth_first(entries: &mut Vec<ThreadEntry<'_>>) {
+    use std::collections::HashMap;
+    let mut children: HashMap<EventId, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.depth == 1 {
+            roots.push(i);
+        } else {
+            children.entry(*e.event.reference()).or_default().push(i);
+        }
+    }
+    let mut order = Vec::with_capacity(entries.len());
+    let mut stack: Vec<usize> = roots.into_iter().rev().collect();
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        if let Some(kids) = children.get(entries[i].event.id()) {
+            stack.extend(kids.iter().rev());
+        }
+    }
+    let old = std::mem::take(entries);
+    entries.extend(order.into_iter().map(|i| old[i]));
+}
+
+fn keys_of(keys: impl Iterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = keys.collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}

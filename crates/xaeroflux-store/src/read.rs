@@ -1,0 +1,173 @@
+//! Read transactions and zero-copy point reads.
+
+use std::ops::Bound;
+
+use heed::RoTxn;
+use heed::WithoutTls;
+use xaeroflux_event::{ArchivedFollowList, EventId, EventRef, Kind, PublicKey};
+
+use crate::env::Shared;
+use crate::error::ReadError;
+use crate::tables::{decode_seq, latest_key, seq_key, Tables, NAMES};
+
+/// A consistent snapshot of the store. Views it returns live as long as it does.
+pub struct ReadTxn<'s> {
+    // Dropped before `_gate`, so the gate counts only live transactions.
+    pub(crate) txn: RoTxn<'s, WithoutTls>,
+    pub(crate) shared: &'s Shared,
+    _gate: GateGuard<'s>,
+}
+
+struct GateGuard<'s>(&'s Shared);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.gate.leave();
+    }
+}
+
+/// Size and entry count of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStats {
+    /// Table name.
+    pub name: &'static str,
+    /// Entries (for duplicate-sorted tables, every value).
+    pub entries: u64,
+    /// Bytes in the table's pages.
+    pub bytes: u64,
+    /// B-tree depth.
+    pub depth: u32,
+}
+
+/// Store-wide figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Events stored.
+    pub events: u64,
+    /// Sum of the stored events' encoded sizes.
+    pub event_bytes: u64,
+    /// Bytes of the data file in use (pages up to the last used one).
+    pub used_bytes: u64,
+    /// Size of the data file on disk.
+    pub file_bytes: u64,
+    /// Size of the memory map.
+    pub map_bytes: u64,
+    /// Next local sequence number.
+    pub next_seq: u64,
+    /// Per-table figures.
+    pub tables: Vec<TableStats>,
+}
+
+impl<'s> ReadTxn<'s> {
+    pub(crate) fn begin(shared: &'s Shared) -> Result<ReadTxn<'s>, ReadError> {
+        shared.gate.enter();
+        let gate = GateGuard(shared);
+        let txn = shared.env.read_txn()?;
+        Ok(ReadTxn { txn, shared, _gate: gate })
+    }
+
+    pub(crate) fn tables(&self) -> &Tables {
+        &self.shared.tables
+    }
+
+    /// The event with this id, viewed in place.
+    pub fn get(&self, id: &EventId) -> Result<Option<EventRef<'_>>, ReadError> {
+        match self.tables().ids.get(&self.txn, &id.0)? {
+            Some(seq) => {
+                let seq = decode_seq(seq).ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into()))?;
+                let event = self.by_seq(seq)?.ok_or_else(|| ReadError::Corrupt(format!("id {id} points at no event")))?;
+                Ok(Some(event))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// True if the event is stored.
+    pub fn contains(&self, id: &EventId) -> Result<bool, ReadError> {
+        Ok(self.tables().ids.get(&self.txn, &id.0)?.is_some())
+    }
+
+    /// The event at this local sequence number.
+    pub fn by_seq(&self, seq: u64) -> Result<Option<EventRef<'_>>, ReadError> {
+        match self.tables().events.get(&self.txn, &seq_key(seq))? {
+            Some(bytes) => Ok(Some(decode_stored(bytes, seq)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Events stored after local sequence number `after`, oldest first, at most `limit`.
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, EventRef<'_>)>, ReadError> {
+        let start = seq_key(after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in self.tables().events.range(&self.txn, &(Bound::Included(&start[..]), Bound::Unbounded))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let seq = decode_seq(k).ok_or_else(|| ReadError::Corrupt("events key is not a seq".into()))?;
+            out.push((seq, decode_stored(v, seq)?));
+        }
+        Ok(out)
+    }
+
+    /// True if `author` deleted the event `id`.
+    pub fn is_deleted(&self, id: &EventId, author: &PublicKey) -> Result<bool, ReadError> {
+        let key = crate::tables::tombstone_key(&id.0, &author.0);
+        Ok(self.tables().tombstones.get(&self.txn, &key)?.is_some())
+    }
+
+    /// The newest replaceable event (profile, follow list) of an author.
+    pub fn latest(&self, author: &PublicKey, kind: Kind) -> Result<Option<EventRef<'_>>, ReadError> {
+        match self.tables().latest.get(&self.txn, &latest_key(&author.0, kind.0))? {
+            Some(seq) => {
+                let seq = decode_seq(seq).ok_or_else(|| ReadError::Corrupt("latest value is not a seq".into()))?;
+                self.by_seq(seq)?.map(Some).ok_or_else(|| ReadError::Corrupt("latest points at no event".into()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The authors `follower` follows, from their newest follow list.
+    pub fn follows(&self, follower: &PublicKey) -> Result<Vec<PublicKey>, ReadError> {
+        let Some(list) = self.latest(follower, Kind::FOLLOW_LIST)? else { return Ok(Vec::new()) };
+        let archived = list
+            .payload_as::<ArchivedFollowList>()
+            .map_err(|e| ReadError::Corrupt(format!("stored follow list: {e}")))?;
+        Ok(archived.follows.iter().map(|k| PublicKey(*k)).collect())
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<Stats, ReadError> {
+        let t = self.tables();
+        let mut tables = Vec::with_capacity(NAMES.len());
+        for (name, table) in t.all() {
+            let s = table.stat(&self.txn)?;
+            let pages = (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64;
+            tables.push(TableStats { name, entries: s.entries as u64, bytes: pages * u64::from(s.page_size), depth: s.depth });
+        }
+        let mut event_bytes = 0u64;
+        for item in t.events.iter(&self.txn)? {
+            event_bytes += item?.1.len() as u64;
+        }
+        let info = self.shared.env.info();
+        let page = crate::env::page_size() as u64;
+        let next_seq = t
+            .meta
+            .get(&self.txn, crate::tables::META_NEXT_SEQ)?
+            .and_then(decode_seq)
+            .ok_or_else(|| ReadError::Corrupt("meta next_seq missing".into()))?;
+        Ok(Stats {
+            events: t.events.len(&self.txn)?,
+            event_bytes,
+            used_bytes: (info.last_page_number as u64 + 1) * page,
+            file_bytes: std::fs::metadata(crate::data_file(&self.shared.path)).map(|m| m.len()).unwrap_or(0),
+            map_bytes: info.map_size as u64,
+            next_seq,
+            tables,
+        })
+    }
+}
+
+pub(crate) fn decode_stored(bytes: &[u8], seq: u64) -> Result<EventRef<'_>, ReadError> {
+    EventRef::decode(bytes).map_err(|e| ReadError::Corrupt(format!("event {seq}: {e}")))
+}

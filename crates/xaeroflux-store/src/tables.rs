@@ -1,0 +1,142 @@
+//! The named LMDB databases and their key encodings. Keys are big-endian so that byte order is
+//! sort order. `docs/format.md` documents each table.
+
+use heed::types::Bytes;
+use heed::Database;
+
+/// A table with raw byte keys and values.
+pub(crate) type Table = Database<'static, Bytes, Bytes>;
+
+/// Store format written by this build.
+pub(crate) const STORE_FORMAT: u32 = 1;
+/// Value of `meta["magic"]`: the mark that a directory is ours.
+pub(crate) const MAGIC: &[u8] = b"xaeroflux-store";
+pub(crate) const META_MAGIC: &[u8] = b"magic";
+pub(crate) const META_FORMAT: &[u8] = b"format";
+pub(crate) const META_NEXT_SEQ: &[u8] = b"next_seq";
+
+/// Names of the tables, in the order of [`Tables::all`].
+pub(crate) const NAMES: [&str; 10] =
+    ["events", "ids", "by_time", "by_author", "by_kind", "by_topic", "by_ref", "tombstones", "latest", "meta"];
+
+/// The tables that are DUPSORT|DUPFIXED with 16-byte [`Pos`] values.
+pub(crate) const DUP_TABLES: [&str; 4] = ["by_author", "by_kind", "by_topic", "by_ref"];
+
+#[derive(Clone, Copy)]
+pub(crate) struct Tables {
+    /// seq (u64 BE) → encoded event. Appended: this is also the local changes log.
+    pub events: Table,
+    /// id (32) → seq (u64 BE).
+    pub ids: Table,
+    /// Pos (created_at BE ‖ seq BE) → empty.
+    pub by_time: Table,
+    /// author (32) → Pos, sorted duplicates.
+    pub by_author: Table,
+    /// kind (u32 BE) → Pos, sorted duplicates.
+    pub by_kind: Table,
+    /// topic (32) → Pos, non-zero topics only.
+    pub by_topic: Table,
+    /// reference (32) → Pos, non-zero references only.
+    pub by_ref: Table,
+    /// target id (32) ‖ author (32) → empty: a deletion by that author.
+    pub tombstones: Table,
+    /// author (32) ‖ kind (u32 BE) → seq of the newest replaceable event.
+    pub latest: Table,
+    /// Store-wide settings.
+    pub meta: Table,
+}
+
+impl Tables {
+    pub(crate) fn from_array(t: [Table; 10]) -> Tables {
+        let [events, ids, by_time, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta] = t;
+        Tables { events, ids, by_time, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta }
+    }
+
+    pub(crate) fn all(&self) -> [(&'static str, Table); 10] {
+        let t = [
+            self.events,
+            self.ids,
+            self.by_time,
+            self.by_author,
+            self.by_kind,
+            self.by_topic,
+            self.by_ref,
+            self.tombstones,
+            self.latest,
+            self.meta,
+        ];
+        let mut i = 0;
+        t.map(|table| {
+            let name = NAMES[i];
+            i += 1;
+            (name, table)
+        })
+    }
+}
+
+/// The sort position of an event: `(created_at, seq)`, 16 bytes big-endian.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) struct Pos {
+    pub created_at: u64,
+    pub seq: u64,
+}
+
+pub(crate) const POS_BYTES: usize = 16;
+
+impl Pos {
+    pub(crate) fn encode(self) -> [u8; POS_BYTES] {
+        let mut out = [0u8; POS_BYTES];
+        out[..8].copy_from_slice(&self.created_at.to_be_bytes());
+        out[8..].copy_from_slice(&self.seq.to_be_bytes());
+        out
+    }
+
+    /// `None` if the value is not 16 bytes (a damaged file).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Pos> {
+        let bytes: &[u8; POS_BYTES] = bytes.try_into().ok()?;
+        Some(Pos {
+            created_at: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+            seq: u64::from_be_bytes(bytes[8..].try_into().ok()?),
+        })
+    }
+}
+
+pub(crate) fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub(crate) fn decode_seq(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+pub(crate) fn kind_key(kind: u32) -> [u8; 4] {
+    kind.to_be_bytes()
+}
+
+pub(crate) fn latest_key(author: &[u8; 32], kind: u32) -> [u8; 36] {
+    let mut out = [0u8; 36];
+    out[..32].copy_from_slice(author);
+    out[32..].copy_from_slice(&kind.to_be_bytes());
+    out
+}
+
+pub(crate) fn tombstone_key(target: &[u8; 32], author: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(target);
+    out[32..].copy_from_slice(author);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_orders_by_time_then_seq() {
+        let a = Pos { created_at: 5, seq: 900 };
+        let b = Pos { created_at: 6, seq: 1 };
+        assert!(a.encode() < b.encode());
+        assert_eq!(Pos::decode(&a.encode()), Some(a));
+        assert_eq!(Pos::decode(&[0; 15]), None);
+    }
+}

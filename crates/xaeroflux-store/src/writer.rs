@@ -1,0 +1,372 @@
+//! The single writer: a thread that folds queued batches into one transaction each turn
+//! (group commit), commits, and only then acknowledges.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use heed::{PutFlags, RwTxn};
+use xaeroflux_event::{EventId, EventRef, Header, Kind, VerifiedEvent};
+
+use crate::env::{self, Shared};
+use crate::error::{OpenError, WriteError};
+use crate::tables::{self, decode_seq, kind_key, latest_key, seq_key, tombstone_key, Pos, Tables};
+use crate::StoreOptions;
+
+/// How hard a batch insists on reaching the disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// fsync before the acknowledgement (the default).
+    Durable,
+    /// Acknowledge after commit without fsync: survives a process crash, not a power loss.
+    Relaxed,
+}
+
+/// What happened to one submitted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Newly stored at this local sequence number.
+    Stored {
+        /// Local sequence number (position in the changes log).
+        seq: u64,
+    },
+    /// Already stored; nothing changed.
+    Duplicate,
+    /// Its author deleted it earlier; it stays dropped.
+    Deleted,
+    /// A newer replaceable event (profile, follow list) of the same author is stored.
+    Superseded,
+}
+
+/// A pending write; [`Ticket::wait`] blocks until the batch is stored.
+#[must_use = "a write is acknowledged only through its ticket"]
+pub struct Ticket {
+    rx: Receiver<Result<Vec<Outcome>, WriteError>>,
+}
+
+impl Ticket {
+    /// Waits for the batch's transaction to commit (and reach the disk, if durable).
+    pub fn wait(self) -> Result<Vec<Outcome>, WriteError> {
+        self.rx.recv().unwrap_or(Err(WriteError::Closed))
+    }
+}
+
+struct Command {
+    events: Vec<VerifiedEvent>,
+    durability: Durability,
+    ack: Sender<Result<Vec<Outcome>, WriteError>>,
+}
+
+pub(crate) struct Handle {
+    pub shared: Arc<Shared>,
+    tx: Option<Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+    batch_events_max: usize,
+}
+
+impl Handle {
+    pub(crate) fn start(shared: Arc<Shared>, options: &StoreOptions) -> Result<Handle, OpenError> {
+        let batch_events_max = options.batch_events_max.max(1);
+        if shared.read_only {
+            return Ok(Handle { shared, tx: None, thread: None, batch_events_max });
+        }
+        let (tx, rx) = bounded(options.queue_batches_max.max(1));
+        let mut writer = Writer::new(shared.clone(), options).map_err(|e| match e {
+            WriteError::Storage(msg) | WriteError::Corrupt(msg) => OpenError::NotOurs {
+                path: shared.path.clone(),
+                reason: format!("cannot read the store's state: {msg}"),
+            },
+            other => OpenError::Io { path: shared.path.clone(), source: std::io::Error::other(other.to_string()) },
+        })?;
+        let thread = std::thread::Builder::new()
+            .name("xaeroflux-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(OpenError::Thread)?;
+        Ok(Handle { shared, tx: Some(tx), thread: Some(thread), batch_events_max })
+    }
+
+    pub(crate) fn submit(&self, events: Vec<VerifiedEvent>, durability: Durability) -> Result<Ticket, WriteError> {
+        let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
+        if events.len() > self.batch_events_max {
+            return Err(WriteError::BatchTooLarge { got: events.len(), max: self.batch_events_max });
+        }
+        let (ack, rx) = bounded(1);
+        tx.send(Command { events, durability, ack }).map_err(|_| WriteError::Closed)?;
+        Ok(Ticket { rx })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued and exit.
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    /// Largest key in `by_time`, so in-order events are appended without a search.
+    time_last: [u8; tables::POS_BYTES],
+    relaxed: bool,
+    batch_events_max: usize,
+    resize_wait: Duration,
+}
+
+/// A failure inside a write transaction.
+enum Fail {
+    MapFull,
+    Other(WriteError),
+}
+
+impl From<heed::Error> for Fail {
+    fn from(e: heed::Error) -> Fail {
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => Fail::MapFull,
+            other => Fail::Other(WriteError::from_heed(other)),
+        }
+    }
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, options: &StoreOptions) -> Result<Writer, WriteError> {
+        let rtxn = shared.env.read_txn().map_err(WriteError::from_heed)?;
+        let t = shared.tables;
+        let next_seq = t
+            .meta
+            .get(&rtxn, tables::META_NEXT_SEQ)
+            .map_err(WriteError::from_heed)?
+            .and_then(decode_seq)
+            .ok_or_else(|| WriteError::Corrupt("meta next_seq missing".into()))?;
+        let last_event = t.events.last(&rtxn).map_err(WriteError::from_heed)?;
+        if let Some((k, _)) = last_event {
+            let last = decode_seq(k).ok_or_else(|| WriteError::Corrupt("bad events key".into()))?;
+            if last >= next_seq {
+                return Err(WriteError::Corrupt(format!("next_seq {next_seq} not above last event {last}")));
+            }
+        }
+        let mut time_last = [0u8; tables::POS_BYTES];
+        if let Some((k, _)) = t.by_time.last(&rtxn).map_err(WriteError::from_heed)? {
+            time_last = k.try_into().map_err(|_| WriteError::Corrupt("bad by_time key".into()))?;
+        }
+        drop(rtxn);
+        env::set_relaxed(&shared.env, false).map_err(WriteError::from_heed)?;
+        Ok(Writer {
+            shared,
+            next_seq,
+            time_last,
+            relaxed: false,
+            batch_events_max: options.batch_events_max.max(1),
+            resize_wait: Duration::from_millis(options.resize_wait_ms),
+        })
+    }
+
+    fn run(&mut self, rx: Receiver<Command>) {
+        while let Ok(first) = rx.recv() {
+            let mut events = first.events.len();
+            let mut group = vec![first];
+            while events < self.batch_events_max {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        events += cmd.events.len();
+                        group.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            match self.commit_group(&group) {
+                Ok((outcomes, stored)) => {
+                    self.shared.subscribers.publish(&stored);
+                    for (cmd, out) in group.iter().zip(outcomes) {
+                        let _ = cmd.ack.send(Ok(out));
+                    }
+                }
+                Err(e) => {
+                    for cmd in &group {
+                        let _ = cmd.ack.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes every command of the group in one transaction, growing the map and retrying if
+    /// LMDB runs out of map. Returns outcomes per command and the newly stored events.
+    #[allow(clippy::type_complexity)]
+    fn commit_group<'g>(
+        &mut self,
+        group: &'g [Command],
+    ) -> Result<(Vec<Vec<Outcome>>, Vec<(u64, &'g VerifiedEvent)>), WriteError> {
+        let relaxed = group.iter().all(|c| c.durability == Durability::Relaxed);
+        if relaxed != self.relaxed {
+            env::set_relaxed(&self.shared.env, relaxed).map_err(WriteError::from_heed)?;
+            self.relaxed = relaxed;
+        }
+        loop {
+            match self.try_commit(group) {
+                Ok(done) => return Ok(done),
+                Err(Fail::MapFull) => {
+                    env::grow_map(&self.shared, self.resize_wait)?;
+                }
+                Err(Fail::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn try_commit<'g>(
+        &mut self,
+        group: &'g [Command],
+    ) -> Result<(Vec<Vec<Outcome>>, Vec<(u64, &'g VerifiedEvent)>), Fail> {
+        let t = self.shared.tables;
+        let mut txn = self.shared.env.write_txn()?;
+        let mut seq = self.next_seq;
+        let mut time_last = self.time_last;
+        let mut all = Vec::with_capacity(group.len());
+        let mut stored = Vec::new();
+        for cmd in group {
+            let mut outcomes = Vec::with_capacity(cmd.events.len());
+            for event in &cmd.events {
+                let mut apply = Apply { t: &t, txn: &mut txn, time_last: &mut time_last };
+                let outcome = apply.event(event.as_ref(), seq)?;
+                if let Outcome::Stored { seq: s } = outcome {
+                    stored.push((s, event));
+                    seq += 1;
+                }
+                outcomes.push(outcome);
+            }
+            all.push(outcomes);
+        }
+        t.meta.put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
+        txn.commit()?;
+        self.next_seq = seq;
+        self.time_last = time_last;
+        Ok((all, stored))
+    }
+}
+
+/// The fields of a stored event needed to remove it, copied out of the map.
+struct StoredHeader {
+    id: EventId,
+    header: Header,
+}
+
+struct Apply<'a, 'e> {
+    t: &'a Tables,
+    txn: &'a mut RwTxn<'e>,
+    time_last: &'a mut [u8; tables::POS_BYTES],
+}
+
+impl Apply<'_, '_> {
+    fn event(&mut self, ev: EventRef<'_>, seq: u64) -> Result<Outcome, Fail> {
+        let t = self.t;
+        let id = ev.id();
+        let author = ev.author();
+        if t.ids.get(self.txn, &id.0)?.is_some() {
+            return Ok(Outcome::Duplicate);
+        }
+        if t.tombstones.get(self.txn, &tombstone_key(&id.0, &author.0))?.is_some() {
+            return Ok(Outcome::Deleted);
+        }
+        let kind = ev.kind();
+        if kind.is_replaceable() {
+            let key = latest_key(&author.0, kind.0);
+            if let Some(old_seq) = t.latest.get(self.txn, &key)?.map(decode_seq) {
+                let old_seq = old_seq.ok_or_else(|| corrupt("latest value is not a seq"))?;
+                let old = self.load(old_seq)?;
+                if (old.header.created_at(), old.id) > (ev.created_at(), *id) {
+                    return Ok(Outcome::Superseded);
+                }
+                self.remove(old_seq, &old)?;
+            }
+            t.latest.put(self.txn, &key, &seq_key(seq))?;
+        }
+        if kind == Kind::DELETION {
+            self.delete_target(ev)?;
+        }
+        self.insert(ev, seq)?;
+        Ok(Outcome::Stored { seq })
+    }
+
+    /// Records the tombstone and drops the target if it is stored and has the same author.
+    fn delete_target(&mut self, deletion: EventRef<'_>) -> Result<(), Fail> {
+        let t = self.t;
+        let target = deletion.reference();
+        let author = deletion.author();
+        t.tombstones.put(self.txn, &tombstone_key(&target.0, &author.0), &[])?;
+        let Some(target_seq) = t.ids.get(self.txn, &target.0)? else { return Ok(()) };
+        let target_seq = decode_seq(target_seq).ok_or_else(|| corrupt("ids value is not a seq"))?;
+        let old = self.load(target_seq)?;
+        // Deletions themselves are not deletable: that would let an event come back.
+        if old.header.author() != author || old.header.kind() == Kind::DELETION {
+            return Ok(());
+        }
+        if old.header.kind().is_replaceable() {
+            let key = latest_key(&author.0, old.header.kind().0);
+            if t.latest.get(self.txn, &key)?.and_then(decode_seq) == Some(target_seq) {
+                t.latest.delete(self.txn, &key)?;
+            }
+        }
+        self.remove(target_seq, &old)
+    }
+
+    fn load(&self, seq: u64) -> Result<StoredHeader, Fail> {
+        let bytes = self.t.events.get(self.txn, &seq_key(seq))?.ok_or_else(|| corrupt("index points at no event"))?;
+        let ev = EventRef::decode(bytes).map_err(|e| corrupt(&format!("event {seq}: {e}")))?;
+        Ok(StoredHeader { id: *ev.id(), header: *ev.header() })
+    }
+
+    fn insert(&mut self, ev: EventRef<'_>, seq: u64) -> Result<(), Fail> {
+        let t = self.t;
+        let key = seq_key(seq);
+        t.events.put_with_flags(self.txn, PutFlags::APPEND, &key, ev.as_bytes())?;
+        t.ids.put(self.txn, &ev.id().0, &key)?;
+        let pos = Pos { created_at: ev.created_at(), seq }.encode();
+        if pos > *self.time_last {
+            t.by_time.put_with_flags(self.txn, PutFlags::APPEND, &pos, &[])?;
+            *self.time_last = pos;
+        } else {
+            t.by_time.put(self.txn, &pos, &[])?;
+        }
+        t.by_author.put(self.txn, &ev.author().0, &pos)?;
+        t.by_kind.put(self.txn, &kind_key(ev.kind().0), &pos)?;
+        if !ev.topic().is_zero() {
+            t.by_topic.put(self.txn, &ev.topic().0, &pos)?;
+        }
+        if !ev.reference().is_zero() {
+            t.by_ref.put(self.txn, &ev.reference().0, &pos)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, seq: u64, old: &StoredHeader) -> Result<(), Fail> {
+        let t = self.t;
+        let h = &old.header;
+        let pos = Pos { created_at: h.created_at(), seq }.encode();
+        let mut gone = t.events.delete(self.txn, &seq_key(seq))?;
+        gone &= t.ids.delete(self.txn, &old.id.0)?;
+        gone &= t.by_time.delete(self.txn, &pos)?;
+        gone &= t.by_author.delete_one_duplicate(self.txn, &h.author, &pos)?;
+        gone &= t.by_kind.delete_one_duplicate(self.txn, &kind_key(h.kind().0), &pos)?;
+        if !h.topic().is_zero() {
+            gone &= t.by_topic.delete_one_duplicate(self.txn, &h.topic, &pos)?;
+        }
+        if !h.reference().is_zero() {
+            gone &= t.by_ref.delete_one_duplicate(self.txn, &h.reference, &pos)?;
+        }
+        if !gone {
+            return Err(corrupt(&format!("event {seq} was missing from an index on removal")));
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str) -> Fail {
+    Fail::Other(WriteError::Corrupt(what.to_owned()))
+}
