@@ -6,7 +6,8 @@ use crate::event::{encode, VerifiedEvent};
 use crate::header::Header;
 use crate::keys::{EventId, PublicKey, Topic};
 use crate::payload::{encode_payload, Deletion, FollowList, Note, Profile, Reaction};
-use crate::{event_id, Kind};
+use crate::verify::check_unsigned;
+use crate::{event_id, Kind, Limits, VerifyError};
 
 /// Why an identity could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,17 @@ impl Identity {
         self.public
     }
 
-    /// Signs a draft. The result is verified by construction.
+    /// Signs a draft and checks the result against `limits` (sizes, kind rules, payload
+    /// archive, clock skew) — everything but the signature, which is right by construction.
+    /// Use this for drafts built from user input.
+    pub fn sign_checked(&self, draft: &Draft, limits: &Limits) -> Result<VerifiedEvent, VerifyError> {
+        let event = self.sign(draft);
+        check_unsigned(event.as_bytes(), limits)?;
+        Ok(event)
+    }
+
+    /// Signs a draft without checking its bounds: the caller vouches that the draft is
+    /// well-formed (a generator, a test). See [`Identity::sign_checked`].
     pub fn sign(&self, draft: &Draft) -> VerifiedEvent {
         let header = Header::new(
             draft.kind,

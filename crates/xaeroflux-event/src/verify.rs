@@ -170,6 +170,11 @@ fn check_all_but_signature<'a>(
     Ok((event, key))
 }
 
+/// Every check but the signature, for events this process just signed.
+pub(crate) fn check_unsigned(bytes: &[u8], limits: &Limits) -> Result<(), VerifyError> {
+    check_all_but_signature(bytes, limits, &mut HashMap::new()).map(drop)
+}
+
 /// Decompressed keys kept per batch, so a prolific author is decompressed once.
 const KEY_CACHE_MAX: usize = 4096;
 

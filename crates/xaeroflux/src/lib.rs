@@ -1,1 +1,31 @@
+//! Xaeroflux: an embeddable storage-and-sync engine for peer-to-peer social software.
+//!
+//! ```no_run
+//! use xaeroflux::{Node, Draft};
+//! let node = Node::builder().data_dir("/tmp/xf-example").open()?;
+//! let id = node.post("hello", None, None)?.id;
+//! let read = node.store().read()?;
+//! assert!(read.get(&id)?.is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Threads: the store's single writer thread; verification borrows the caller's thread plus
+//! scoped helpers for the length of a batch. Nothing else runs in the background.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+mod identity;
+mod ingest;
+mod node;
+mod portable;
+
+pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
+pub use ingest::{IngestError, IngestReport, Rejected};
+pub use node::{now_ms, Node, NodeBuilder, NodeError, Published};
+pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
+pub use xaeroflux_event::{
+    Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, VerifyError,
+};
+pub use xaeroflux_store::{
+    Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions, WriteError,
+};

@@ -1,0 +1,88 @@
+//! The identity file: the author's 32-byte ed25519 seed, readable by its owner only.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use xaeroflux_event::Identity;
+
+/// File name of the identity inside a data directory.
+pub const IDENTITY_FILE: &str = "identity.key";
+
+/// Why the identity file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityFileError {
+    /// The file is not 32 bytes. Fix: restore it from a backup; it cannot be repaired.
+    #[error("{path} is not an identity file ({got} bytes, 32 expected)")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        got: usize,
+    },
+    /// Reading or writing failed.
+    #[error("identity file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No randomness for a new key.
+    #[error(transparent)]
+    Entropy(#[from] xaeroflux_event::IdentityError),
+}
+
+/// Loads the identity at `path`, or creates one there (mode 0600) if there is none.
+/// Returns the identity and whether it was created.
+pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), IdentityFileError> {
+    let io = |source| IdentityFileError::Io { path: path.to_owned(), source };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| IdentityFileError::Malformed { path: path.to_owned(), got: bytes.len() })?;
+            Ok((Identity::from_seed(&seed), false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let identity = Identity::generate()?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(path).map_err(io)?;
+            file.write_all(&identity.seed()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok((identity, true))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_once_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(IDENTITY_FILE);
+        let (a, created) = load_or_create_identity(&path).unwrap();
+        assert!(created);
+        let (b, created) = load_or_create_identity(&path).unwrap();
+        assert!(!created);
+        assert_eq!(a.public_key(), b.public_key());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(load_or_create_identity(&path), Err(IdentityFileError::Malformed { got: 5, .. })));
+    }
+}

@@ -1,0 +1,159 @@
+//! Ingest of events from outside: verify in parallel, store in pipelined batches.
+
+use std::collections::VecDeque;
+
+use xaeroflux_event::{verify_batch_parallel, Limits, VerifyError};
+use xaeroflux_store::{Durability, Outcome, Ticket, WriteError};
+
+use crate::node::{now_ms, Node};
+use crate::portable::ImportError;
+
+/// A rejected event: its position in the input and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Position in the input, from 0.
+    pub index: u64,
+    /// The reason.
+    pub error: VerifyError,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Events read.
+    pub seen: u64,
+    /// Newly stored.
+    pub stored: u64,
+    /// Already present.
+    pub duplicates: u64,
+    /// Deleted earlier by their author.
+    pub deleted: u64,
+    /// Older than the author's stored replaceable event.
+    pub superseded: u64,
+    /// Events that failed verification (first [`IngestReport::REJECTED_SHOWN`] kept).
+    pub rejected: Vec<Rejected>,
+    /// All rejections.
+    pub rejected_total: u64,
+}
+
+impl IngestReport {
+    /// Rejections kept in the report; the rest are counted.
+    pub const REJECTED_SHOWN: usize = 100;
+
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Stored { .. } => self.stored += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Deleted => self.deleted += 1,
+            Outcome::Superseded => self.superseded += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Why an ingest stopped. Every batch acknowledged before the error is stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// Storing failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The input could not be read.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+}
+
+/// Batches waiting for the writer while the next one is verified.
+const IN_FLIGHT_MAX: usize = 2;
+
+impl Node {
+    /// Verifies and stores a stream of encoded events in batches of `batch` (bounded memory:
+    /// at most `IN_FLIGHT_MAX + 1` batches held). `progress` is called after each durable batch
+    /// with the report so far. Bad events are rejected and counted; the rest are stored.
+    pub fn ingest_stream<I, F>(&self, events: I, batch: usize, mut progress: F) -> Result<IngestReport, IngestError>
+    where
+        I: IntoIterator<Item = Result<Vec<u8>, ImportError>>,
+        F: FnMut(&IngestReport),
+    {
+        let batch = batch.max(1);
+        let mut report = IngestReport::default();
+        let mut in_flight: VecDeque<Ticket> = VecDeque::new();
+        let mut events = events.into_iter();
+        let mut failure = None;
+        loop {
+            let mut chunk = Vec::with_capacity(batch);
+            for item in events.by_ref() {
+                match item {
+                    Ok(bytes) => chunk.push(bytes),
+                    Err(e) => {
+                        failure = Some(IngestError::Import(e));
+                        break;
+                    }
+                }
+                if chunk.len() == batch {
+                    break;
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let last = chunk.len() < batch || failure.is_some();
+            let verified = self.verify_chunk(chunk, &mut report);
+            if !verified.is_empty() {
+                in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
+            }
+            while in_flight.len() > IN_FLIGHT_MAX || (last && !in_flight.is_empty()) {
+                let outcomes = in_flight.pop_front().expect("non-empty").wait()?;
+                outcomes.into_iter().for_each(|o| report.count(o));
+                progress(&report);
+            }
+            if last {
+                break;
+            }
+        }
+        while let Some(ticket) = in_flight.pop_front() {
+            ticket.wait()?.into_iter().for_each(|o| report.count(o));
+            progress(&report);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Verifies and durably stores one batch; returns per-event results in order.
+    pub fn ingest(&self, events: Vec<Vec<u8>>) -> Result<Vec<Result<Outcome, VerifyError>>, WriteError> {
+        let results = verify_batch_parallel(events, &Limits::at(now_ms()), self.verify_threads);
+        let mut good = Vec::with_capacity(results.len());
+        let mut slots = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(ev) => {
+                    slots.push(Ok(good.len()));
+                    good.push(ev);
+                }
+                Err(e) => slots.push(Err(e)),
+            }
+        }
+        let outcomes = if good.is_empty() { Vec::new() } else { self.store().ingest(good)? };
+        Ok(slots.into_iter().map(|s| s.map(|i| outcomes[i])).collect())
+    }
+
+    fn verify_chunk(&self, chunk: Vec<Vec<u8>>, report: &mut IngestReport) -> Vec<xaeroflux_event::VerifiedEvent> {
+        let base = report.seen;
+        report.seen += chunk.len() as u64;
+        let mut good = Vec::with_capacity(chunk.len());
+        for (i, r) in verify_batch_parallel(chunk, &Limits::at(now_ms()), self.verify_threads).into_iter().enumerate() {
+            match r {
+                Ok(ev) => good.push(ev),
+                Err(error) => {
+                    report.rejected_total += 1;
+                    if report.rejected.len() < IngestReport::REJECTED_SHOWN {
+                        report.rejected.push(Rejected { index: base + i as u64, error });
+                    }
+                }
+            }
+        }
+        good
+    }
+}

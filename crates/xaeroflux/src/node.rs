@@ -1,0 +1,213 @@
+//! The node: a store, an identity, and the operations an app calls.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use xaeroflux_event::{Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, VerifyError};
+use xaeroflux_store::{OpenError, Outcome, QueryError, ReadError, Store, StoreOptions, WriteError};
+
+use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
+
+/// Milliseconds since the Unix epoch by the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Why a node operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// No data directory was given to the builder.
+    #[error("no data directory given")]
+    NoDataDir,
+    /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The identity file could not be used.
+    #[error(transparent)]
+    Identity(#[from] IdentityFileError),
+    /// Publishing needs an identity. Fix: run `xf init`, or pass one to the builder.
+    #[error("this node has no identity: run `xf init` first")]
+    NoIdentity,
+    /// The event to publish is out of bounds.
+    #[error("event rejected: {0}")]
+    Invalid(#[from] VerifyError),
+    /// The write failed; nothing was stored.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// A read failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// What publishing produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The new event's id.
+    pub id: EventId,
+    /// What the store did with it.
+    pub outcome: Outcome,
+}
+
+/// Builds a [`Node`].
+#[derive(Debug, Default)]
+pub struct NodeBuilder {
+    data_dir: Option<PathBuf>,
+    identity: Option<Identity>,
+    create_identity: bool,
+    store_options: StoreOptions,
+    verify_threads: Option<usize>,
+}
+
+impl NodeBuilder {
+    /// The directory holding the store (created if missing).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+    /// The identity to publish with. Without one, the node loads `identity.key` from the data
+    /// directory if present.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+    /// Create `identity.key` (mode 0600) if the data directory has none.
+    pub fn create_identity(mut self, create: bool) -> Self {
+        self.create_identity = create;
+        self
+    }
+    /// Store options.
+    pub fn store_options(mut self, options: StoreOptions) -> Self {
+        self.store_options = options;
+        self
+    }
+    /// Threads used to verify incoming batches (default: the machine's parallelism).
+    pub fn verify_threads(mut self, threads: usize) -> Self {
+        self.verify_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Opens the store and loads the identity.
+    pub fn open(self) -> Result<Node, NodeError> {
+        let dir = self.data_dir.ok_or(NodeError::NoDataDir)?;
+        let store = Store::open_with(&dir, self.store_options)?;
+        let path = dir.join(IDENTITY_FILE);
+        let identity = match self.identity {
+            Some(identity) => Some(identity),
+            None if self.create_identity => Some(load_or_create_identity(&path)?.0),
+            None if path.exists() => Some(load_or_create_identity(&path)?.0),
+            None => None,
+        };
+        let verify_threads = self
+            .verify_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        Ok(Node { store, identity, verify_threads, last_ms: AtomicU64::new(0) })
+    }
+}
+
+/// An embedded Xaeroflux node.
+pub struct Node {
+    store: Store,
+    identity: Option<Identity>,
+    pub(crate) verify_threads: usize,
+    last_ms: AtomicU64,
+}
+
+impl Node {
+    /// Starts building a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The store, for reads and subscriptions.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's identity, if it has one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// A creation time for a new event: the clock, but strictly after this node's previous
+    /// event, so a burst of posts keeps its order.
+    fn next_ms(&self) -> u64 {
+        let now = now_ms();
+        let mut last = self.last_ms.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_ms.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Signs and durably stores a draft whose `created_at` is filled in here.
+    pub fn publish(&self, mut draft: Draft) -> Result<Published, NodeError> {
+        let identity = self.identity.as_ref().ok_or(NodeError::NoIdentity)?;
+        draft.created_at = self.next_ms();
+        let event = identity.sign_checked(&draft, &Limits::at(now_ms()))?;
+        let id = *event.id();
+        let outcome = self.store.ingest(vec![event])?[0];
+        Ok(Published { id, outcome })
+    }
+
+    /// Posts text, optionally in a topic or as a reply.
+    pub fn post(&self, text: &str, topic: Option<Topic>, reply_to: Option<EventId>) -> Result<Published, NodeError> {
+        let draft = match reply_to {
+            Some(parent) => Draft::reply(0, parent, text),
+            None => Draft::post(0, text),
+        };
+        self.publish(draft.in_topic(topic.unwrap_or(Topic::ZERO)))
+    }
+
+    /// Reacts to an event.
+    pub fn react(&self, target: EventId, content: &str) -> Result<Published, NodeError> {
+        self.publish(Draft::reaction(0, target, content))
+    }
+
+    /// Adds authors to this node's follow list (publishing the whole new list).
+    pub fn follow(&self, authors: &[PublicKey]) -> Result<Published, NodeError> {
+        let me = self.identity.as_ref().ok_or(NodeError::NoIdentity)?.public_key();
+        let mut follows = self.store.read()?.follows(&me)?;
+        for a in authors {
+            if !follows.contains(a) {
+                follows.push(*a);
+            }
+        }
+        self.publish(Draft::follow_list(0, &follows))
+    }
+
+    /// Deletes one of this node's own events.
+    pub fn delete(&self, target: EventId, reason: &str) -> Result<Published, NodeError> {
+        self.publish(Draft::deletion(0, target, reason))
+    }
+
+    /// Replaces this node's profile.
+    pub fn set_profile(&self, profile: &Profile) -> Result<Published, NodeError> {
+        self.publish(Draft::profile(0, profile))
+    }
+
+    /// The display name an author gave in their newest profile.
+    pub fn display_name(&self, author: &PublicKey) -> Result<Option<String>, NodeError> {
+        let read = self.store.read()?;
+        let Some(profile) = read.latest(author, Kind::PROFILE)? else { return Ok(None) };
+        let archived = profile
+            .payload_as::<xaeroflux_event::ArchivedProfile>()
+            .map_err(|e| ReadError::Corrupt(e.to_string()))?;
+        Ok(Some(archived.name.as_str().to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("store", &self.store).field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
