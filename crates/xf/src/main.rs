@@ -1,1 +1,29 @@
-fn main() {}
+//! `xf`: the Xaeroflux command-line tool.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod cli;
+mod demo;
+mod output;
+mod port;
+mod read;
+mod social;
+
+#[global_allocator]
+static ALLOC: xaeroflux_bench::CountingAlloc = xaeroflux_bench::CountingAlloc;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // clap exits with 2 on usage errors by itself.
+    let args = cli::Args::parse();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! `xf bench`: our store measured next to plain heed and SQLite, same process, same events.
+
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use xaeroflux::{Durability, Filter, Node, PublicKey, Store};
+use xaeroflux_bench::{allocations, counting, generate, identity_for, median_ns, percentile, GenParams, PlainHeed, Sqlite};
+use xaeroflux_event::{verify_batch_parallel, Draft, Identity, Limits};
+
+use crate::cli::Args;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub which: Which,
+    /// Events in the data set.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    /// Authors (default: events / 1000, at least 100).
+    #[arg(long)]
+    pub authors: Option<u32>,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Events per ingest batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Concurrent publishers (publish).
+    #[arg(long, default_value_t = 64)]
+    pub publishers: usize,
+    /// Events each publisher publishes (publish).
+    #[arg(long, default_value_t = 100)]
+    pub per_publisher: usize,
+    /// Skip the SQLite baseline.
+    #[arg(long)]
+    pub no_sqlite: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// Verified, fully indexed ingest; store size.
+    Ingest,
+    /// Point read by id.
+    Read,
+    /// Feed query: newest 50 events of 100 authors.
+    Query,
+    /// Durable single-event publish with concurrent publishers.
+    Publish,
+    /// All of the above on one data set.
+    All,
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+struct Stores {
+    _dir: tempfile::TempDir,
+    ours: Node,
+    heed: PlainHeed,
+    sqlite: Option<Sqlite>,
+}
+
+fn open_stores(no_sqlite: bool) -> Result<Stores> {
+    let dir = tempfile::Builder::new().prefix("xf-bench-").tempdir()?;
+    let ours = Node::builder().data_dir(dir.path().join("ours")).open()?;
+    let heed = PlainHeed::open(dir.path().join("heed"))?;
+    let sqlite = if no_sqlite { None } else { Some(Sqlite::open(dir.path().join("sqlite"))?) };
+    Ok(Stores { _dir: dir, ours, heed, sqlite })
+}
+
+fn rate(n: u64, ns: u128) -> f64 {
+    n as f64 / (ns as f64 / 1e9)
+}
+
+pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
+    let authors = b.authors.unwrap_or(((b.events / 1000) as u32).max(100));
+    let params = GenParams::new(b.events, authors, b.seed);
+    let mut report = serde_json::Map::new();
+    report.insert("machine".into(), json!({ "cores": threads(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH }));
+    report.insert("events".into(), json!(b.events));
+    report.insert("authors".into(), json!(authors));
+    if b.which == Which::Publish {
+        report.insert("publish".into(), publish(b)?);
+        return finish(args, report);
+    }
+    eprintln!("generating {} events from {authors} authors…", b.events);
+    let events: Vec<Vec<u8>> = generate(&params).map(|e| e.into_bytes()).collect();
+    let raw: u64 = events.iter().map(|e| e.len() as u64).sum();
+    report.insert("event_bytes".into(), json!(raw));
+    let mut stores = open_stores(b.no_sqlite)?;
+    let ingest_report = ingest(&mut stores, &events, b.batch, raw)?;
+    if matches!(b.which, Which::Ingest | Which::All) {
+        report.insert("ingest".into(), ingest_report);
+    }
+    if matches!(b.which, Which::Read | Which::All) {
+        report.insert("read".into(), read(&stores, &events, b.seed)?);
+    }
+    if matches!(b.which, Which::Query | Which::All) {
+        report.insert("query".into(), query(&stores, authors, b.seed)?);
+    }
+    if b.which == Which::All {
+        report.insert("publish".into(), publish(b)?);
+    }
+    finish(args, report)
+}
+
+fn finish(args: &Args, report: serde_json::Map<String, Value>) -> Result<()> {
+    let report = Value::Object(report);
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+/// Verified ingest into each store, batches of `batch`; verification uses every core in each.
+fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<Value> {
+    let n = events.len() as u64;
+    let limits = Limits::at(xaeroflux::now_ms());
+    eprintln!("ingest: verification alone…");
+    let t = Instant::now();
+    for chunk in events.chunks(batch) {
+        let ok = verify_batch_parallel(chunk.to_vec(), &limits, threads()).iter().filter(|r| r.is_ok()).count();
+        anyhow::ensure!(ok == chunk.len(), "generated events must verify");
+    }
+    let verify_only = rate(n, t.elapsed().as_nanos());
+
+    eprintln!("ingest: ours…");
+    let t = Instant::now();
+    let r = s.ours.ingest_stream(events.iter().cloned().map(Ok), batch, |_| {})?;
+    let ours = rate(n, t.elapsed().as_nanos());
+    anyhow::ensure!(r.stored + r.deleted + r.superseded == n, "every event accounted for: {r:?}");
+    let stats = s.ours.store().read()?.stats()?;
+
+    eprintln!("ingest: ours, trusted append (already verified)…");
+    let trusted_store = Store::open(s._dir.path().join("trusted"))?;
+    let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = events
+        .chunks(batch)
+        .map(|c| verify_batch_parallel(c.to_vec(), &limits, threads()).into_iter().filter_map(|r| r.ok()).collect())
+        .collect();
+    let t = Instant::now();
+    let mut tickets = std::collections::VecDeque::new();
+    for chunk in verified {
+        tickets.push_back(trusted_store.submit(chunk, Durability::Durable)?);
+        if tickets.len() > 2 {
+            tickets.pop_front().expect("non-empty").wait()?;
+        }
+    }
+    for t in tickets {
+        t.wait()?;
+    }
+    let trusted = rate(n, t.elapsed().as_nanos());
+    drop(trusted_store);
+
+    // The baselines verify the same way, then write: what a straightforward engine would do.
+    let verified_batches = |name: &str, write: &mut dyn FnMut(&[&[u8]]) -> Result<()>| -> Result<f64> {
+        eprintln!("ingest: {name}…");
+        let t = Instant::now();
+        for chunk in events.chunks(batch) {
+            let verified = verify_batch_parallel(chunk.to_vec(), &limits, threads());
+            let bytes: Vec<&[u8]> = verified.iter().filter_map(|r| r.as_ref().ok()).map(|e| e.as_bytes()).collect();
+            write(&bytes)?;
+        }
+        Ok(rate(n, t.elapsed().as_nanos()))
+    };
+    let heed = verified_batches("plain heed", &mut |b| Ok(s.heed.ingest(b)?))?;
+    let heed_bytes = s.heed.disk_bytes();
+    let mut out = json!({
+        "batch": batch,
+        "verify_only_events_per_s": verify_only,
+        "ours": { "events_per_s": ours, "used_bytes": stats.used_bytes, "size_ratio": stats.used_bytes as f64 / raw as f64 },
+        "plain_heed": { "events_per_s": heed, "disk_bytes": heed_bytes, "size_ratio": heed_bytes as f64 / raw as f64 },
+        "ours_vs_plain_heed": ours / heed,
+        "ours_vs_verify_only": ours / verify_only,
+        "ours_trusted_append_events_per_s": trusted,
+    });
+    if let Some(sqlite) = s.sqlite.as_mut() {
+        let sq = verified_batches("sqlite", &mut |b| Ok(sqlite.ingest(b)?))?;
+        let sq_bytes = sqlite.disk_bytes();
+        out["sqlite"] = json!({ "events_per_s": sq, "disk_bytes": sq_bytes, "size_ratio": sq_bytes as f64 / raw as f64 });
+        out["ours_vs_sqlite"] = json!(ours / sq);
+    }
+    Ok(out)
+}
+
+/// A deterministic shuffle of indexes (xorshift), so every store reads the same sequence.
+fn sample_indexes(n: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        })
+        .collect()
+}
+
+const READS_PER_SAMPLE: usize = 1000;
+const READ_SAMPLES: usize = 200;
+
+fn read(s: &Stores, events: &[Vec<u8>], seed: u64) -> Result<Value> {
+    let ids: Vec<[u8; 32]> = sample_indexes(events.len(), READS_PER_SAMPLE * READ_SAMPLES, seed)
+        .into_iter()
+        .map(|i| events[i][..32].try_into().expect("32-byte id"))
+        .collect();
+    // Deleted and replaced events are not stored: read only what is there.
+    let txn = s.ours.store().read()?;
+    let ids: Vec<[u8; 32]> = ids.into_iter().filter(|id| txn.contains(&xaeroflux::EventId(*id)).unwrap_or(false)).collect();
+    // Sized up front so the measured loop itself allocates nothing.
+    let mut samples = Vec::with_capacity(READ_SAMPLES);
+    let before = allocations();
+    for chunk in ids.chunks(READS_PER_SAMPLE) {
+        let t = Instant::now();
+        for id in chunk {
+            let ev = txn.get(xaeroflux::EventId::from_ref(id))?.context("stored")?;
+            black_box(ev.payload().len());
+        }
+        samples.push(t.elapsed().as_nanos() as u64 / chunk.len() as u64);
+    }
+    let ours_allocs = allocations() - before;
+    let ours = median_ns(&mut samples);
+    drop(txn);
+
+    let rtxn = s.heed.read_txn()?;
+    let mut samples = Vec::with_capacity(READ_SAMPLES);
+    let before = allocations();
+    for chunk in ids.chunks(READS_PER_SAMPLE) {
+        let t = Instant::now();
+        for id in chunk {
+            black_box(s.heed.get_in(&rtxn, id)?.context("stored")?.len());
+        }
+        samples.push(t.elapsed().as_nanos() as u64 / chunk.len() as u64);
+    }
+    let heed_allocs = allocations() - before;
+    let heed = median_ns(&mut samples);
+    drop(rtxn);
+    let mut out = json!({
+        "reads": ids.len(),
+        "allocation_counting": counting(),
+        "ours": { "median_ns": ours, "allocations": ours_allocs },
+        "plain_heed": { "median_ns": heed, "allocations": heed_allocs },
+        "ours_vs_plain_heed_time": ours as f64 / heed as f64,
+    });
+    if let Some(sqlite) = &s.sqlite {
+        let mut samples = Vec::new();
+        for chunk in ids.chunks(READS_PER_SAMPLE).take(20) {
+            let t = Instant::now();
+            for id in chunk {
+                black_box(sqlite.get_with(id, |b| b.len())?);
+            }
+            samples.push(t.elapsed().as_nanos() as u64 / chunk.len() as u64);
+        }
+        let sq = median_ns(&mut samples);
+        out["sqlite"] = json!({ "median_ns": sq });
+        out["ours_vs_sqlite_time"] = json!(ours as f64 / sq as f64);
+    }
+    Ok(out)
+}
+
+const FEED_AUTHORS: usize = 100;
+const FEED_LIMIT: usize = 50;
+const FEED_SAMPLES: usize = 200;
+
+fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
+    let sets: Vec<Vec<PublicKey>> = (0..FEED_SAMPLES)
+        .map(|i| {
+            let mut picks = sample_indexes(authors as usize, FEED_AUTHORS * 2, seed + i as u64);
+            picks.sort_unstable();
+            picks.dedup();
+            picks.truncate(FEED_AUTHORS);
+            picks.into_iter().map(|a| identity_for(seed, a as u32).public_key()).collect()
+        })
+        .collect();
+    let txn = s.ours.store().read()?;
+    let mut ours = Vec::new();
+    let mut ours_feed = Vec::new();
+    for set in &sets {
+        let filter = Filter { authors: set.clone(), limit: Some(FEED_LIMIT), ..Filter::default() };
+        let t = Instant::now();
+        let got = txn.query(&filter)?;
+        ours.push(t.elapsed().as_nanos() as u64);
+        black_box(got.len());
+        let t = Instant::now();
+        black_box(txn.feed_of(set, FEED_LIMIT, None)?.len());
+        ours_feed.push(t.elapsed().as_nanos() as u64);
+    }
+    // Same answers as the baseline, or the comparison means nothing.
+    let check_set: Vec<[u8; 32]> = sets[0].iter().map(|p| p.0).collect();
+    let ours_ids: Vec<[u8; 32]> = txn
+        .query(&Filter { authors: sets[0].clone(), limit: Some(FEED_LIMIT), ..Filter::default() })?
+        .iter()
+        .map(|e| e.id().0)
+        .collect();
+    drop(txn);
+    let heed_ids = s.heed.feed(&check_set, FEED_LIMIT)?;
+    anyhow::ensure!(ours_ids.len() == heed_ids.len(), "feed sizes differ: {} vs {}", ours_ids.len(), heed_ids.len());
+    let mut heed = Vec::new();
+    for set in &sets {
+        let keys: Vec<[u8; 32]> = set.iter().map(|p| p.0).collect();
+        let t = Instant::now();
+        black_box(s.heed.feed(&keys, FEED_LIMIT)?.len());
+        heed.push(t.elapsed().as_nanos() as u64);
+    }
+    let (o, h) = (median_ns(&mut ours), median_ns(&mut heed));
+    let mut out = json!({
+        "authors_per_feed": FEED_AUTHORS, "limit": FEED_LIMIT, "samples": FEED_SAMPLES,
+        "ours": { "median_us": o as f64 / 1e3, "p99_us": percentile(&mut ours, 99.0) as f64 / 1e3,
+                  "posts_and_replies_median_us": median_ns(&mut ours_feed) as f64 / 1e3 },
+        "plain_heed": { "median_us": h as f64 / 1e3, "p99_us": percentile(&mut heed, 99.0) as f64 / 1e3 },
+        "ours_vs_plain_heed_time": o as f64 / h as f64,
+    });
+    if let Some(sqlite) = &s.sqlite {
+        let mut sq = Vec::new();
+        for set in sets.iter().take(50) {
+            let keys: Vec<[u8; 32]> = set.iter().map(|p| p.0).collect();
+            let t = Instant::now();
+            black_box(sqlite.feed(&keys, FEED_LIMIT)?.len());
+            sq.push(t.elapsed().as_nanos() as u64);
+        }
+        let q = median_ns(&mut sq);
+        out["sqlite"] = json!({ "median_us": q as f64 / 1e3 });
+        out["ours_vs_sqlite_time"] = json!(o as f64 / q as f64);
+    }
+    Ok(out)
+}
+
+/// Durable single-event publishes from concurrent threads: ours (group commit) next to plain
+/// heed committing (and fsyncing) once per event.
+fn publish(b: &BenchArgs) -> Result<Value> {
+    let dir = tempfile::Builder::new().prefix("xf-bench-pub-").tempdir()?;
+    let store = Store::open(dir.path().join("ours"))?;
+    let heed = Mutex::new(PlainHeed::open(dir.path().join("heed"))?);
+    let people: Vec<Identity> = (0..b.publishers).map(|i| identity_for(b.seed ^ 0xABCD, i as u32)).collect();
+    let total = (b.publishers * b.per_publisher) as u64;
+    let base = xaeroflux::now_ms() - 86_400_000;
+    eprintln!("publish: {} publishers × {} durable events…", b.publishers, b.per_publisher);
+    let run = |write: &(dyn Fn(xaeroflux::VerifiedEvent) -> Result<()> + Sync)| -> Result<f64> {
+        let t = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            let handles: Vec<_> = people
+                .iter()
+                .enumerate()
+                .map(|(p, who)| {
+                    scope.spawn(move || -> Result<()> {
+                        for i in 0..b.per_publisher {
+                            let at = base + (i * b.publishers + p) as u64;
+                            write(who.sign(&Draft::post(at, &format!("publisher {p} event {i}"))))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+            }
+            Ok(())
+        })?;
+        Ok(rate(total, t.elapsed().as_nanos()))
+    };
+    let ours = run(&|ev| {
+        store.submit(vec![ev], Durability::Durable)?.wait()?;
+        Ok(())
+    })?;
+    let plain = run(&|ev| Ok(heed.lock().expect("not poisoned").ingest(&[ev.as_bytes()])?))?;
+    anyhow::ensure!(store.read()?.stats()?.events == total, "every publish stored");
+    Ok(json!({
+        "publishers": b.publishers, "events": total,
+        "ours": { "events_per_s": ours },
+        "plain_heed_commit_per_event": { "events_per_s": plain },
+        "ours_vs_plain_heed": ours / plain,
+    }))
+}

@@ -1,0 +1,74 @@
+//! Showing events as text or JSON.
+
+use serde_json::{json, Value};
+use xaeroflux::{EventRef, Kind};
+use xaeroflux_event::{ArchivedDeletion, ArchivedFollowList, ArchivedNote, ArchivedProfile, ArchivedReaction};
+
+/// The payload in readable form.
+pub fn content(ev: &EventRef<'_>) -> Value {
+    let text = |r: Result<&str, xaeroflux_event::PayloadError>| match r {
+        Ok(s) => Value::String(s.to_owned()),
+        Err(e) => json!({ "unreadable": e.to_string() }),
+    };
+    match ev.kind() {
+        Kind::POST | Kind::REPLY => text(ev.payload_as::<ArchivedNote>().map(|n| n.text.as_str())),
+        Kind::REACTION => text(ev.payload_as::<ArchivedReaction>().map(|r| r.content.as_str())),
+        Kind::DELETION => text(ev.payload_as::<ArchivedDeletion>().map(|d| d.reason.as_str())),
+        Kind::PROFILE => match ev.payload_as::<ArchivedProfile>() {
+            Ok(p) => json!({ "name": p.name.as_str(), "about": p.about.as_str(), "picture": p.picture.as_str() }),
+            Err(e) => json!({ "unreadable": e.to_string() }),
+        },
+        Kind::FOLLOW_LIST => match ev.payload_as::<ArchivedFollowList>() {
+            Ok(f) => Value::Array(f.follows.iter().map(|k| Value::String(xaeroflux::PublicKey(*k).to_string())).collect()),
+            Err(e) => json!({ "unreadable": e.to_string() }),
+        },
+        _ => json!({ "bytes": ev.payload().len() }),
+    }
+}
+
+pub fn event_json(ev: &EventRef<'_>) -> Value {
+    let opt = |zero: bool, s: String| if zero { Value::Null } else { Value::String(s) };
+    json!({
+        "id": ev.id().to_string(),
+        "kind": ev.kind().to_string(),
+        "created_at": ev.created_at(),
+        "author": ev.author().to_string(),
+        "topic": opt(ev.topic().is_zero(), ev.topic().to_string()),
+        "reference": opt(ev.reference().is_zero(), ev.reference().to_string()),
+        "payload_bytes": ev.payload().len(),
+        "content": content(ev),
+    })
+}
+
+/// One line for a terminal: `time  author…  kind  content  [id…]`.
+pub fn event_line(ev: &EventRef<'_>) -> String {
+    let content = match content(ev) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    let reference = if ev.reference().is_zero() { String::new() } else { format!(" → {}", short(&ev.reference().to_string())) };
+    format!(
+        "{}  {}  {:<11} {}{}  [{}]",
+        ev.created_at(),
+        short(&ev.author().to_string()),
+        ev.kind().to_string(),
+        content,
+        reference,
+        short(&ev.id().to_string())
+    )
+}
+
+pub fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(12)]
+}
+
+pub fn print_events(json: bool, events: &[EventRef<'_>]) {
+    if json {
+        let all: Vec<Value> = events.iter().map(event_json).collect();
+        println!("{}", Value::Array(all));
+    } else {
+        for ev in events {
+            println!("{}", event_line(ev));
+        }
+    }
+}
