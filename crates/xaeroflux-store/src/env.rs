@@ -160,9 +160,11 @@ fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tab
                     opener.database_options().types::<Bytes, Bytes>().name(name).flags(flags_of(name)).create(wtxn)?;
                 out.push(table);
             }
-            let arr: [heed::Database<'_, Bytes, Bytes>; 10] = out.try_into().ok().expect("ten tables");
+            let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; 9]>::try_from(out) else {
+                unreachable!("one table per name")
+            };
             if !existed {
-                let meta = arr[9];
+                let meta = arr[8];
                 meta.put(wtxn, tables::META_MAGIC, MAGIC)?;
                 meta.put(wtxn, tables::META_FORMAT, &STORE_FORMAT.to_le_bytes())?;
                 meta.put(wtxn, tables::META_NEXT_SEQ, &1u64.to_be_bytes())?;
@@ -191,7 +193,9 @@ fn open_tables(env: &Env<WithoutTls>, dir: &Path) -> Result<Tables, OpenError> {
                     None => return Ok(CommitOrAbort::Abort(())),
                 }
             }
-            let arr: [heed::Database<'_, Bytes, Bytes>; 10] = out.try_into().ok().expect("ten tables");
+            let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; 9]>::try_from(out) else {
+                unreachable!("one table per name")
+            };
             Ok(CommitOrAbort::Commit(arr))
         })
         .map_err(|e| classify_heed(dir, e))?;

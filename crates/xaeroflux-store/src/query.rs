@@ -8,7 +8,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::ops::Bound;
 
 use heed::types::Bytes;
 use heed::RoRevPrefix;
@@ -186,7 +185,9 @@ impl<'s> ReadTxn<'s> {
         } else if !filter.kinds.is_empty() {
             (t.by_kind, keys_of(filter.kinds.iter().map(|k| kind_key(k.0).to_vec())))
         } else {
-            return self.query_time(filter, limit);
+            // No field to narrow by: the kinds partition every event, so merging all of them
+            // walks the whole store in time order.
+            (t.by_kind, self.kind_keys()?)
         };
         let mut walks = Vec::with_capacity(keys.len());
         for key in &keys {
@@ -225,22 +226,13 @@ impl<'s> ReadTxn<'s> {
         Ok(out)
     }
 
-    fn query_time(&self, filter: &Filter, limit: usize) -> Result<Vec<EventRef<'_>>, QueryError> {
-        let low = Pos { created_at: filter.since.unwrap_or(0), seq: 0 }.encode();
-        let high = Pos { created_at: filter.until.unwrap_or(u64::MAX), seq: u64::MAX }.encode();
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.tables().by_time.rev_range(&self.txn, &(Bound::Included(&low[..]), Bound::Included(&high[..])))? {
-            if out.len() >= limit {
-                break;
-            }
-            let (key, _) = item?;
-            let pos = Pos::decode(key).ok_or_else(|| ReadError::Corrupt("by_time key is not a position".into()))?;
-            let ev = self.at(pos)?;
-            if filter.matches(&ev) {
-                out.push(ev);
-            }
+    /// Every kind stored, as `by_kind` keys.
+    fn kind_keys(&self) -> Result<Vec<Vec<u8>>, ReadError> {
+        let mut keys = Vec::new();
+        for item in self.tables().by_kind.iter(&self.txn)?.move_between_keys() {
+            keys.push(item?.0.to_vec());
         }
-        Ok(out)
+        Ok(keys)
     }
 
     /// The newest posts and replies of the authors `follower` follows.

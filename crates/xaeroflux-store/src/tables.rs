@@ -16,8 +16,8 @@ pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_NEXT_SEQ: &[u8] = b"next_seq";
 
 /// Names of the tables, in the order of [`Tables::all`].
-pub(crate) const NAMES: [&str; 10] =
-    ["events", "ids", "by_time", "by_author", "by_kind", "by_topic", "by_ref", "tombstones", "latest", "meta"];
+pub(crate) const NAMES: [&str; 9] =
+    ["events", "ids", "by_author", "by_kind", "by_topic", "by_ref", "tombstones", "latest", "meta"];
 
 /// The tables that are DUPSORT|DUPFIXED with 16-byte [`Pos`] values.
 pub(crate) const DUP_TABLES: [&str; 4] = ["by_author", "by_kind", "by_topic", "by_ref"];
@@ -28,11 +28,10 @@ pub(crate) struct Tables {
     pub events: Table,
     /// id (32) → seq (u64 BE).
     pub ids: Table,
-    /// Pos (created_at BE ‖ seq BE) → empty.
-    pub by_time: Table,
     /// author (32) → Pos, sorted duplicates.
     pub by_author: Table,
-    /// kind (u32 BE) → Pos, sorted duplicates.
+    /// kind (u32 BE) → Pos, sorted duplicates. The kinds partition all events, so merging
+    /// every kind's walk is the store-wide time order.
     pub by_kind: Table,
     /// topic (32) → Pos, non-zero topics only.
     pub by_topic: Table,
@@ -47,16 +46,15 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    pub(crate) fn from_array(t: [Table; 10]) -> Tables {
-        let [events, ids, by_time, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta] = t;
-        Tables { events, ids, by_time, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta }
+    pub(crate) fn from_array(t: [Table; 9]) -> Tables {
+        let [events, ids, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta] = t;
+        Tables { events, ids, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta }
     }
 
-    pub(crate) fn all(&self) -> [(&'static str, Table); 10] {
+    pub(crate) fn all(&self) -> [(&'static str, Table); 9] {
         let t = [
             self.events,
             self.ids,
-            self.by_time,
             self.by_author,
             self.by_kind,
             self.by_topic,

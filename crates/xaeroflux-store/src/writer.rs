@@ -112,8 +112,6 @@ impl Drop for Handle {
 struct Writer {
     shared: Arc<Shared>,
     next_seq: u64,
-    /// Largest key in `by_time`, so in-order events are appended without a search.
-    time_last: [u8; tables::POS_BYTES],
     relaxed: bool,
     batch_events_max: usize,
     resize_wait: Duration,
@@ -151,16 +149,11 @@ impl Writer {
                 return Err(WriteError::Corrupt(format!("next_seq {next_seq} not above last event {last}")));
             }
         }
-        let mut time_last = [0u8; tables::POS_BYTES];
-        if let Some((k, _)) = t.by_time.last(&rtxn).map_err(WriteError::from_heed)? {
-            time_last = k.try_into().map_err(|_| WriteError::Corrupt("bad by_time key".into()))?;
-        }
         drop(rtxn);
         env::set_relaxed(&shared.env, false).map_err(WriteError::from_heed)?;
         Ok(Writer {
             shared,
             next_seq,
-            time_last,
             relaxed: false,
             batch_events_max: options.batch_events_max.max(1),
             resize_wait: Duration::from_millis(options.resize_wait_ms),
@@ -227,13 +220,12 @@ impl Writer {
         let t = self.shared.tables;
         let mut txn = self.shared.env.write_txn()?;
         let mut seq = self.next_seq;
-        let mut time_last = self.time_last;
         let mut all = Vec::with_capacity(group.len());
         let mut stored = Vec::new();
         for cmd in group {
             let mut outcomes = Vec::with_capacity(cmd.events.len());
             for event in &cmd.events {
-                let mut apply = Apply { t: &t, txn: &mut txn, time_last: &mut time_last };
+                let mut apply = Apply { t: &t, txn: &mut txn };
                 let outcome = apply.event(event.as_ref(), seq)?;
                 if let Outcome::Stored { seq: s } = outcome {
                     stored.push((s, event));
@@ -246,7 +238,6 @@ impl Writer {
         t.meta.put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
         txn.commit()?;
         self.next_seq = seq;
-        self.time_last = time_last;
         Ok((all, stored))
     }
 }
@@ -260,7 +251,6 @@ struct StoredHeader {
 struct Apply<'a, 'e> {
     t: &'a Tables,
     txn: &'a mut RwTxn<'e>,
-    time_last: &'a mut [u8; tables::POS_BYTES],
 }
 
 impl Apply<'_, '_> {
@@ -328,12 +318,6 @@ impl Apply<'_, '_> {
         t.events.put_with_flags(self.txn, PutFlags::APPEND, &key, ev.as_bytes())?;
         t.ids.put(self.txn, &ev.id().0, &key)?;
         let pos = Pos { created_at: ev.created_at(), seq }.encode();
-        if pos > *self.time_last {
-            t.by_time.put_with_flags(self.txn, PutFlags::APPEND, &pos, &[])?;
-            *self.time_last = pos;
-        } else {
-            t.by_time.put(self.txn, &pos, &[])?;
-        }
         t.by_author.put(self.txn, &ev.author().0, &pos)?;
         t.by_kind.put(self.txn, &kind_key(ev.kind().0), &pos)?;
         if !ev.topic().is_zero() {
@@ -351,7 +335,6 @@ impl Apply<'_, '_> {
         let pos = Pos { created_at: h.created_at(), seq }.encode();
         let mut gone = t.events.delete(self.txn, &seq_key(seq))?;
         gone &= t.ids.delete(self.txn, &old.id.0)?;
-        gone &= t.by_time.delete(self.txn, &pos)?;
         gone &= t.by_author.delete_one_duplicate(self.txn, &h.author, &pos)?;
         gone &= t.by_kind.delete_one_duplicate(self.txn, &kind_key(h.kind().0), &pos)?;
         if !h.topic().is_zero() {

@@ -63,12 +63,14 @@ pub enum IngestError {
     Import(#[from] ImportError),
 }
 
-/// Batches waiting for the writer while the next one is verified.
-const IN_FLIGHT_MAX: usize = 2;
+/// Events submitted but not yet acknowledged. While the writer commits, queued batches pile
+/// up and the next commit folds them into one transaction: fewer fsyncs and fewer rewrites of
+/// the same index pages per event.
+const IN_FLIGHT_EVENTS_MAX: usize = 8192;
 
 impl Node {
     /// Verifies and stores a stream of encoded events in batches of `batch` (bounded memory:
-    /// at most `IN_FLIGHT_MAX + 1` batches held). `progress` is called after each durable batch
+    /// about `IN_FLIGHT_EVENTS_MAX` events held). `progress` is called after each durable batch
     /// with the report so far. Bad events are rejected and counted; the rest are stored.
     pub fn ingest_stream<I, F>(&self, events: I, batch: usize, mut progress: F) -> Result<IngestReport, IngestError>
     where
@@ -76,6 +78,7 @@ impl Node {
         F: FnMut(&IngestReport),
     {
         let batch = batch.max(1);
+        let in_flight_max = (IN_FLIGHT_EVENTS_MAX / batch).max(2);
         let mut report = IngestReport::default();
         let mut in_flight: VecDeque<Ticket> = VecDeque::new();
         let mut events = events.into_iter();
@@ -102,7 +105,7 @@ impl Node {
             if !verified.is_empty() {
                 in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
             }
-            while in_flight.len() > IN_FLIGHT_MAX || (last && !in_flight.is_empty()) {
+            while in_flight.len() > in_flight_max || (last && !in_flight.is_empty()) {
                 let outcomes = in_flight.pop_front().expect("non-empty").wait()?;
                 outcomes.into_iter().for_each(|o| report.count(o));
                 progress(&report);

@@ -27,5 +27,5 @@ pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, VerifyError,
 };
 pub use xaeroflux_store::{
-    Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions, WriteError,
+    Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions, Ticket, WriteError,
 };

@@ -183,7 +183,7 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Opens the node in the data directory.
+/// Opens the node in the data directory, for writing.
 pub fn open_node(args: &Args, create_identity: bool) -> Result<Node> {
     let dir = args.data.clone().unwrap_or_else(default_data_dir);
     Node::builder()
@@ -191,6 +191,22 @@ pub fn open_node(args: &Args, create_identity: bool) -> Result<Node> {
         .create_identity(create_identity)
         .open()
         .with_context(|| format!("opening {}", dir.display()))
+}
+
+/// Opens the node for reading: on read-only media, the store opens read-only instead of failing.
+pub fn open_node_for_reading(args: &Args) -> Result<Node> {
+    let dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let open = |read_only| {
+        Node::builder()
+            .data_dir(&dir)
+            .store_options(xaeroflux::StoreOptions { read_only, ..Default::default() })
+            .open()
+    };
+    match open(false) {
+        Err(xaeroflux::NodeError::Open(xaeroflux::OpenError::ReadOnly { .. })) => open(true),
+        other => other,
+    }
+    .with_context(|| format!("opening {}", dir.display()))
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -15,7 +15,7 @@ use crate::cli::{open_node, Args};
 const EXPORT_PAGE: usize = 4096;
 
 pub fn export(args: &Args, file: &Path) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = crate::cli::open_node_for_reading(args)?;
     let out = File::create(file).with_context(|| format!("creating {}", file.display()))?;
     let mut writer = ExportWriter::new(BufWriter::new(out))?;
     let read = node.store().read()?;

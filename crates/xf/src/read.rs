@@ -4,11 +4,11 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use xaeroflux::{EventId, Filter, PublicKey};
 
-use crate::cli::{open_node, Args, QueryArgs};
+use crate::cli::{open_node_for_reading as open_node, Args, QueryArgs};
 use crate::output::{event_json, event_line, print_events};
 
 pub fn get(args: &Args, id: &EventId) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args)?;
     let read = node.store().read()?;
     let Some(ev) = read.get(id)? else { bail!("no event {id} in this store") };
     if args.json {
@@ -20,7 +20,7 @@ pub fn get(args: &Args, id: &EventId) -> Result<()> {
 }
 
 pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args)?;
     let filter = Filter {
         ids: q.ids.clone(),
         authors: q.authors.clone(),
@@ -37,7 +37,7 @@ pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
 }
 
 pub fn feed(args: &Args, author: Option<PublicKey>, limit: usize, until: Option<u64>) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args)?;
     let who = match author.or_else(|| node.identity().map(|i| i.public_key())) {
         Some(who) => who,
         None => bail!("no identity here: pass --author or run `xf init`"),
@@ -48,7 +48,7 @@ pub fn feed(args: &Args, author: Option<PublicKey>, limit: usize, until: Option<
 }
 
 pub fn thread(args: &Args, id: &EventId, limit: usize) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args)?;
     let read = node.store().read()?;
     let thread = read.thread(id, limit)?;
     if args.json {
@@ -75,7 +75,7 @@ pub fn thread(args: &Args, id: &EventId, limit: usize) -> Result<()> {
 }
 
 pub fn stats(args: &Args) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args)?;
     let s = node.store().read()?.stats()?;
     let ratio = if s.event_bytes > 0 { s.used_bytes as f64 / s.event_bytes as f64 } else { 0.0 };
     if args.json {
@@ -107,7 +107,7 @@ pub fn stats(args: &Args) -> Result<()> {
 }
 
 pub fn verify(args: &Args) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let report = node.store().read()?.check(threads)?;
     if args.json {

@@ -192,3 +192,35 @@ fn demo_runs() {
     assert!(stdout.contains("carol reacted 🔥"));
     assert!(stdout.contains("0 problems"));
 }
+
+/// Runs `xf` with the data directory bind-mounted read-only in a private mount namespace
+/// (needs root, as CI has; fails loudly rather than skipping where it cannot run).
+fn xf_read_only(data: &Path, args: &[&str]) -> Output {
+    let d = data.to_str().unwrap();
+    let script = format!(
+        "mount --bind '{d}' '{d}' && mount -o remount,bind,ro '{d}' && exec '{}' --data '{d}' {}",
+        env!("CARGO_BIN_EXE_xf"),
+        args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ")
+    );
+    Command::new("unshare").args(["--mount", "sh", "-c", &script]).output().expect("unshare runs")
+}
+
+#[test]
+fn read_only_media_serve_reads_and_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ro");
+    ok_json(&data, &["init"]);
+    let id = ok_json(&data, &["post", "written before the media went read-only"])["id"].as_str().unwrap().to_owned();
+    let probe = xf_read_only(&data, &["--json", "stats"]);
+    assert!(
+        probe.status.success(),
+        "this test needs root and mount namespaces (`unshare --mount`): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let got = xf_read_only(&data, &["--json", "get", &id]);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    let out = xf_read_only(&data, &["post", "nope"]);
+    let stderr = failure(&out);
+    assert!(stderr.contains("read-only"), "{stderr}");
+    assert_eq!(count(&data), 1, "nothing changed");
+}
