@@ -52,7 +52,10 @@ impl<'a> EventRef<'a> {
     /// Views `bytes` (`id ‖ header ‖ signature ‖ payload`) after checking the lengths.
     pub fn decode(bytes: &'a [u8]) -> Result<EventRef<'a>, DecodeError> {
         if bytes.len() < ENCODED_BYTES_MIN {
-            return Err(DecodeError::Truncated { got: bytes.len(), min: ENCODED_BYTES_MIN });
+            return Err(DecodeError::Truncated {
+                got: bytes.len(),
+                min: ENCODED_BYTES_MIN,
+            });
         }
         let view = EventRef { bytes };
         let expected = view.header().payload_len();
@@ -78,7 +81,9 @@ impl<'a> EventRef<'a> {
     }
     /// The signature bytes.
     pub fn signature(&self) -> &'a [u8; SIGNATURE_BYTES] {
-        self.bytes[SIGNATURE_AT..PAYLOAD_AT].try_into().expect("length checked")
+        self.bytes[SIGNATURE_AT..PAYLOAD_AT]
+            .try_into()
+            .expect("length checked")
     }
     /// The payload bytes.
     pub fn payload(&self) -> &'a [u8] {
@@ -161,12 +166,19 @@ impl VerifiedEvent {
 
 impl std::fmt::Debug for VerifiedEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("VerifiedEvent").field(&self.as_ref()).finish()
+        f.debug_tuple("VerifiedEvent")
+            .field(&self.as_ref())
+            .finish()
     }
 }
 
 /// Lays out `id ‖ header ‖ signature ‖ payload`.
-pub(crate) fn encode(id: &EventId, header: &Header, signature: &[u8; 64], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(
+    id: &EventId,
+    header: &Header,
+    signature: &[u8; 64],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(ENCODED_BYTES_MIN + payload.len());
     out.extend_from_slice(&id.0);
     out.extend_from_slice(header.as_bytes());

@@ -24,7 +24,9 @@ pub enum HexError {
 fn parse_hex32(s: &str) -> Result<[u8; 32], HexError> {
     let bytes = s.as_bytes();
     if bytes.len() != 64 {
-        return Err(HexError::Length { got: s.chars().count() });
+        return Err(HexError::Length {
+            got: s.chars().count(),
+        });
     }
     let mut out = [0u8; 32];
     for (i, pair) in bytes.chunks_exact(2).enumerate() {

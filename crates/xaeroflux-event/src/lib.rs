@@ -18,14 +18,16 @@ mod payload;
 mod sign;
 mod verify;
 
-pub use event::{DecodeError, EventRef, VerifiedEvent, ENCODED_BYTES_MIN, ID_BYTES, SIGNATURE_BYTES};
+pub use event::{
+    DecodeError, EventRef, VerifiedEvent, ENCODED_BYTES_MIN, ID_BYTES, SIGNATURE_BYTES,
+};
 pub use header::{Header, FORMAT_VERSION, HEADER_BYTES};
 pub use keys::{EventId, HexError, PublicKey, Topic};
 pub use kind::Kind;
 pub use payload::{
     decode_payload, encode_payload, ArchivedDeletion, ArchivedFollowList, ArchivedNote,
-    ArchivedProfile, ArchivedReaction, Deletion, FollowList, Note, PayloadError, Profile,
-    Reaction, PAYLOAD_BYTES_MAX,
+    ArchivedProfile, ArchivedReaction, Deletion, FollowList, Note, PayloadError, Profile, Reaction,
+    PAYLOAD_BYTES_MAX,
 };
 pub use sign::{Draft, Identity, IdentityError};
 pub use verify::{

@@ -76,7 +76,11 @@ pub struct Deletion {
 pub fn encode_payload<T>(value: &T) -> Vec<u8>
 where
     T: for<'a> Serialize<
-        rkyv::api::high::HighSerializer<rkyv::util::AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
+        rkyv::api::high::HighSerializer<
+            rkyv::util::AlignedVec,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            rancor::Error,
+        >,
     >,
 {
     rkyv::to_bytes::<rancor::Error>(value)
@@ -90,7 +94,10 @@ where
     T: rkyv::Portable + for<'a> rkyv::bytecheck::CheckBytes<Validator<'a>>,
 {
     rkyv::api::low::access::<T, rancor::Error>(bytes).map_err(|e| PayloadError::Malformed {
-        expected: std::any::type_name::<T>().rsplit("::").next().unwrap_or("payload"),
+        expected: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("payload"),
         reason: e.to_string(),
     })
 }
@@ -114,7 +121,9 @@ mod tests {
 
     #[test]
     fn archives_read_in_place_at_any_alignment() {
-        let note = Note { text: "hello, world".into() };
+        let note = Note {
+            text: "hello, world".into(),
+        };
         let bytes = encode_payload(&note);
         // Shift by one byte to prove no alignment is needed.
         let mut shifted = vec![0u8; bytes.len() + 1];
@@ -122,7 +131,9 @@ mod tests {
         let archived = decode_payload::<ArchivedNote>(&shifted[1..]).unwrap();
         assert_eq!(archived.text.as_str(), "hello, world");
 
-        let follows = FollowList { follows: vec![[7; 32], [9; 32]] };
+        let follows = FollowList {
+            follows: vec![[7; 32], [9; 32]],
+        };
         let bytes = encode_payload(&follows);
         let archived = decode_payload::<ArchivedFollowList>(&bytes).unwrap();
         assert_eq!(archived.follows.len(), 2);

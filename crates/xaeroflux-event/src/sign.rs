@@ -52,7 +52,11 @@ impl Identity {
     /// Signs a draft and checks the result against `limits` (sizes, kind rules, payload
     /// archive, clock skew) — everything but the signature, which is right by construction.
     /// Use this for drafts built from user input.
-    pub fn sign_checked(&self, draft: &Draft, limits: &Limits) -> Result<VerifiedEvent, VerifyError> {
+    pub fn sign_checked(
+        &self,
+        draft: &Draft,
+        limits: &Limits,
+    ) -> Result<VerifiedEvent, VerifyError> {
         let event = self.sign(draft);
         check_unsigned(event.as_bytes(), limits)?;
         Ok(event)
@@ -77,7 +81,9 @@ impl Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,35 +104,62 @@ pub struct Draft {
 
 impl Draft {
     fn new(kind: Kind, created_at: u64, reference: EventId, payload: Vec<u8>) -> Draft {
-        Draft { kind, created_at, topic: Topic::ZERO, reference, payload }
+        Draft {
+            kind,
+            created_at,
+            topic: Topic::ZERO,
+            reference,
+            payload,
+        }
     }
 
     /// A top-level post.
     pub fn post(created_at: u64, text: &str) -> Draft {
-        Draft::new(Kind::POST, created_at, EventId::ZERO, encode_payload(&Note { text: text.into() }))
+        Draft::new(
+            Kind::POST,
+            created_at,
+            EventId::ZERO,
+            encode_payload(&Note { text: text.into() }),
+        )
     }
     /// A reply to `parent`.
     pub fn reply(created_at: u64, parent: EventId, text: &str) -> Draft {
-        Draft::new(Kind::REPLY, created_at, parent, encode_payload(&Note { text: text.into() }))
+        Draft::new(
+            Kind::REPLY,
+            created_at,
+            parent,
+            encode_payload(&Note { text: text.into() }),
+        )
     }
     /// A reaction to `target`.
     pub fn reaction(created_at: u64, target: EventId, content: &str) -> Draft {
-        let payload = encode_payload(&Reaction { content: content.into() });
+        let payload = encode_payload(&Reaction {
+            content: content.into(),
+        });
         Draft::new(Kind::REACTION, created_at, target, payload)
     }
     /// The full list of authors followed (replaces any earlier list).
     pub fn follow_list(created_at: u64, follows: &[PublicKey]) -> Draft {
-        let payload = encode_payload(&FollowList { follows: follows.iter().map(|p| p.0).collect() });
+        let payload = encode_payload(&FollowList {
+            follows: follows.iter().map(|p| p.0).collect(),
+        });
         Draft::new(Kind::FOLLOW_LIST, created_at, EventId::ZERO, payload)
     }
     /// A deletion of the author's own event `target`.
     pub fn deletion(created_at: u64, target: EventId, reason: &str) -> Draft {
-        let payload = encode_payload(&Deletion { reason: reason.into() });
+        let payload = encode_payload(&Deletion {
+            reason: reason.into(),
+        });
         Draft::new(Kind::DELETION, created_at, target, payload)
     }
     /// A profile (replaces any earlier profile).
     pub fn profile(created_at: u64, profile: &Profile) -> Draft {
-        Draft::new(Kind::PROFILE, created_at, EventId::ZERO, encode_payload(profile))
+        Draft::new(
+            Kind::PROFILE,
+            created_at,
+            EventId::ZERO,
+            encode_payload(profile),
+        )
     }
     /// An application event with opaque payload.
     pub fn app(kind: Kind, created_at: u64, reference: EventId, payload: Vec<u8>) -> Draft {

@@ -25,7 +25,11 @@ pub struct Limits {
 impl Limits {
     /// Default bounds at time `now_ms`.
     pub fn at(now_ms: u64) -> Limits {
-        Limits { now_ms, future_skew_ms: FUTURE_SKEW_MS_DEFAULT, payload_bytes_max: PAYLOAD_BYTES_MAX }
+        Limits {
+            now_ms,
+            future_skew_ms: FUTURE_SKEW_MS_DEFAULT,
+            payload_bytes_max: PAYLOAD_BYTES_MAX,
+        }
     }
 }
 
@@ -119,10 +123,15 @@ fn check_all_but_signature<'a>(
     let event = EventRef::decode(bytes)?;
     let header = event.header();
     if header.version() != FORMAT_VERSION {
-        return Err(VerifyError::UnsupportedVersion { got: header.version(), supported: FORMAT_VERSION });
+        return Err(VerifyError::UnsupportedVersion {
+            got: header.version(),
+            supported: FORMAT_VERSION,
+        });
     }
     if header.flags() != 0 {
-        return Err(VerifyError::ReservedFlags { got: header.flags() });
+        return Err(VerifyError::ReservedFlags {
+            got: header.flags(),
+        });
     }
     let kind = header.kind();
     if !kind.is_builtin() && !kind.is_app() {
@@ -135,7 +144,10 @@ fn check_all_but_signature<'a>(
     }
     let max = limits.payload_bytes_max.min(PAYLOAD_BYTES_MAX);
     if event.payload().len() > max {
-        return Err(VerifyError::PayloadTooLarge { got: event.payload().len(), max });
+        return Err(VerifyError::PayloadTooLarge {
+            got: event.payload().len(),
+            max,
+        });
     }
     if event.created_at() > limits.now_ms.saturating_add(limits.future_skew_ms) {
         return Err(VerifyError::FromTheFuture {
@@ -149,13 +161,17 @@ fn check_all_but_signature<'a>(
     }
     let computed = event_id(header);
     if &computed != event.id() {
-        return Err(VerifyError::IdMismatch { carried: *event.id(), computed });
+        return Err(VerifyError::IdMismatch {
+            carried: *event.id(),
+            computed,
+        });
     }
     check_builtin(kind, event.payload())?;
     let key = match keys.get(&header.author) {
         Some(key) => *key,
         None => {
-            let key = VerifyingKey::from_bytes(&header.author).map_err(|_| VerifyError::InvalidAuthorKey)?;
+            let key = VerifyingKey::from_bytes(&header.author)
+                .map_err(|_| VerifyError::InvalidAuthorKey)?;
             // A small-order key lets anyone forge signatures that verify.
             if key.is_weak() {
                 return Err(VerifyError::InvalidAuthorKey);
@@ -180,7 +196,8 @@ const KEY_CACHE_MAX: usize = 4096;
 
 fn verify_one_signature(event: &EventRef<'_>, key: &VerifyingKey) -> Result<(), VerifyError> {
     let signature = Signature::from_bytes(event.signature());
-    key.verify_strict(&event.id().0, &signature).map_err(|_| VerifyError::BadSignature)
+    key.verify_strict(&event.id().0, &signature)
+        .map_err(|_| VerifyError::BadSignature)
 }
 
 /// Verifies one encoded event (`id ‖ header ‖ signature ‖ payload`).
@@ -194,7 +211,10 @@ pub fn verify(bytes: Vec<u8>, limits: &Limits) -> Result<VerifiedEvent, VerifyEr
 /// Verifies many events, checking signatures with one ed25519 batch equation. If the batch
 /// fails, each signature is checked alone so that only the bad events are rejected. Results
 /// are in input order.
-pub fn verify_batch(items: Vec<Vec<u8>>, limits: &Limits) -> Vec<Result<VerifiedEvent, VerifyError>> {
+pub fn verify_batch(
+    items: Vec<Vec<u8>>,
+    limits: &Limits,
+) -> Vec<Result<VerifiedEvent, VerifyError>> {
     let mut keys = HashMap::new();
     let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(items.len());
     let mut passed = Vec::with_capacity(items.len());
@@ -254,7 +274,9 @@ pub fn verify_batch_parallel(
     std::thread::scope(|scope| {
         let mut iter = chunks.into_iter();
         let first = iter.next().expect("at least one chunk");
-        let handles: Vec<_> = iter.map(|c| scope.spawn(move || verify_batch(c, limits))).collect();
+        let handles: Vec<_> = iter
+            .map(|c| scope.spawn(move || verify_batch(c, limits)))
+            .collect();
         let mut out = verify_batch(first, limits);
         for h in handles {
             out.extend(h.join().expect("verification does not panic"));

@@ -39,7 +39,10 @@ fn signed_events_verify_and_read_back() {
     assert_eq!(view.kind(), Kind::POST);
     assert_eq!(view.author(), &alice.public_key());
     assert_eq!(view.topic(), &Topic::named("rust"));
-    assert_eq!(view.payload_as::<ArchivedNote>().unwrap().text.as_str(), "hello");
+    assert_eq!(
+        view.payload_as::<ArchivedNote>().unwrap().text.as_str(),
+        "hello"
+    );
 }
 
 #[test]
@@ -48,15 +51,24 @@ fn each_bad_input_has_its_own_reason() {
     let good = alice.sign(&Draft::post(NOW, "hi")).into_bytes();
 
     let truncated = good[..100].to_vec();
-    assert!(matches!(verify(truncated, &limits()), Err(VerifyError::Decode(DecodeError::Truncated { .. }))));
+    assert!(matches!(
+        verify(truncated, &limits()),
+        Err(VerifyError::Decode(DecodeError::Truncated { .. }))
+    ));
 
     let mut long = good.clone();
     long.push(0);
-    assert!(matches!(verify(long, &limits()), Err(VerifyError::Decode(DecodeError::PayloadLength { .. }))));
+    assert!(matches!(
+        verify(long, &limits()),
+        Err(VerifyError::Decode(DecodeError::PayloadLength { .. }))
+    ));
 
     let mut wrong_id = good.clone();
     wrong_id[0] ^= 1;
-    assert!(matches!(verify(wrong_id, &limits()), Err(VerifyError::IdMismatch { .. })));
+    assert!(matches!(
+        verify(wrong_id, &limits()),
+        Err(VerifyError::IdMismatch { .. })
+    ));
 
     let mut forged = good.clone();
     forged[32 + HEADER_BYTES + 3] ^= 0x10;
@@ -77,45 +89,119 @@ fn each_bad_input_has_its_own_reason() {
     assert_eq!(verify(stolen, &limits()), Err(VerifyError::BadSignature));
 
     let payload = encode_payload(&Note { text: "x".into() });
-    let mut header = Header::new(Kind::POST, NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    let mut header = Header::new(
+        Kind::POST,
+        NOW,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &payload,
+    );
     header.version = 2u16.to_le_bytes();
     assert!(matches!(
         verify(resign(&alice, header, &payload), &limits()),
-        Err(VerifyError::UnsupportedVersion { got: 2, supported: 1 })
+        Err(VerifyError::UnsupportedVersion {
+            got: 2,
+            supported: 1
+        })
     ));
 
-    let header = Header::new(Kind(77), NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
-    assert_eq!(verify(resign(&alice, header, &payload), &limits()), Err(VerifyError::UnknownKind { kind: 77 }));
+    let header = Header::new(
+        Kind(77),
+        NOW,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &payload,
+    );
+    assert_eq!(
+        verify(resign(&alice, header, &payload), &limits()),
+        Err(VerifyError::UnknownKind { kind: 77 })
+    );
 
     let future = NOW + FUTURE_SKEW_MS_DEFAULT + 1;
-    let header = Header::new(Kind::POST, future, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
-    assert!(matches!(verify(resign(&alice, header, &payload), &limits()), Err(VerifyError::FromTheFuture { .. })));
+    let header = Header::new(
+        Kind::POST,
+        future,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &payload,
+    );
+    assert!(matches!(
+        verify(resign(&alice, header, &payload), &limits()),
+        Err(VerifyError::FromTheFuture { .. })
+    ));
     let edge = NOW + FUTURE_SKEW_MS_DEFAULT;
-    let header = Header::new(Kind::POST, edge, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
+    let header = Header::new(
+        Kind::POST,
+        edge,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &payload,
+    );
     assert!(verify(resign(&alice, header, &payload), &limits()).is_ok());
 
-    let header = Header::new(Kind::REPLY, NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &payload);
-    assert!(matches!(verify(resign(&alice, header, &payload), &limits()), Err(VerifyError::ReferenceMissing { .. })));
+    let header = Header::new(
+        Kind::REPLY,
+        NOW,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &payload,
+    );
+    assert!(matches!(
+        verify(resign(&alice, header, &payload), &limits()),
+        Err(VerifyError::ReferenceMissing { .. })
+    ));
 
     let garbage = b"abc".to_vec(); // shorter than any archived root
-    let header = Header::new(Kind::POST, NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &garbage);
-    assert!(matches!(verify(resign(&alice, header, &garbage), &limits()), Err(VerifyError::MalformedPayload(_))));
+    let header = Header::new(
+        Kind::POST,
+        NOW,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &garbage,
+    );
+    assert!(matches!(
+        verify(resign(&alice, header, &garbage), &limits()),
+        Err(VerifyError::MalformedPayload(_))
+    ));
 
     let big = vec![0u8; PAYLOAD_BYTES_MAX + 1];
-    let header = Header::new(Kind(70_000), NOW, alice.public_key(), Topic::ZERO, EventId::ZERO, &big);
-    assert!(matches!(verify(resign(&alice, header, &big), &limits()), Err(VerifyError::PayloadTooLarge { .. })));
+    let header = Header::new(
+        Kind(70_000),
+        NOW,
+        alice.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        &big,
+    );
+    assert!(matches!(
+        verify(resign(&alice, header, &big), &limits()),
+        Err(VerifyError::PayloadTooLarge { .. })
+    ));
 
     let mut swapped_payload = good.clone();
     let n = swapped_payload.len();
     swapped_payload[n - 1] ^= 0x01;
-    assert_eq!(verify(swapped_payload, &limits()), Err(VerifyError::PayloadHashMismatch));
+    assert_eq!(
+        verify(swapped_payload, &limits()),
+        Err(VerifyError::PayloadHashMismatch)
+    );
 }
 
 #[test]
 fn batch_rejects_only_the_bad_ones() {
     let ids: Vec<Identity> = (0..5).map(identity).collect();
     let mut items: Vec<Vec<u8>> = (0..300)
-        .map(|i| ids[i % 5].sign(&Draft::post(NOW - i as u64, &format!("post {i}"))).into_bytes())
+        .map(|i| {
+            ids[i % 5]
+                .sign(&Draft::post(NOW - i as u64, &format!("post {i}")))
+                .into_bytes()
+        })
         .collect();
     let bad_sig_at = [7usize, 150, 299];
     for &i in &bad_sig_at {
@@ -127,11 +213,19 @@ fn batch_rejects_only_the_bad_ones() {
         assert_eq!(results.len(), items.len());
         for (i, r) in results.iter().enumerate() {
             if bad_sig_at.contains(&i) {
-                assert_eq!(r.as_ref().unwrap_err(), &VerifyError::BadSignature, "item {i}");
+                assert_eq!(
+                    r.as_ref().unwrap_err(),
+                    &VerifyError::BadSignature,
+                    "item {i}"
+                );
             } else if i == 42 {
                 assert!(matches!(r, Err(VerifyError::Decode(_))));
             } else {
-                assert_eq!(r.as_ref().unwrap().as_bytes(), &items[i][..], "item {i} in order");
+                assert_eq!(
+                    r.as_ref().unwrap().as_bytes(),
+                    &items[i][..],
+                    "item {i} in order"
+                );
             }
         }
     }
@@ -148,17 +242,29 @@ fn arb_draft() -> impl Strategy<Value = (u8, Draft)> {
         text,
     )
         .prop_map(|(seed, which, at, reference, topic, text)| {
-            let reference = EventId(if reference == [0; 32] { [1; 32] } else { reference });
+            let reference = EventId(if reference == [0; 32] {
+                [1; 32]
+            } else {
+                reference
+            });
             let draft = match which {
                 0 => Draft::post(at, &text),
                 1 => Draft::reply(at, reference, &text),
                 2 => Draft::reaction(at, reference, &text),
-                _ => Draft::app(Kind(Kind::APP_MIN.0 + 7), at, EventId::ZERO, text.into_bytes()),
+                _ => Draft::app(
+                    Kind(Kind::APP_MIN.0 + 7),
+                    at,
+                    EventId::ZERO,
+                    text.into_bytes(),
+                ),
             };
-            (seed, match topic {
-                Some(t) => draft.in_topic(Topic(t)),
-                None => draft,
-            })
+            (
+                seed,
+                match topic {
+                    Some(t) => draft.in_topic(Topic(t)),
+                    None => draft,
+                },
+            )
         })
 }
 

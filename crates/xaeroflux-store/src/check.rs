@@ -51,7 +51,11 @@ impl ReadTxn<'_> {
         let t = *self.tables();
         let mut report = CheckReport::default();
         // Stored events carry no clock bound: they were checked on arrival.
-        let limits = Limits { now_ms: u64::MAX, future_skew_ms: 0, payload_bytes_max: PAYLOAD_BYTES_MAX };
+        let limits = Limits {
+            now_ms: u64::MAX,
+            future_skew_ms: 0,
+            payload_bytes_max: PAYLOAD_BYTES_MAX,
+        };
         let mut chunk = Vec::with_capacity(VERIFY_CHUNK);
         let mut expected = HashMap::<&'static str, u64>::new();
         for item in t.events.iter(&self.txn)? {
@@ -70,16 +74,25 @@ impl ReadTxn<'_> {
             };
             match t.ids.get(&self.txn, &ev.id().0)?.and_then(decode_seq) {
                 Some(s) if s == seq => {}
-                other => report.problem(format!("ids[{}] is {other:?}, event is at {seq}", ev.id())),
+                other => {
+                    report.problem(format!("ids[{}] is {other:?}, event is at {seq}", ev.id()))
+                }
             }
             *expected.entry("by_author").or_default() += 1;
             *expected.entry("by_kind").or_default() += 1;
             *expected.entry("by_topic").or_default() += u64::from(!ev.topic().is_zero());
             *expected.entry("by_ref").or_default() += u64::from(!ev.reference().is_zero());
             if ev.kind().is_replaceable() {
-                match t.latest.get(&self.txn, &latest_key(&ev.author().0, ev.kind().0))?.and_then(decode_seq) {
+                match t
+                    .latest
+                    .get(&self.txn, &latest_key(&ev.author().0, ev.kind().0))?
+                    .and_then(decode_seq)
+                {
                     Some(s) if s == seq => {}
-                    other => report.problem(format!("latest for replaceable {} is {other:?}, not {seq}", ev.id())),
+                    other => report.problem(format!(
+                        "latest for replaceable {} is {other:?}, not {seq}",
+                        ev.id()
+                    )),
                 }
             }
             chunk.push(v.to_vec());
@@ -90,7 +103,10 @@ impl ReadTxn<'_> {
         verify_chunk(chunk, &limits, threads, &mut report);
         let ids = t.ids.len(&self.txn)?;
         if ids != report.events {
-            report.problem(format!("ids holds {ids} entries for {} events", report.events));
+            report.problem(format!(
+                "ids holds {ids} entries for {} events",
+                report.events
+            ));
         }
         let dup_tables: [(&'static str, Table, IndexedField); 4] = [
             ("by_author", t.by_author, |e| e.author().0.to_vec()),
@@ -121,7 +137,8 @@ impl ReadTxn<'_> {
                     continue;
                 }
             };
-            if key[..] != latest_key(&ev.author().0, ev.kind().0)[..] || !ev.kind().is_replaceable() {
+            if key[..] != latest_key(&ev.author().0, ev.kind().0)[..] || !ev.kind().is_replaceable()
+            {
                 report.problem(format!("latest entry does not match event {}", ev.id()));
             }
             if ev.kind() == Kind::DELETION {
@@ -145,7 +162,11 @@ impl ReadTxn<'_> {
         };
         match self.by_seq(pos.seq) {
             Ok(Some(ev)) if ev.created_at() == pos.created_at && field_ok(&ev) => {}
-            Ok(Some(ev)) => report.problem(format!("{name} entry at {} does not match event {}", pos.seq, ev.id())),
+            Ok(Some(ev)) => report.problem(format!(
+                "{name} entry at {} does not match event {}",
+                pos.seq,
+                ev.id()
+            )),
             Ok(None) => report.problem(format!("{name} entry points at missing event {}", pos.seq)),
             Err(e) => report.problem(format!("{name}: {e}")),
         }

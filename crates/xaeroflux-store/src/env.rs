@@ -46,22 +46,33 @@ impl ReaderGate {
 }
 
 fn check_dir(dir: &Path, options: &StoreOptions) -> Result<bool, OpenError> {
-    let io = |source| OpenError::Io { path: dir.to_owned(), source };
+    let io = |source| OpenError::Io {
+        path: dir.to_owned(),
+        source,
+    };
     match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => return Err(OpenError::NotADirectory { path: dir.to_owned() }),
+        Ok(m) if !m.is_dir() => {
+            return Err(OpenError::NotADirectory {
+                path: dir.to_owned(),
+            })
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !options.read_only => {
             std::fs::create_dir_all(dir).map_err(|source| classify_io(dir, source))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(OpenError::Missing { path: dir.to_owned() });
+            return Err(OpenError::Missing {
+                path: dir.to_owned(),
+            });
         }
         Err(e) => return Err(io(e)),
     }
     let exists = data_file(dir).exists();
     if !exists {
         if options.read_only {
-            return Err(OpenError::Missing { path: dir.to_owned() });
+            return Err(OpenError::Missing {
+                path: dir.to_owned(),
+            });
         }
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let name = entry.map_err(io)?.file_name();
@@ -80,23 +91,35 @@ fn check_dir(dir: &Path, options: &StoreOptions) -> Result<bool, OpenError> {
 fn classify_io(dir: &Path, source: std::io::Error) -> OpenError {
     use std::io::ErrorKind;
     match source.kind() {
-        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
-            OpenError::ReadOnly { path: dir.to_owned(), source }
-        }
-        _ => OpenError::Io { path: dir.to_owned(), source },
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => OpenError::ReadOnly {
+            path: dir.to_owned(),
+            source,
+        },
+        _ => OpenError::Io {
+            path: dir.to_owned(),
+            source,
+        },
     }
 }
 
 fn classify_heed(dir: &Path, e: heed::Error) -> OpenError {
     match e {
         heed::Error::Io(source) => classify_io(dir, source),
-        heed::Error::Mdb(heed::MdbError::Invalid) | heed::Error::Mdb(heed::MdbError::VersionMismatch) => {
-            OpenError::NotOurs { path: dir.to_owned(), reason: "data.mdb is not an LMDB file we can read".into() }
-        }
+        heed::Error::Mdb(heed::MdbError::Invalid)
+        | heed::Error::Mdb(heed::MdbError::VersionMismatch) => OpenError::NotOurs {
+            path: dir.to_owned(),
+            reason: "data.mdb is not an LMDB file we can read".into(),
+        },
         heed::Error::Mdb(heed::MdbError::Other(code)) if code == 13 || code == 30 || code == 1 => {
-            OpenError::ReadOnly { path: dir.to_owned(), source: std::io::Error::from_raw_os_error(code) }
+            OpenError::ReadOnly {
+                path: dir.to_owned(),
+                source: std::io::Error::from_raw_os_error(code),
+            }
         }
-        other => OpenError::Lmdb { path: dir.to_owned(), source: other },
+        other => OpenError::Lmdb {
+            path: dir.to_owned(),
+            source: other,
+        },
     }
 }
 
@@ -105,7 +128,10 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, OpenErr
     let page = page_size();
     let map = options.map_bytes_initial.max(page).div_ceil(page) * page;
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();
-    builder.map_size(map).max_dbs(NAMES.len() as u32 + 2).max_readers(512);
+    builder
+        .map_size(map)
+        .max_dbs(NAMES.len() as u32 + 2)
+        .max_readers(512);
     if options.read_only {
         // SAFETY: READ_ONLY only restricts what this environment may do.
         unsafe { builder.flags(heed::EnvFlags::READ_ONLY) };
@@ -115,11 +141,17 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, OpenErr
     // not truncated under us. Stores are opened only here, one environment per directory.
     let env = unsafe { builder.open(dir) }.map_err(|e| classify_heed(dir, e))?;
     // The file may already be larger than the requested map: the map must cover it.
-    let file_bytes = std::fs::metadata(data_file(dir)).map(|m| m.len() as usize).unwrap_or(0);
+    let file_bytes = std::fs::metadata(data_file(dir))
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
     if file_bytes > env.info().map_size {
         grow_unchecked(&env, file_bytes.next_power_of_two()).map_err(|e| classify_heed(dir, e))?;
     }
-    let tables = if options.read_only { open_tables(&env, dir)? } else { create_tables(&env, dir, existed)? };
+    let tables = if options.read_only {
+        open_tables(&env, dir)?
+    } else {
+        create_tables(&env, dir, existed)?
+    };
     check_meta(&env, &tables, dir, existed)?;
     Ok(Shared {
         env,
@@ -145,7 +177,11 @@ fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tab
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
             if existed {
                 // Refuse an LMDB file that lacks our marker before creating anything in it.
-                let meta = opener.database_options().types::<Bytes, Bytes>().name("meta").open(wtxn)?;
+                let meta = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("meta")
+                    .open(wtxn)?;
                 let ours = match meta {
                     Some(meta) => meta.get(wtxn, tables::META_MAGIC)? == Some(MAGIC),
                     None => false,
@@ -156,8 +192,12 @@ fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tab
             }
             let mut out = Vec::with_capacity(NAMES.len());
             for name in NAMES {
-                let table: heed::Database<'_, Bytes, Bytes> =
-                    opener.database_options().types::<Bytes, Bytes>().name(name).flags(flags_of(name)).create(wtxn)?;
+                let table: heed::Database<'_, Bytes, Bytes> = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name(name)
+                    .flags(flags_of(name))
+                    .create(wtxn)?;
                 out.push(table);
             }
             let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; 9]>::try_from(out) else {
@@ -179,7 +219,10 @@ fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tab
 }
 
 fn not_ours(dir: &Path) -> OpenError {
-    OpenError::NotOurs { path: dir.to_owned(), reason: "data.mdb is an LMDB file without the Xaeroflux marker".into() }
+    OpenError::NotOurs {
+        path: dir.to_owned(),
+        reason: "data.mdb is an LMDB file without the Xaeroflux marker".into(),
+    }
 }
 
 fn open_tables(env: &Env<WithoutTls>, dir: &Path) -> Result<Tables, OpenError> {
@@ -188,7 +231,13 @@ fn open_tables(env: &Env<WithoutTls>, dir: &Path) -> Result<Tables, OpenError> {
         .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_, heed::Error> {
             let mut out = Vec::with_capacity(NAMES.len());
             for name in NAMES {
-                match opener.database_options().types::<Bytes, Bytes>().name(name).flags(flags_of(name)).open(rtxn)? {
+                match opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name(name)
+                    .flags(flags_of(name))
+                    .open(rtxn)?
+                {
                     Some(t) => out.push(t),
                     None => return Ok(CommitOrAbort::Abort(())),
                 }
@@ -205,20 +254,37 @@ fn open_tables(env: &Env<WithoutTls>, dir: &Path) -> Result<Tables, OpenError> {
     }
 }
 
-fn check_meta(env: &Env<WithoutTls>, tables: &Tables, dir: &Path, existed: bool) -> Result<(), OpenError> {
+fn check_meta(
+    env: &Env<WithoutTls>,
+    tables: &Tables,
+    dir: &Path,
+    existed: bool,
+) -> Result<(), OpenError> {
     let rtxn = env.read_txn().map_err(|e| classify_heed(dir, e))?;
-    let magic = tables.meta.get(&rtxn, tables::META_MAGIC).map_err(|e| classify_heed(dir, e))?;
+    let magic = tables
+        .meta
+        .get(&rtxn, tables::META_MAGIC)
+        .map_err(|e| classify_heed(dir, e))?;
     if magic != Some(MAGIC) {
         debug_assert!(existed);
         return Err(not_ours(dir));
     }
-    let format = tables.meta.get(&rtxn, tables::META_FORMAT).map_err(|e| classify_heed(dir, e))?;
-    let format = format.and_then(|f| f.try_into().ok()).map(u32::from_le_bytes).ok_or_else(|| OpenError::NotOurs {
-        path: dir.to_owned(),
-        reason: "store format marker is missing".into(),
-    })?;
+    let format = tables
+        .meta
+        .get(&rtxn, tables::META_FORMAT)
+        .map_err(|e| classify_heed(dir, e))?;
+    let format = format
+        .and_then(|f| f.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| OpenError::NotOurs {
+            path: dir.to_owned(),
+            reason: "store format marker is missing".into(),
+        })?;
     if format > STORE_FORMAT {
-        return Err(OpenError::UnsupportedFormat { got: format, supported: STORE_FORMAT });
+        return Err(OpenError::UnsupportedFormat {
+            got: format,
+            supported: STORE_FORMAT,
+        });
     }
     Ok(())
 }
@@ -241,13 +307,22 @@ fn grow_unchecked(env: &Env<WithoutTls>, bytes: usize) -> Result<(), heed::Error
 /// transactions, after LMDB answered MDB_MAP_FULL.
 pub(crate) fn grow_map(shared: &Shared, wait: Duration) -> Result<usize, WriteError> {
     let deadline = Instant::now() + wait;
-    let mut readers = shared.gate.readers.lock().unwrap_or_else(|p| p.into_inner());
+    let mut readers = shared
+        .gate
+        .readers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     while *readers > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(WriteError::MapFullReadersBusy { readers: *readers });
         }
-        readers = shared.gate.idle.wait_timeout(readers, left).unwrap_or_else(|p| p.into_inner()).0;
+        readers = shared
+            .gate
+            .idle
+            .wait_timeout(readers, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
     let new_size = shared.env.info().map_size.saturating_mul(2);
     grow_unchecked(&shared.env, new_size).map_err(WriteError::from_heed)?;
@@ -257,7 +332,11 @@ pub(crate) fn grow_map(shared: &Shared, wait: Duration) -> Result<usize, WriteEr
 
 /// Switches commit-time fsync on or off. Called by the writer thread between transactions.
 pub(crate) fn set_relaxed(env: &Env<WithoutTls>, relaxed: bool) -> Result<(), heed::Error> {
-    let mode = if relaxed { heed::FlagSetMode::Enable } else { heed::FlagSetMode::Disable };
+    let mode = if relaxed {
+        heed::FlagSetMode::Enable
+    } else {
+        heed::FlagSetMode::Disable
+    };
     // SAFETY: mdb_env_set_flags with MDB_NOSYNC is allowed on an open environment; the writer
     // calls it with no write transaction open, and it does not touch the map.
     unsafe { env.set_flags(heed::EnvFlags::NO_SYNC, mode) }

@@ -105,7 +105,9 @@ impl WriteError {
         match &e {
             heed::Error::Io(io) if io.raw_os_error() == Some(28) => WriteError::DiskFull,
             heed::Error::Mdb(heed::MdbError::Other(28)) => WriteError::DiskFull,
-            heed::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => WriteError::DiskFull,
+            heed::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                WriteError::DiskFull
+            }
             _ => WriteError::Storage(e.to_string()),
         }
     }

@@ -21,7 +21,9 @@ mod writer;
 
 pub use check::CheckReport;
 pub use error::{OpenError, QueryError, ReadError, WriteError};
-pub use query::{Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX};
+pub use query::{
+    Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
+};
 pub use read::{ReadTxn, Stats, TableStats};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use writer::{Durability, Outcome, Ticket};
@@ -51,7 +53,11 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            map_bytes_initial: if cfg!(target_pointer_width = "64") { 1 << 30 } else { 256 << 20 },
+            map_bytes_initial: if cfg!(target_pointer_width = "64") {
+                1 << 30
+            } else {
+                256 << 20
+            },
             queue_batches_max: 1024,
             batch_events_max: 16 * 1024,
             resize_wait_ms: 30_000,
@@ -76,7 +82,9 @@ impl Store {
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, OpenError> {
         let shared = env::open(dir.as_ref(), &options)?;
         let handle = writer::Handle::start(Arc::new(shared), &options)?;
-        Ok(Store { inner: Arc::new(handle) })
+        Ok(Store {
+            inner: Arc::new(handle),
+        })
     }
 
     /// The data directory.
@@ -86,7 +94,11 @@ impl Store {
 
     /// Queues verified events for writing and returns at once (blocking only while the queue
     /// is full). The ticket resolves when the batch is stored — durably unless `Relaxed`.
-    pub fn submit(&self, events: Vec<VerifiedEvent>, durability: Durability) -> Result<Ticket, WriteError> {
+    pub fn submit(
+        &self,
+        events: Vec<VerifiedEvent>,
+        durability: Durability,
+    ) -> Result<Ticket, WriteError> {
         self.inner.submit(events, durability)
     }
 
@@ -111,7 +123,11 @@ impl Store {
 
     /// Forces everything committed so far to disk (useful after `Relaxed` writes).
     pub fn sync(&self) -> Result<(), WriteError> {
-        self.inner.shared.env.force_sync().map_err(WriteError::from_heed)
+        self.inner
+            .shared
+            .env
+            .force_sync()
+            .map_err(WriteError::from_heed)
     }
 
     pub(crate) fn shared(&self) -> &Arc<env::Shared> {
@@ -121,7 +137,9 @@ impl Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path()).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path())
+            .finish_non_exhaustive()
     }
 }
 

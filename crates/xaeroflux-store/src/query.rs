@@ -58,11 +58,18 @@ impl Filter {
         ];
         for (field, got) in lists {
             if got > FILTER_VALUES_MAX {
-                return Err(QueryError::FilterTooLarge { field, got, max: FILTER_VALUES_MAX });
+                return Err(QueryError::FilterTooLarge {
+                    field,
+                    got,
+                    max: FILTER_VALUES_MAX,
+                });
             }
         }
         if let Some(got) = self.limit.filter(|&l| l > QUERY_LIMIT_MAX) {
-            return Err(QueryError::LimitTooLarge { got, max: QUERY_LIMIT_MAX });
+            return Err(QueryError::LimitTooLarge {
+                got,
+                max: QUERY_LIMIT_MAX,
+            });
         }
         if let (Some(since), Some(until)) = (self.since, self.until) {
             if since > until {
@@ -119,7 +126,9 @@ impl KeyWalk<'_> {
         match self.iter.next() {
             Some(item) => {
                 let (_, value) = item?;
-                Pos::decode(value).map(Some).ok_or_else(|| ReadError::Corrupt("index value is not a position".into()))
+                Pos::decode(value)
+                    .map(Some)
+                    .ok_or_else(|| ReadError::Corrupt("index value is not a position".into()))
             }
             None => Ok(None),
         }
@@ -136,7 +145,12 @@ struct Merge<'t> {
 
 impl<'t> Merge<'t> {
     fn new(walks: Vec<KeyWalk<'t>>, since: u64, until: u64) -> Result<Merge<'t>, ReadError> {
-        let mut merge = Merge { heap: BinaryHeap::with_capacity(walks.len()), walks, since, until };
+        let mut merge = Merge {
+            heap: BinaryHeap::with_capacity(walks.len()),
+            walks,
+            since,
+            until,
+        };
         for i in 0..merge.walks.len() {
             merge.advance(i)?;
         }
@@ -158,7 +172,9 @@ impl<'t> Merge<'t> {
     }
 
     fn next(&mut self) -> Result<Option<Pos>, ReadError> {
-        let Some((pos, i)) = self.heap.pop() else { return Ok(None) };
+        let Some((pos, i)) = self.heap.pop() else {
+            return Ok(None);
+        };
         self.advance(i)?;
         Ok(Some(pos))
     }
@@ -177,13 +193,25 @@ impl<'s> ReadTxn<'s> {
         }
         let t = *self.tables();
         let (table, keys): (Table, Vec<Vec<u8>>) = if !filter.references.is_empty() {
-            (t.by_ref, keys_of(filter.references.iter().map(|r| r.0.to_vec())))
+            (
+                t.by_ref,
+                keys_of(filter.references.iter().map(|r| r.0.to_vec())),
+            )
         } else if !filter.authors.is_empty() {
-            (t.by_author, keys_of(filter.authors.iter().map(|a| a.0.to_vec())))
+            (
+                t.by_author,
+                keys_of(filter.authors.iter().map(|a| a.0.to_vec())),
+            )
         } else if !filter.topics.is_empty() {
-            (t.by_topic, keys_of(filter.topics.iter().map(|x| x.0.to_vec())))
+            (
+                t.by_topic,
+                keys_of(filter.topics.iter().map(|x| x.0.to_vec())),
+            )
         } else if !filter.kinds.is_empty() {
-            (t.by_kind, keys_of(filter.kinds.iter().map(|k| kind_key(k.0).to_vec())))
+            (
+                t.by_kind,
+                keys_of(filter.kinds.iter().map(|k| kind_key(k.0).to_vec())),
+            )
         } else {
             // No field to narrow by: the kinds partition every event, so merging all of them
             // walks the whole store in time order.
@@ -191,9 +219,15 @@ impl<'s> ReadTxn<'s> {
         };
         let mut walks = Vec::with_capacity(keys.len());
         for key in &keys {
-            walks.push(KeyWalk { iter: table.rev_prefix_iter(&self.txn, key)? });
+            walks.push(KeyWalk {
+                iter: table.rev_prefix_iter(&self.txn, key)?,
+            });
         }
-        let mut merge = Merge::new(walks, filter.since.unwrap_or(0), filter.until.unwrap_or(u64::MAX))?;
+        let mut merge = Merge::new(
+            walks,
+            filter.since.unwrap_or(0),
+            filter.until.unwrap_or(u64::MAX),
+        )?;
         let mut out = Vec::with_capacity(limit.min(1024));
         while out.len() < limit {
             let Some(pos) = merge.next()? else { break };
@@ -206,7 +240,8 @@ impl<'s> ReadTxn<'s> {
     }
 
     fn at(&self, pos: Pos) -> Result<EventRef<'_>, ReadError> {
-        self.by_seq(pos.seq)?.ok_or_else(|| ReadError::Corrupt(format!("index points at missing event {}", pos.seq)))
+        self.by_seq(pos.seq)?
+            .ok_or_else(|| ReadError::Corrupt(format!("index points at missing event {}", pos.seq)))
     }
 
     fn query_ids(&self, filter: &Filter, limit: usize) -> Result<Vec<EventRef<'_>>, QueryError> {
@@ -236,13 +271,23 @@ impl<'s> ReadTxn<'s> {
     }
 
     /// The newest posts and replies of the authors `follower` follows.
-    pub fn feed(&self, follower: &PublicKey, limit: usize, until: Option<u64>) -> Result<Vec<EventRef<'_>>, QueryError> {
+    pub fn feed(
+        &self,
+        follower: &PublicKey,
+        limit: usize,
+        until: Option<u64>,
+    ) -> Result<Vec<EventRef<'_>>, QueryError> {
         let follows = self.follows(follower)?;
         self.feed_of(&follows, limit, until)
     }
 
     /// The newest posts and replies of these authors.
-    pub fn feed_of(&self, authors: &[PublicKey], limit: usize, until: Option<u64>) -> Result<Vec<EventRef<'_>>, QueryError> {
+    pub fn feed_of(
+        &self,
+        authors: &[PublicKey],
+        limit: usize,
+        until: Option<u64>,
+    ) -> Result<Vec<EventRef<'_>>, QueryError> {
         if authors.is_empty() {
             return Ok(Vec::new());
         }
@@ -273,7 +318,10 @@ impl<'s> ReadTxn<'s> {
                     truncated = true;
                     break 'walk;
                 }
-                entries.push(ThreadEntry { depth: depth + 1, event: child });
+                entries.push(ThreadEntry {
+                    depth: depth + 1,
+                    event: child,
+                });
                 if child.kind() == Kind::REPLY {
                     replies.push(*child.id());
                 }
@@ -286,7 +334,11 @@ impl<'s> ReadTxn<'s> {
         if !truncated {
             order_depth_first(&mut entries);
         }
-        Ok(Thread { root: root_event, entries, truncated })
+        Ok(Thread {
+            root: root_event,
+            entries,
+            truncated,
+        })
     }
 
     /// Replies and reactions referencing `parent`, oldest first.
@@ -295,7 +347,8 @@ impl<'s> ReadTxn<'s> {
         if let Some(iter) = self.tables().by_ref.get_duplicates(&self.txn, &parent.0)? {
             for item in iter {
                 let (_, value) = item?;
-                let pos = Pos::decode(value).ok_or_else(|| ReadError::Corrupt("by_ref value is not a position".into()))?;
+                let pos = Pos::decode(value)
+                    .ok_or_else(|| ReadError::Corrupt("by_ref value is not a position".into()))?;
                 let ev = self.at(pos)?;
                 if ev.kind() == Kind::REPLY || ev.kind() == Kind::REACTION {
                     out.push(ev);

@@ -63,7 +63,11 @@ impl<'s> ReadTxn<'s> {
         shared.gate.enter();
         let gate = GateGuard(shared);
         let txn = shared.env.read_txn()?;
-        Ok(ReadTxn { txn, shared, _gate: gate })
+        Ok(ReadTxn {
+            txn,
+            shared,
+            _gate: gate,
+        })
     }
 
     pub(crate) fn tables(&self) -> &Tables {
@@ -74,8 +78,11 @@ impl<'s> ReadTxn<'s> {
     pub fn get(&self, id: &EventId) -> Result<Option<EventRef<'_>>, ReadError> {
         match self.tables().ids.get(&self.txn, &id.0)? {
             Some(seq) => {
-                let seq = decode_seq(seq).ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into()))?;
-                let event = self.by_seq(seq)?.ok_or_else(|| ReadError::Corrupt(format!("id {id} points at no event")))?;
+                let seq = decode_seq(seq)
+                    .ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into()))?;
+                let event = self
+                    .by_seq(seq)?
+                    .ok_or_else(|| ReadError::Corrupt(format!("id {id} points at no event")))?;
                 Ok(Some(event))
             }
             None => Ok(None),
@@ -96,15 +103,24 @@ impl<'s> ReadTxn<'s> {
     }
 
     /// Events stored after local sequence number `after`, oldest first, at most `limit`.
-    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, EventRef<'_>)>, ReadError> {
+    pub fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EventRef<'_>)>, ReadError> {
         let start = seq_key(after.saturating_add(1));
         let mut out = Vec::new();
-        for item in self.tables().events.range(&self.txn, &(Bound::Included(&start[..]), Bound::Unbounded))? {
+        for item in self
+            .tables()
+            .events
+            .range(&self.txn, &(Bound::Included(&start[..]), Bound::Unbounded))?
+        {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = item?;
-            let seq = decode_seq(k).ok_or_else(|| ReadError::Corrupt("events key is not a seq".into()))?;
+            let seq = decode_seq(k)
+                .ok_or_else(|| ReadError::Corrupt("events key is not a seq".into()))?;
             out.push((seq, decode_stored(v, seq)?));
         }
         Ok(out)
@@ -117,11 +133,22 @@ impl<'s> ReadTxn<'s> {
     }
 
     /// The newest replaceable event (profile, follow list) of an author.
-    pub fn latest(&self, author: &PublicKey, kind: Kind) -> Result<Option<EventRef<'_>>, ReadError> {
-        match self.tables().latest.get(&self.txn, &latest_key(&author.0, kind.0))? {
+    pub fn latest(
+        &self,
+        author: &PublicKey,
+        kind: Kind,
+    ) -> Result<Option<EventRef<'_>>, ReadError> {
+        match self
+            .tables()
+            .latest
+            .get(&self.txn, &latest_key(&author.0, kind.0))?
+        {
             Some(seq) => {
-                let seq = decode_seq(seq).ok_or_else(|| ReadError::Corrupt("latest value is not a seq".into()))?;
-                self.by_seq(seq)?.map(Some).ok_or_else(|| ReadError::Corrupt("latest points at no event".into()))
+                let seq = decode_seq(seq)
+                    .ok_or_else(|| ReadError::Corrupt("latest value is not a seq".into()))?;
+                self.by_seq(seq)?
+                    .map(Some)
+                    .ok_or_else(|| ReadError::Corrupt("latest points at no event".into()))
             }
             None => Ok(None),
         }
@@ -129,7 +156,9 @@ impl<'s> ReadTxn<'s> {
 
     /// The authors `follower` follows, from their newest follow list.
     pub fn follows(&self, follower: &PublicKey) -> Result<Vec<PublicKey>, ReadError> {
-        let Some(list) = self.latest(follower, Kind::FOLLOW_LIST)? else { return Ok(Vec::new()) };
+        let Some(list) = self.latest(follower, Kind::FOLLOW_LIST)? else {
+            return Ok(Vec::new());
+        };
         let archived = list
             .payload_as::<ArchivedFollowList>()
             .map_err(|e| ReadError::Corrupt(format!("stored follow list: {e}")))?;
@@ -143,7 +172,12 @@ impl<'s> ReadTxn<'s> {
         for (name, table) in t.all() {
             let s = table.stat(&self.txn)?;
             let pages = (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64;
-            tables.push(TableStats { name, entries: s.entries as u64, bytes: pages * u64::from(s.page_size), depth: s.depth });
+            tables.push(TableStats {
+                name,
+                entries: s.entries as u64,
+                bytes: pages * u64::from(s.page_size),
+                depth: s.depth,
+            });
         }
         let mut event_bytes = 0u64;
         for item in t.events.iter(&self.txn)? {
@@ -160,7 +194,9 @@ impl<'s> ReadTxn<'s> {
             events: t.events.len(&self.txn)?,
             event_bytes,
             used_bytes: (info.last_page_number as u64 + 1) * page,
-            file_bytes: std::fs::metadata(crate::data_file(&self.shared.path)).map(|m| m.len()).unwrap_or(0),
+            file_bytes: std::fs::metadata(crate::data_file(&self.shared.path))
+                .map(|m| m.len())
+                .unwrap_or(0),
             map_bytes: info.map_size as u64,
             next_seq,
             tables,

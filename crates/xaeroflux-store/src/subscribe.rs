@@ -65,7 +65,10 @@ impl Subscribers {
                 if sink.lagged.load(Ordering::Acquire) || !sink.filter.matches(&event.as_ref()) {
                     continue;
                 }
-                let item = StoredEvent { seq: *seq, bytes: event.as_bytes().into() };
+                let item = StoredEvent {
+                    seq: *seq,
+                    bytes: event.as_bytes().into(),
+                };
                 match sink.tx.try_send(item) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => sink.lagged.store(true, Ordering::Release),
@@ -77,7 +80,10 @@ impl Subscribers {
     }
 
     fn add(&self, sink: Sink) {
-        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).push(sink);
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sink);
     }
 }
 
@@ -100,14 +106,27 @@ impl Subscription {
         let capacity = capacity.max(1);
         let (tx, rx) = bounded(capacity);
         let lagged = Arc::new(AtomicBool::new(false));
-        store.shared().subscribers.add(Sink { filter: filter.clone(), tx, lagged: lagged.clone() });
+        store.shared().subscribers.add(Sink {
+            filter: filter.clone(),
+            tx,
+            lagged: lagged.clone(),
+        });
         // Everything committed before this point is history, not news.
         let last_seq = store
             .read()
             .and_then(|r| r.stats_next_seq())
             .map(|next| next.saturating_sub(1))
             .unwrap_or(0);
-        Subscription { store, filter, rx, lagged, last_seq, backlog: VecDeque::new(), catching_up: false, capacity }
+        Subscription {
+            store,
+            filter,
+            rx,
+            lagged,
+            last_seq,
+            backlog: VecDeque::new(),
+            catching_up: false,
+            capacity,
+        }
     }
 
     /// Waits for the next event.
@@ -129,7 +148,10 @@ impl Subscription {
     }
 
     /// Waits at most `timeout` for the next event.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<StoredEvent>, SubscriptionError> {
+    pub fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<StoredEvent>, SubscriptionError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(ev) = self.poll()? {
@@ -198,7 +220,10 @@ impl Subscription {
         for (seq, ev) in page {
             last = seq;
             if self.filter.matches(&ev) {
-                self.backlog.push_back(StoredEvent { seq, bytes: ev.as_bytes().into() });
+                self.backlog.push_back(StoredEvent {
+                    seq,
+                    bytes: ev.as_bytes().into(),
+                });
             }
         }
         // Skipped non-matching events still advance the cursor.

@@ -16,8 +16,17 @@ pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_NEXT_SEQ: &[u8] = b"next_seq";
 
 /// Names of the tables, in the order of [`Tables::all`].
-pub(crate) const NAMES: [&str; 9] =
-    ["events", "ids", "by_author", "by_kind", "by_topic", "by_ref", "tombstones", "latest", "meta"];
+pub(crate) const NAMES: [&str; 9] = [
+    "events",
+    "ids",
+    "by_author",
+    "by_kind",
+    "by_topic",
+    "by_ref",
+    "tombstones",
+    "latest",
+    "meta",
+];
 
 /// The tables that are DUPSORT|DUPFIXED with 16-byte [`Pos`] values.
 pub(crate) const DUP_TABLES: [&str; 4] = ["by_author", "by_kind", "by_topic", "by_ref"];
@@ -48,7 +57,17 @@ pub(crate) struct Tables {
 impl Tables {
     pub(crate) fn from_array(t: [Table; 9]) -> Tables {
         let [events, ids, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta] = t;
-        Tables { events, ids, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta }
+        Tables {
+            events,
+            ids,
+            by_author,
+            by_kind,
+            by_topic,
+            by_ref,
+            tombstones,
+            latest,
+            meta,
+        }
     }
 
     pub(crate) fn all(&self) -> [(&'static str, Table); 9] {
@@ -131,8 +150,14 @@ mod tests {
 
     #[test]
     fn pos_orders_by_time_then_seq() {
-        let a = Pos { created_at: 5, seq: 900 };
-        let b = Pos { created_at: 6, seq: 1 };
+        let a = Pos {
+            created_at: 5,
+            seq: 900,
+        };
+        let b = Pos {
+            created_at: 6,
+            seq: 1,
+        };
         assert!(a.encode() < b.encode());
         assert_eq!(Pos::decode(&a.encode()), Some(a));
         assert_eq!(Pos::decode(&[0; 15]), None);

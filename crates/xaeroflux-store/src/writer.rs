@@ -71,7 +71,12 @@ impl Handle {
     pub(crate) fn start(shared: Arc<Shared>, options: &StoreOptions) -> Result<Handle, OpenError> {
         let batch_events_max = options.batch_events_max.max(1);
         if shared.read_only {
-            return Ok(Handle { shared, tx: None, thread: None, batch_events_max });
+            return Ok(Handle {
+                shared,
+                tx: None,
+                thread: None,
+                batch_events_max,
+            });
         }
         let (tx, rx) = bounded(options.queue_batches_max.max(1));
         let mut writer = Writer::new(shared.clone(), options).map_err(|e| match e {
@@ -79,22 +84,42 @@ impl Handle {
                 path: shared.path.clone(),
                 reason: format!("cannot read the store's state: {msg}"),
             },
-            other => OpenError::Io { path: shared.path.clone(), source: std::io::Error::other(other.to_string()) },
+            other => OpenError::Io {
+                path: shared.path.clone(),
+                source: std::io::Error::other(other.to_string()),
+            },
         })?;
         let thread = std::thread::Builder::new()
             .name("xaeroflux-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(OpenError::Thread)?;
-        Ok(Handle { shared, tx: Some(tx), thread: Some(thread), batch_events_max })
+        Ok(Handle {
+            shared,
+            tx: Some(tx),
+            thread: Some(thread),
+            batch_events_max,
+        })
     }
 
-    pub(crate) fn submit(&self, events: Vec<VerifiedEvent>, durability: Durability) -> Result<Ticket, WriteError> {
+    pub(crate) fn submit(
+        &self,
+        events: Vec<VerifiedEvent>,
+        durability: Durability,
+    ) -> Result<Ticket, WriteError> {
         let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
         if events.len() > self.batch_events_max {
-            return Err(WriteError::BatchTooLarge { got: events.len(), max: self.batch_events_max });
+            return Err(WriteError::BatchTooLarge {
+                got: events.len(),
+                max: self.batch_events_max,
+            });
         }
         let (ack, rx) = bounded(1);
-        tx.send(Command { events, durability, ack }).map_err(|_| WriteError::Closed)?;
+        tx.send(Command {
+            events,
+            durability,
+            ack,
+        })
+        .map_err(|_| WriteError::Closed)?;
         Ok(Ticket { rx })
     }
 }
@@ -146,7 +171,9 @@ impl Writer {
         if let Some((k, _)) = last_event {
             let last = decode_seq(k).ok_or_else(|| WriteError::Corrupt("bad events key".into()))?;
             if last >= next_seq {
-                return Err(WriteError::Corrupt(format!("next_seq {next_seq} not above last event {last}")));
+                return Err(WriteError::Corrupt(format!(
+                    "next_seq {next_seq} not above last event {last}"
+                )));
             }
         }
         drop(rtxn);
@@ -225,7 +252,10 @@ impl Writer {
         for cmd in group {
             let mut outcomes = Vec::with_capacity(cmd.events.len());
             for event in &cmd.events {
-                let mut apply = Apply { t: &t, txn: &mut txn };
+                let mut apply = Apply {
+                    t: &t,
+                    txn: &mut txn,
+                };
                 let outcome = apply.event(event.as_ref(), seq)?;
                 if let Outcome::Stored { seq: s } = outcome {
                     stored.push((s, event));
@@ -235,7 +265,8 @@ impl Writer {
             }
             all.push(outcomes);
         }
-        t.meta.put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
+        t.meta
+            .put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
         txn.commit()?;
         self.next_seq = seq;
         Ok((all, stored))
@@ -261,7 +292,10 @@ impl Apply<'_, '_> {
         if t.ids.get(self.txn, &id.0)?.is_some() {
             return Ok(Outcome::Duplicate);
         }
-        if t.tombstones.get(self.txn, &tombstone_key(&id.0, &author.0))?.is_some() {
+        if t.tombstones
+            .get(self.txn, &tombstone_key(&id.0, &author.0))?
+            .is_some()
+        {
             return Ok(Outcome::Deleted);
         }
         let kind = ev.kind();
@@ -289,8 +323,11 @@ impl Apply<'_, '_> {
         let t = self.t;
         let target = deletion.reference();
         let author = deletion.author();
-        t.tombstones.put(self.txn, &tombstone_key(&target.0, &author.0), &[])?;
-        let Some(target_seq) = t.ids.get(self.txn, &target.0)? else { return Ok(()) };
+        t.tombstones
+            .put(self.txn, &tombstone_key(&target.0, &author.0), &[])?;
+        let Some(target_seq) = t.ids.get(self.txn, &target.0)? else {
+            return Ok(());
+        };
         let target_seq = decode_seq(target_seq).ok_or_else(|| corrupt("ids value is not a seq"))?;
         let old = self.load(target_seq)?;
         // Deletions themselves are not deletable: that would let an event come back.
@@ -307,17 +344,29 @@ impl Apply<'_, '_> {
     }
 
     fn load(&self, seq: u64) -> Result<StoredHeader, Fail> {
-        let bytes = self.t.events.get(self.txn, &seq_key(seq))?.ok_or_else(|| corrupt("index points at no event"))?;
+        let bytes = self
+            .t
+            .events
+            .get(self.txn, &seq_key(seq))?
+            .ok_or_else(|| corrupt("index points at no event"))?;
         let ev = EventRef::decode(bytes).map_err(|e| corrupt(&format!("event {seq}: {e}")))?;
-        Ok(StoredHeader { id: *ev.id(), header: *ev.header() })
+        Ok(StoredHeader {
+            id: *ev.id(),
+            header: *ev.header(),
+        })
     }
 
     fn insert(&mut self, ev: EventRef<'_>, seq: u64) -> Result<(), Fail> {
         let t = self.t;
         let key = seq_key(seq);
-        t.events.put_with_flags(self.txn, PutFlags::APPEND, &key, ev.as_bytes())?;
+        t.events
+            .put_with_flags(self.txn, PutFlags::APPEND, &key, ev.as_bytes())?;
         t.ids.put(self.txn, &ev.id().0, &key)?;
-        let pos = Pos { created_at: ev.created_at(), seq }.encode();
+        let pos = Pos {
+            created_at: ev.created_at(),
+            seq,
+        }
+        .encode();
         t.by_author.put(self.txn, &ev.author().0, &pos)?;
         t.by_kind.put(self.txn, &kind_key(ev.kind().0), &pos)?;
         if !ev.topic().is_zero() {
@@ -332,19 +381,31 @@ impl Apply<'_, '_> {
     fn remove(&mut self, seq: u64, old: &StoredHeader) -> Result<(), Fail> {
         let t = self.t;
         let h = &old.header;
-        let pos = Pos { created_at: h.created_at(), seq }.encode();
+        let pos = Pos {
+            created_at: h.created_at(),
+            seq,
+        }
+        .encode();
         let mut gone = t.events.delete(self.txn, &seq_key(seq))?;
         gone &= t.ids.delete(self.txn, &old.id.0)?;
-        gone &= t.by_author.delete_one_duplicate(self.txn, &h.author, &pos)?;
-        gone &= t.by_kind.delete_one_duplicate(self.txn, &kind_key(h.kind().0), &pos)?;
+        gone &= t
+            .by_author
+            .delete_one_duplicate(self.txn, &h.author, &pos)?;
+        gone &= t
+            .by_kind
+            .delete_one_duplicate(self.txn, &kind_key(h.kind().0), &pos)?;
         if !h.topic().is_zero() {
             gone &= t.by_topic.delete_one_duplicate(self.txn, &h.topic, &pos)?;
         }
         if !h.reference().is_zero() {
-            gone &= t.by_ref.delete_one_duplicate(self.txn, &h.reference, &pos)?;
+            gone &= t
+                .by_ref
+                .delete_one_duplicate(self.txn, &h.reference, &pos)?;
         }
         if !gone {
-            return Err(corrupt(&format!("event {seq} was missing from an index on removal")));
+            return Err(corrupt(&format!(
+                "event {seq} was missing from an index on removal"
+            )));
         }
         Ok(())
     }

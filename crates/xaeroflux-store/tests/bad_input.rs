@@ -12,7 +12,10 @@ fn a_directory_with_other_files_is_refused_untouched() {
     std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, OpenError::NotOurs { .. }), "{err}");
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("notes.txt")]);
 }
 
@@ -22,7 +25,10 @@ fn a_file_that_is_not_lmdb_is_refused() {
     let garbage = vec![0x5au8; 64 * 1024];
     std::fs::write(dir.path().join("data.mdb"), &garbage).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
-    assert!(matches!(err, OpenError::NotOurs { .. } | OpenError::Lmdb { .. }), "{err}");
+    assert!(
+        matches!(err, OpenError::NotOurs { .. } | OpenError::Lmdb { .. }),
+        "{err}"
+    );
     assert_eq!(std::fs::read(dir.path().join("data.mdb")).unwrap(), garbage);
 }
 
@@ -33,7 +39,11 @@ fn another_programs_lmdb_is_refused() {
     let before = std::fs::read(dir.path().join("data.mdb")).unwrap();
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, OpenError::NotOurs { .. }), "{err}");
-    assert_eq!(std::fs::read(dir.path().join("data.mdb")).unwrap(), before, "file untouched");
+    assert_eq!(
+        std::fs::read(dir.path().join("data.mdb")).unwrap(),
+        before,
+        "file untouched"
+    );
 }
 
 /// An LMDB environment with a table of its own, as another program would leave it.
@@ -61,23 +71,54 @@ fn read_only_store_refuses_writes_and_serves_reads() {
     let dir = tempfile::tempdir().unwrap();
     let alice = Identity::from_seed(&[1; 32]);
     let post = alice.sign(&Draft::post(T0, "kept"));
-    Store::open(dir.path()).unwrap().ingest(vec![post.clone()]).unwrap();
-    let ro = Store::open_with(dir.path(), StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap();
-    let err = ro.ingest(vec![alice.sign(&Draft::post(T0 + 1, "no"))]).unwrap_err();
+    Store::open(dir.path())
+        .unwrap()
+        .ingest(vec![post.clone()])
+        .unwrap();
+    let ro = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let err = ro
+        .ingest(vec![alice.sign(&Draft::post(T0 + 1, "no"))])
+        .unwrap_err();
     assert!(matches!(err, WriteError::ReadOnly));
     assert!(ro.read().unwrap().get(post.id()).unwrap().is_some());
     let missing = tempfile::tempdir().unwrap();
-    let err = Store::open_with(missing.path(), StoreOptions { read_only: true, ..StoreOptions::default() }).unwrap_err();
+    let err = Store::open_with(
+        missing.path(),
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, OpenError::Missing { .. }));
 }
 
 #[test]
 fn oversized_batches_are_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), StoreOptions { batch_events_max: 10, ..StoreOptions::default() }).unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            batch_events_max: 10,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
     let alice = Identity::from_seed(&[1; 32]);
-    let batch: Vec<_> = (0..11).map(|i| alice.sign(&Draft::post(T0 + i, "x"))).collect();
-    assert!(matches!(store.ingest(batch).unwrap_err(), WriteError::BatchTooLarge { got: 11, max: 10 }));
+    let batch: Vec<_> = (0..11)
+        .map(|i| alice.sign(&Draft::post(T0 + i, "x")))
+        .collect();
+    assert!(matches!(
+        store.ingest(batch).unwrap_err(),
+        WriteError::BatchTooLarge { got: 11, max: 10 }
+    ));
     assert_eq!(store.read().unwrap().stats().unwrap().events, 0);
 }
 
@@ -86,5 +127,8 @@ fn a_path_that_is_a_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f");
     std::fs::write(&file, b"x").unwrap();
-    assert!(matches!(Store::open(&file).unwrap_err(), OpenError::NotADirectory { .. }));
+    assert!(matches!(
+        Store::open(&file).unwrap_err(),
+        OpenError::NotADirectory { .. }
+    ));
 }

@@ -16,8 +16,20 @@ struct Spec {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0u8..4, 0u8..4, prop::option::of(0u8..3), prop::option::of(0u8..5), 0u64..40)
-        .prop_map(|(author, kind, topic, reference, at)| Spec { author, kind, topic, reference, at })
+    (
+        0u8..4,
+        0u8..4,
+        prop::option::of(0u8..3),
+        prop::option::of(0u8..5),
+        0u64..40,
+    )
+        .prop_map(|(author, kind, topic, reference, at)| Spec {
+            author,
+            kind,
+            topic,
+            reference,
+            at,
+        })
 }
 
 fn event(s: &Spec, salt: usize) -> VerifiedEvent {
@@ -28,7 +40,12 @@ fn event(s: &Spec, salt: usize) -> VerifiedEvent {
         0 => Draft::post(at, &format!("p{salt}")),
         1 => Draft::reply(at, reference, &format!("r{salt}")),
         2 => Draft::reaction(at, reference, &format!("+{salt}")),
-        _ => Draft::app(Kind(Kind::APP_MIN.0 + 3), at, reference, format!("a{salt}").into_bytes()),
+        _ => Draft::app(
+            Kind(Kind::APP_MIN.0 + 3),
+            at,
+            reference,
+            format!("a{salt}").into_bytes(),
+        ),
     };
     who.sign(&match s.topic {
         Some(t) => draft.in_topic(Topic::named(&format!("t{t}"))),
@@ -46,25 +63,33 @@ fn filter() -> impl Strategy<Value = Filter> {
         prop::option::of(0u64..40),
         prop::option::of(0usize..12),
     )
-        .prop_map(|(authors, kinds, topics, refs, since, until, limit)| Filter {
-            authors: authors.iter().map(|a| Identity::from_seed(&[a + 1; 32]).public_key()).collect(),
-            kinds: kinds
-                .iter()
-                .map(|k| match k {
-                    0 => Kind::POST,
-                    1 => Kind::REPLY,
-                    2 => Kind::REACTION,
-                    3 => Kind(Kind::APP_MIN.0 + 3),
-                    _ => Kind::PROFILE,
-                })
-                .collect(),
-            topics: topics.iter().map(|t| Topic::named(&format!("t{t}"))).collect(),
-            references: refs.iter().map(|r| EventId([r + 1; 32])).collect(),
-            since: since.map(|s| T0 + s),
-            until: until.map(|u| T0 + u),
-            limit,
-            ids: Vec::new(),
-        })
+        .prop_map(
+            |(authors, kinds, topics, refs, since, until, limit)| Filter {
+                authors: authors
+                    .iter()
+                    .map(|a| Identity::from_seed(&[a + 1; 32]).public_key())
+                    .collect(),
+                kinds: kinds
+                    .iter()
+                    .map(|k| match k {
+                        0 => Kind::POST,
+                        1 => Kind::REPLY,
+                        2 => Kind::REACTION,
+                        3 => Kind(Kind::APP_MIN.0 + 3),
+                        _ => Kind::PROFILE,
+                    })
+                    .collect(),
+                topics: topics
+                    .iter()
+                    .map(|t| Topic::named(&format!("t{t}")))
+                    .collect(),
+                references: refs.iter().map(|r| EventId([r + 1; 32])).collect(),
+                since: since.map(|s| T0 + s),
+                until: until.map(|u| T0 + u),
+                limit,
+                ids: Vec::new(),
+            },
+        )
 }
 
 proptest! {

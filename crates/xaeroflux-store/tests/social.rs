@@ -27,12 +27,21 @@ fn stores_reads_and_reports_duplicates() {
     let (_d, store) = store();
     let alice = who(1);
     let post = alice.sign(&Draft::post(T0, "hello"));
-    assert_eq!(store.ingest(vec![post.clone()]).unwrap(), vec![Outcome::Stored { seq: 1 }]);
-    assert_eq!(store.ingest(vec![post.clone(), post.clone()]).unwrap(), vec![Outcome::Duplicate, Outcome::Duplicate]);
+    assert_eq!(
+        store.ingest(vec![post.clone()]).unwrap(),
+        vec![Outcome::Stored { seq: 1 }]
+    );
+    assert_eq!(
+        store.ingest(vec![post.clone(), post.clone()]).unwrap(),
+        vec![Outcome::Duplicate, Outcome::Duplicate]
+    );
     let read = store.read().unwrap();
     let got = read.get(post.id()).unwrap().unwrap();
     assert_eq!(got.as_bytes(), post.as_bytes());
-    assert_eq!(got.payload_as::<ArchivedNote>().unwrap().text.as_str(), "hello");
+    assert_eq!(
+        got.payload_as::<ArchivedNote>().unwrap().text.as_str(),
+        "hello"
+    );
     assert!(read.get(&EventId([9; 32])).unwrap().is_none());
     assert_eq!(read.stats().unwrap().events, 1);
     assert!(read.check(2).unwrap().is_ok());
@@ -52,14 +61,29 @@ fn deletion_drops_target_and_keeps_it_out() {
     assert!(store.read().unwrap().get(post.id()).unwrap().is_some());
 
     let del = alice.sign(&Draft::deletion(T0 + 3, *post.id(), "typo"));
-    assert!(matches!(store.ingest(vec![del.clone()]).unwrap()[0], Outcome::Stored { .. }));
-    assert_eq!(store.ingest(vec![post.clone()]).unwrap(), vec![Outcome::Deleted]);
+    assert!(matches!(
+        store.ingest(vec![del.clone()]).unwrap()[0],
+        Outcome::Stored { .. }
+    ));
+    assert_eq!(
+        store.ingest(vec![post.clone()]).unwrap(),
+        vec![Outcome::Deleted]
+    );
     let read = store.read().unwrap();
     assert!(read.get(post.id()).unwrap().is_none());
     assert!(read.is_deleted(post.id(), &alice.public_key()).unwrap());
-    let all = read.query(&Filter { authors: vec![alice.public_key()], ..Filter::default() }).unwrap();
+    let all = read
+        .query(&Filter {
+            authors: vec![alice.public_key()],
+            ..Filter::default()
+        })
+        .unwrap();
     assert_eq!(ids(&all), vec![*del.id(), *keep.id()]);
-    assert!(read.check(1).unwrap().is_ok(), "{:?}", read.check(1).unwrap());
+    assert!(
+        read.check(1).unwrap().is_ok(),
+        "{:?}",
+        read.check(1).unwrap()
+    );
 }
 
 #[test]
@@ -69,7 +93,10 @@ fn deletion_arriving_first_blocks_the_target() {
     let post = alice.sign(&Draft::post(T0, "late"));
     let del = alice.sign(&Draft::deletion(T0 + 5, *post.id(), ""));
     store.ingest(vec![del]).unwrap();
-    assert_eq!(store.ingest(vec![post.clone()]).unwrap(), vec![Outcome::Deleted]);
+    assert_eq!(
+        store.ingest(vec![post.clone()]).unwrap(),
+        vec![Outcome::Deleted]
+    );
     assert!(store.read().unwrap().get(post.id()).unwrap().is_none());
 }
 
@@ -80,16 +107,55 @@ fn newest_replaceable_wins_in_any_arrival_order() {
     let (bob, carol) = (who(2).public_key(), who(3).public_key());
     let old = alice.sign(&Draft::follow_list(T0, &[bob]));
     let new = alice.sign(&Draft::follow_list(T0 + 10, &[bob, carol]));
-    let p_old = alice.sign(&Draft::profile(T0, &Profile { name: "al".into(), ..Default::default() }));
-    let p_new = alice.sign(&Draft::profile(T0 + 1, &Profile { name: "alice".into(), ..Default::default() }));
-    assert!(matches!(store.ingest(vec![new.clone(), p_old.clone()]).unwrap()[..], [Outcome::Stored { .. }, Outcome::Stored { .. }]));
-    assert_eq!(store.ingest(vec![old.clone(), p_new.clone()]).unwrap()[0], Outcome::Superseded);
+    let p_old = alice.sign(&Draft::profile(
+        T0,
+        &Profile {
+            name: "al".into(),
+            ..Default::default()
+        },
+    ));
+    let p_new = alice.sign(&Draft::profile(
+        T0 + 1,
+        &Profile {
+            name: "alice".into(),
+            ..Default::default()
+        },
+    ));
+    assert!(matches!(
+        store.ingest(vec![new.clone(), p_old.clone()]).unwrap()[..],
+        [Outcome::Stored { .. }, Outcome::Stored { .. }]
+    ));
+    assert_eq!(
+        store.ingest(vec![old.clone(), p_new.clone()]).unwrap()[0],
+        Outcome::Superseded
+    );
     let read = store.read().unwrap();
     assert_eq!(read.follows(&alice.public_key()).unwrap(), vec![bob, carol]);
-    let profile = read.latest(&alice.public_key(), Kind::PROFILE).unwrap().unwrap();
-    assert_eq!(profile.payload_as::<ArchivedProfile>().unwrap().name.as_str(), "alice");
-    assert!(read.get(p_old.id()).unwrap().is_none(), "replaced profile is dropped");
-    assert_eq!(read.query(&Filter { kinds: vec![Kind::PROFILE], ..Filter::default() }).unwrap().len(), 1);
+    let profile = read
+        .latest(&alice.public_key(), Kind::PROFILE)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        profile
+            .payload_as::<ArchivedProfile>()
+            .unwrap()
+            .name
+            .as_str(),
+        "alice"
+    );
+    assert!(
+        read.get(p_old.id()).unwrap().is_none(),
+        "replaced profile is dropped"
+    );
+    assert_eq!(
+        read.query(&Filter {
+            kinds: vec![Kind::PROFILE],
+            ..Filter::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
     assert!(read.check(1).unwrap().is_ok());
 }
 
@@ -121,19 +187,48 @@ fn queries_pick_an_index_and_return_newest_first() {
     };
     let filters = [
         Filter::default(),
-        Filter { authors: vec![people[1].public_key(), people[3].public_key()], limit: Some(17), ..Filter::default() },
-        Filter { topics: vec![rust], since: Some(T0 + 10_000), ..Filter::default() },
-        Filter { kinds: vec![Kind::POST], until: Some(T0 + 30_000), limit: Some(9), ..Filter::default() },
-        Filter { authors: vec![people[0].public_key()], topics: vec![rust], ..Filter::default() },
-        Filter { since: Some(T0 + 20_000), until: Some(T0 + 21_000), ..Filter::default() },
-        Filter { ids: vec![*all[5].id(), *all[9].id(), EventId([3; 32])], ..Filter::default() },
+        Filter {
+            authors: vec![people[1].public_key(), people[3].public_key()],
+            limit: Some(17),
+            ..Filter::default()
+        },
+        Filter {
+            topics: vec![rust],
+            since: Some(T0 + 10_000),
+            ..Filter::default()
+        },
+        Filter {
+            kinds: vec![Kind::POST],
+            until: Some(T0 + 30_000),
+            limit: Some(9),
+            ..Filter::default()
+        },
+        Filter {
+            authors: vec![people[0].public_key()],
+            topics: vec![rust],
+            ..Filter::default()
+        },
+        Filter {
+            since: Some(T0 + 20_000),
+            until: Some(T0 + 21_000),
+            ..Filter::default()
+        },
+        Filter {
+            ids: vec![*all[5].id(), *all[9].id(), EventId([3; 32])],
+            ..Filter::default()
+        },
     ];
     for f in &filters {
         let got = ids(&read.query(f).unwrap());
         // Timestamps are unique here, so the order is fully determined.
         assert_eq!(got, model(f), "filter {f:?}");
     }
-    let err = read.query(&Filter { limit: Some(QUERY_LIMIT_MAX + 1), ..Filter::default() }).unwrap_err();
+    let err = read
+        .query(&Filter {
+            limit: Some(QUERY_LIMIT_MAX + 1),
+            ..Filter::default()
+        })
+        .unwrap_err();
     assert!(matches!(err, QueryError::LimitTooLarge { .. }));
 }
 
@@ -141,21 +236,46 @@ fn queries_pick_an_index_and_return_newest_first() {
 fn feed_and_thread() {
     let (_d, store) = store();
     let (alice, bob, carol) = (who(1), who(2), who(3));
-    let follow = alice.sign(&Draft::follow_list(T0, &[bob.public_key(), carol.public_key()]));
+    let follow = alice.sign(&Draft::follow_list(
+        T0,
+        &[bob.public_key(), carol.public_key()],
+    ));
     let root = bob.sign(&Draft::post(T0 + 1, "root"));
     let r1 = carol.sign(&Draft::reply(T0 + 2, *root.id(), "first"));
     let r2 = alice.sign(&Draft::reply(T0 + 3, *root.id(), "second"));
     let r11 = bob.sign(&Draft::reply(T0 + 4, *r1.id(), "nested"));
     let like = alice.sign(&Draft::reaction(T0 + 5, *r1.id(), "+"));
     let other = alice.sign(&Draft::post(T0 + 6, "not in my own feed"));
-    store.ingest(vec![follow, root.clone(), r1.clone(), r2.clone(), r11.clone(), like.clone(), other]).unwrap();
+    store
+        .ingest(vec![
+            follow,
+            root.clone(),
+            r1.clone(),
+            r2.clone(),
+            r11.clone(),
+            like.clone(),
+            other,
+        ])
+        .unwrap();
     let read = store.read().unwrap();
     let feed = read.feed(&alice.public_key(), 10, None).unwrap();
     assert_eq!(ids(&feed), vec![*r11.id(), *r1.id(), *root.id()]);
     let thread = read.thread(root.id(), 100).unwrap();
     assert_eq!(thread.root.unwrap().id(), root.id());
-    let order: Vec<(u32, EventId)> = thread.entries.iter().map(|e| (e.depth, *e.event.id())).collect();
-    assert_eq!(order, vec![(1, *r1.id()), (2, *r11.id()), (2, *like.id()), (1, *r2.id())]);
+    let order: Vec<(u32, EventId)> = thread
+        .entries
+        .iter()
+        .map(|e| (e.depth, *e.event.id()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (1, *r1.id()),
+            (2, *r11.id()),
+            (2, *like.id()),
+            (1, *r2.id())
+        ]
+    );
     assert!(!thread.truncated);
     assert!(read.thread(root.id(), 2).unwrap().truncated);
 }
@@ -166,7 +286,13 @@ fn subscriptions_see_every_match_even_when_slow() {
     let alice = who(1);
     let bob = who(2);
     let mut sub = store
-        .subscribe(Filter { authors: vec![alice.public_key()], ..Filter::default() }, 4)
+        .subscribe(
+            Filter {
+                authors: vec![alice.public_key()],
+                ..Filter::default()
+            },
+            4,
+        )
         .unwrap();
     let mut want = Vec::new();
     for i in 0..50u64 {
@@ -178,28 +304,43 @@ fn subscriptions_see_every_match_even_when_slow() {
     }
     let mut got = Vec::new();
     while got.len() < want.len() {
-        let ev = sub.recv_timeout(Duration::from_secs(5)).unwrap().expect("an event in time");
+        let ev = sub
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("an event in time");
         got.push(*ev.event().id());
     }
     assert_eq!(got, want);
-    assert!(sub.recv_timeout(Duration::from_millis(100)).unwrap().is_none());
+    assert!(sub
+        .recv_timeout(Duration::from_millis(100))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
 fn map_grows_instead_of_failing() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions { map_bytes_initial: 256 * 1024, ..StoreOptions::default() };
+    let options = StoreOptions {
+        map_bytes_initial: 256 * 1024,
+        ..StoreOptions::default()
+    };
     let store = Store::open_with(dir.path(), options).unwrap();
     let alice = who(1);
     let text = "x".repeat(2000);
     for chunk in 0..10u64 {
-        let batch = (0..100).map(|i| alice.sign(&Draft::post(T0 + chunk * 100 + i, &text))).collect();
+        let batch = (0..100)
+            .map(|i| alice.sign(&Draft::post(T0 + chunk * 100 + i, &text)))
+            .collect();
         store.ingest(batch).unwrap();
     }
     let read = store.read().unwrap();
     let stats = read.stats().unwrap();
     assert_eq!(stats.events, 1000);
-    assert!(stats.map_bytes > 2 * 1024 * 1024, "map grew to {}", stats.map_bytes);
+    assert!(
+        stats.map_bytes > 2 * 1024 * 1024,
+        "map grew to {}",
+        stats.map_bytes
+    );
     assert!(read.check(2).unwrap().is_ok());
 }
 
@@ -214,6 +355,9 @@ fn reopen_keeps_everything_and_sequence_continues() {
     }
     let store = Store::open(dir.path()).unwrap();
     let second = alice.sign(&Draft::post(T0 + 1, "two"));
-    assert_eq!(store.ingest(vec![second]).unwrap(), vec![Outcome::Stored { seq: 2 }]);
+    assert_eq!(
+        store.ingest(vec![second]).unwrap(),
+        vec![Outcome::Stored { seq: 2 }]
+    );
     assert!(store.read().unwrap().get(first.id()).unwrap().is_some());
 }

@@ -36,13 +36,20 @@ pub enum IdentityFileError {
 /// Loads the identity at `path`, or creates one there (mode 0600) if there is none.
 /// Returns the identity and whether it was created.
 pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), IdentityFileError> {
-    let io = |source| IdentityFileError::Io { path: path.to_owned(), source };
+    let io = |source| IdentityFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::read(path) {
         Ok(bytes) => {
-            let seed: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| IdentityFileError::Malformed { path: path.to_owned(), got: bytes.len() })?;
+            let seed: [u8; 32] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| IdentityFileError::Malformed {
+                        path: path.to_owned(),
+                        got: bytes.len(),
+                    })?;
             Ok((Identity::from_seed(&seed), false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -83,6 +90,9 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         std::fs::write(&path, b"short").unwrap();
-        assert!(matches!(load_or_create_identity(&path), Err(IdentityFileError::Malformed { got: 5, .. })));
+        assert!(matches!(
+            load_or_create_identity(&path),
+            Err(IdentityFileError::Malformed { got: 5, .. })
+        ));
     }
 }

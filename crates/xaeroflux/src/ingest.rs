@@ -72,7 +72,12 @@ impl Node {
     /// Verifies and stores a stream of encoded events in batches of `batch` (bounded memory:
     /// about `IN_FLIGHT_EVENTS_MAX` events held). `progress` is called after each durable batch
     /// with the report so far. Bad events are rejected and counted; the rest are stored.
-    pub fn ingest_stream<I, F>(&self, events: I, batch: usize, mut progress: F) -> Result<IngestReport, IngestError>
+    pub fn ingest_stream<I, F>(
+        &self,
+        events: I,
+        batch: usize,
+        mut progress: F,
+    ) -> Result<IngestReport, IngestError>
     where
         I: IntoIterator<Item = Result<Vec<u8>, ImportError>>,
         F: FnMut(&IngestReport),
@@ -125,7 +130,10 @@ impl Node {
     }
 
     /// Verifies and durably stores one batch; returns per-event results in order.
-    pub fn ingest(&self, events: Vec<Vec<u8>>) -> Result<Vec<Result<Outcome, VerifyError>>, WriteError> {
+    pub fn ingest(
+        &self,
+        events: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<Outcome, VerifyError>>, WriteError> {
         let results = verify_batch_parallel(events, &Limits::at(now_ms()), self.verify_threads);
         let mut good = Vec::with_capacity(results.len());
         let mut slots = Vec::with_capacity(results.len());
@@ -138,21 +146,35 @@ impl Node {
                 Err(e) => slots.push(Err(e)),
             }
         }
-        let outcomes = if good.is_empty() { Vec::new() } else { self.store().ingest(good)? };
+        let outcomes = if good.is_empty() {
+            Vec::new()
+        } else {
+            self.store().ingest(good)?
+        };
         Ok(slots.into_iter().map(|s| s.map(|i| outcomes[i])).collect())
     }
 
-    fn verify_chunk(&self, chunk: Vec<Vec<u8>>, report: &mut IngestReport) -> Vec<xaeroflux_event::VerifiedEvent> {
+    fn verify_chunk(
+        &self,
+        chunk: Vec<Vec<u8>>,
+        report: &mut IngestReport,
+    ) -> Vec<xaeroflux_event::VerifiedEvent> {
         let base = report.seen;
         report.seen += chunk.len() as u64;
         let mut good = Vec::with_capacity(chunk.len());
-        for (i, r) in verify_batch_parallel(chunk, &Limits::at(now_ms()), self.verify_threads).into_iter().enumerate() {
+        for (i, r) in verify_batch_parallel(chunk, &Limits::at(now_ms()), self.verify_threads)
+            .into_iter()
+            .enumerate()
+        {
             match r {
                 Ok(ev) => good.push(ev),
                 Err(error) => {
                     report.rejected_total += 1;
                     if report.rejected.len() < IngestReport::REJECTED_SHOWN {
-                        report.rejected.push(Rejected { index: base + i as u64, error });
+                        report.rejected.push(Rejected {
+                            index: base + i as u64,
+                            error,
+                        });
                     }
                 }
             }

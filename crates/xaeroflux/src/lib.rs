@@ -27,5 +27,6 @@ pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, VerifyError,
 };
 pub use xaeroflux_store::{
-    Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions, Ticket, WriteError,
+    Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions,
+    Ticket, WriteError,
 };

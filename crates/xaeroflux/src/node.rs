@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use xaeroflux_event::{Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, VerifyError};
+use xaeroflux_event::{
+    Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, VerifyError,
+};
 use xaeroflux_store::{OpenError, Outcome, QueryError, ReadError, Store, StoreOptions, WriteError};
 
 use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
@@ -104,10 +106,17 @@ impl NodeBuilder {
             None if path.exists() => Some(load_or_create_identity(&path)?.0),
             None => None,
         };
-        let verify_threads = self
-            .verify_threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        Ok(Node { store, identity, verify_threads, last_ms: AtomicU64::new(0) })
+        let verify_threads = self.verify_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(Node {
+            store,
+            identity,
+            verify_threads,
+            last_ms: AtomicU64::new(0),
+        })
     }
 }
 
@@ -142,7 +151,12 @@ impl Node {
         let mut last = self.last_ms.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
-            match self.last_ms.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self.last_ms.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return next,
                 Err(seen) => last = seen,
             }
@@ -160,7 +174,12 @@ impl Node {
     }
 
     /// Posts text, optionally in a topic or as a reply.
-    pub fn post(&self, text: &str, topic: Option<Topic>, reply_to: Option<EventId>) -> Result<Published, NodeError> {
+    pub fn post(
+        &self,
+        text: &str,
+        topic: Option<Topic>,
+        reply_to: Option<EventId>,
+    ) -> Result<Published, NodeError> {
         let draft = match reply_to {
             Some(parent) => Draft::reply(0, parent, text),
             None => Draft::post(0, text),
@@ -175,7 +194,11 @@ impl Node {
 
     /// Adds authors to this node's follow list (publishing the whole new list).
     pub fn follow(&self, authors: &[PublicKey]) -> Result<Published, NodeError> {
-        let me = self.identity.as_ref().ok_or(NodeError::NoIdentity)?.public_key();
+        let me = self
+            .identity
+            .as_ref()
+            .ok_or(NodeError::NoIdentity)?
+            .public_key();
         let mut follows = self.store.read()?.follows(&me)?;
         for a in authors {
             if !follows.contains(a) {
@@ -198,7 +221,9 @@ impl Node {
     /// The display name an author gave in their newest profile.
     pub fn display_name(&self, author: &PublicKey) -> Result<Option<String>, NodeError> {
         let read = self.store.read()?;
-        let Some(profile) = read.latest(author, Kind::PROFILE)? else { return Ok(None) };
+        let Some(profile) = read.latest(author, Kind::PROFILE)? else {
+            return Ok(None);
+        };
         let archived = profile
             .payload_as::<xaeroflux_event::ArchivedProfile>()
             .map_err(|e| ReadError::Corrupt(e.to_string()))?;
@@ -208,6 +233,9 @@ impl Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("store", &self.store).field("identity", &self.identity).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("store", &self.store)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
     }
 }

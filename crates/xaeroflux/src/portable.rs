@@ -75,13 +75,20 @@ impl<W: Write> ExportWriter<W> {
         out.write_all(EXPORT_MAGIC)?;
         out.write_all(&EXPORT_VERSION.to_le_bytes())?;
         out.write_all(&0u32.to_le_bytes())?;
-        Ok(ExportWriter { out, count: 0, hasher: blake3::Hasher::new() })
+        Ok(ExportWriter {
+            out,
+            count: 0,
+            hasher: blake3::Hasher::new(),
+        })
     }
 
     /// Appends one encoded event.
     pub fn write_event(&mut self, event: &[u8]) -> io::Result<()> {
         if event.is_empty() || event.len() > ENCODED_MAX {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "event size out of bounds"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "event size out of bounds",
+            ));
         }
         let len = (event.len() as u32).to_le_bytes();
         self.hasher.update(&len);
@@ -121,12 +128,21 @@ impl<R: Read> ImportReader<R> {
         }
         let version = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
         if version != EXPORT_VERSION {
-            return Err(ImportError::UnsupportedVersion { got: version, supported: EXPORT_VERSION });
+            return Err(ImportError::UnsupportedVersion {
+                got: version,
+                supported: EXPORT_VERSION,
+            });
         }
         if head[12..16] != [0; 4] {
             return Err(ImportError::Corrupt("reserved header field is not zero"));
         }
-        Ok(ImportReader { input, offset: 16, count: 0, hasher: blake3::Hasher::new(), done: false })
+        Ok(ImportReader {
+            input,
+            offset: 16,
+            count: 0,
+            hasher: blake3::Hasher::new(),
+            done: false,
+        })
     }
 
     /// Bytes consumed so far.
@@ -148,7 +164,11 @@ impl<R: Read> ImportReader<R> {
             return Ok(None);
         }
         if n == 0 || n as usize > ENCODED_MAX {
-            return Err(ImportError::Oversized { at, len: u64::from(n), max: ENCODED_MAX });
+            return Err(ImportError::Oversized {
+                at,
+                len: u64::from(n),
+                max: ENCODED_MAX,
+            });
         }
         let mut event = vec![0u8; n as usize];
         self.read(&mut event)?;
@@ -163,10 +183,14 @@ impl<R: Read> ImportReader<R> {
         self.read(&mut trailer)?;
         let count = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
         if count != self.count {
-            return Err(ImportError::Corrupt("event count in the trailer does not match"));
+            return Err(ImportError::Corrupt(
+                "event count in the trailer does not match",
+            ));
         }
         if &trailer[8..] != self.hasher.finalize().as_bytes() {
-            return Err(ImportError::Corrupt("checksum in the trailer does not match"));
+            return Err(ImportError::Corrupt(
+                "checksum in the trailer does not match",
+            ));
         }
         let mut extra = [0u8; 1];
         if self.input.read(&mut extra)? != 0 {
@@ -187,7 +211,11 @@ fn read_exact_at(input: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<(
     let mut filled = 0;
     while filled < buf.len() {
         match input.read(&mut buf[filled..]) {
-            Ok(0) => return Err(ImportError::Truncated { at: offset + filled as u64 }),
+            Ok(0) => {
+                return Err(ImportError::Truncated {
+                    at: offset + filled as u64,
+                })
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e.into()),
@@ -242,6 +270,12 @@ mod tests {
     fn a_huge_length_is_refused_before_allocating() {
         let mut file = sample()[..16].to_vec();
         file.extend_from_slice(&(1u32 << 30).to_le_bytes());
-        assert!(matches!(read_all(&file), Err(ImportError::Oversized { len: 1_073_741_824, .. })));
+        assert!(matches!(
+            read_all(&file),
+            Err(ImportError::Oversized {
+                len: 1_073_741_824,
+                ..
+            })
+        ));
     }
 }

@@ -7,7 +7,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use xaeroflux::{Durability, Filter, Node, PublicKey, Store};
-use xaeroflux_bench::{allocations, counting, generate, identity_for, median_ns, percentile, GenParams, PlainHeed, Sqlite};
+use xaeroflux_bench::{
+    allocations, counting, generate, identity_for, median_ns, percentile, GenParams, PlainHeed,
+    Sqlite,
+};
 use xaeroflux_event::{verify_batch_parallel, Draft, Identity, Limits};
 
 use crate::cli::Args;
@@ -55,7 +58,9 @@ pub enum Which {
 }
 
 fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 struct Stores {
@@ -69,8 +74,17 @@ fn open_stores(no_sqlite: bool) -> Result<Stores> {
     let dir = tempfile::Builder::new().prefix("xf-bench-").tempdir()?;
     let ours = Node::builder().data_dir(dir.path().join("ours")).open()?;
     let heed = PlainHeed::open(dir.path().join("heed"))?;
-    let sqlite = if no_sqlite { None } else { Some(Sqlite::open(dir.path().join("sqlite"))?) };
-    Ok(Stores { _dir: dir, ours, heed, sqlite })
+    let sqlite = if no_sqlite {
+        None
+    } else {
+        Some(Sqlite::open(dir.path().join("sqlite"))?)
+    };
+    Ok(Stores {
+        _dir: dir,
+        ours,
+        heed,
+        sqlite,
+    })
 }
 
 fn rate(n: u64, ns: u128) -> f64 {
@@ -81,7 +95,10 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     let authors = b.authors.unwrap_or(((b.events / 1000) as u32).max(100));
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();
-    report.insert("machine".into(), json!({ "cores": threads(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH }));
+    report.insert(
+        "machine".into(),
+        json!({ "cores": threads(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH }),
+    );
     report.insert("events".into(), json!(b.events));
     report.insert("authors".into(), json!(authors));
     if b.which == Which::Publish {
@@ -126,23 +143,36 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
     eprintln!("ingest: verification alone…");
     let t = Instant::now();
     for chunk in events.chunks(batch) {
-        let ok = verify_batch_parallel(chunk.to_vec(), &limits, threads()).iter().filter(|r| r.is_ok()).count();
+        let ok = verify_batch_parallel(chunk.to_vec(), &limits, threads())
+            .iter()
+            .filter(|r| r.is_ok())
+            .count();
         anyhow::ensure!(ok == chunk.len(), "generated events must verify");
     }
     let verify_only = rate(n, t.elapsed().as_nanos());
 
     eprintln!("ingest: ours…");
     let t = Instant::now();
-    let r = s.ours.ingest_stream(events.iter().cloned().map(Ok), batch, |_| {})?;
+    let r = s
+        .ours
+        .ingest_stream(events.iter().cloned().map(Ok), batch, |_| {})?;
     let ours = rate(n, t.elapsed().as_nanos());
-    anyhow::ensure!(r.stored + r.deleted + r.superseded == n, "every event accounted for: {r:?}");
+    anyhow::ensure!(
+        r.stored + r.deleted + r.superseded == n,
+        "every event accounted for: {r:?}"
+    );
     let stats = s.ours.store().read()?.stats()?;
 
     eprintln!("ingest: ours, trusted append (already verified)…");
     let trusted_store = Store::open(s._dir.path().join("trusted"))?;
     let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = events
         .chunks(batch)
-        .map(|c| verify_batch_parallel(c.to_vec(), &limits, threads()).into_iter().filter_map(|r| r.ok()).collect())
+        .map(|c| {
+            verify_batch_parallel(c.to_vec(), &limits, threads())
+                .into_iter()
+                .filter_map(|r| r.ok())
+                .collect()
+        })
         .collect();
     let t = Instant::now();
     let mut tickets = std::collections::VecDeque::new();
@@ -159,16 +189,21 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
     drop(trusted_store);
 
     // The baselines verify the same way, then write: what a straightforward engine would do.
-    let verified_batches = |name: &str, write: &mut dyn FnMut(&[&[u8]]) -> Result<()>| -> Result<f64> {
-        eprintln!("ingest: {name}…");
-        let t = Instant::now();
-        for chunk in events.chunks(batch) {
-            let verified = verify_batch_parallel(chunk.to_vec(), &limits, threads());
-            let bytes: Vec<&[u8]> = verified.iter().filter_map(|r| r.as_ref().ok()).map(|e| e.as_bytes()).collect();
-            write(&bytes)?;
-        }
-        Ok(rate(n, t.elapsed().as_nanos()))
-    };
+    let verified_batches =
+        |name: &str, write: &mut dyn FnMut(&[&[u8]]) -> Result<()>| -> Result<f64> {
+            eprintln!("ingest: {name}…");
+            let t = Instant::now();
+            for chunk in events.chunks(batch) {
+                let verified = verify_batch_parallel(chunk.to_vec(), &limits, threads());
+                let bytes: Vec<&[u8]> = verified
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok())
+                    .map(|e| e.as_bytes())
+                    .collect();
+                write(&bytes)?;
+            }
+            Ok(rate(n, t.elapsed().as_nanos()))
+        };
     let heed = verified_batches("plain heed", &mut |b| Ok(s.heed.ingest(b)?))?;
     let heed_bytes = s.heed.disk_bytes();
     let mut out = json!({
@@ -212,14 +247,19 @@ fn read(s: &Stores, events: &[Vec<u8>], seed: u64) -> Result<Value> {
         .collect();
     // Deleted and replaced events are not stored: read only what is there.
     let txn = s.ours.store().read()?;
-    let ids: Vec<[u8; 32]> = ids.into_iter().filter(|id| txn.contains(&xaeroflux::EventId(*id)).unwrap_or(false)).collect();
+    let ids: Vec<[u8; 32]> = ids
+        .into_iter()
+        .filter(|id| txn.contains(&xaeroflux::EventId(*id)).unwrap_or(false))
+        .collect();
     // Sized up front so the measured loop itself allocates nothing.
     let mut samples = Vec::with_capacity(READ_SAMPLES);
     let before = allocations();
     for chunk in ids.chunks(READS_PER_SAMPLE) {
         let t = Instant::now();
         for id in chunk {
-            let ev = txn.get(xaeroflux::EventId::from_ref(id))?.context("stored")?;
+            let ev = txn
+                .get(xaeroflux::EventId::from_ref(id))?
+                .context("stored")?;
             black_box(ev.payload().len());
         }
         samples.push(t.elapsed().as_nanos() as u64 / chunk.len() as u64);
@@ -275,14 +315,21 @@ fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
             picks.sort_unstable();
             picks.dedup();
             picks.truncate(FEED_AUTHORS);
-            picks.into_iter().map(|a| identity_for(seed, a as u32).public_key()).collect()
+            picks
+                .into_iter()
+                .map(|a| identity_for(seed, a as u32).public_key())
+                .collect()
         })
         .collect();
     let txn = s.ours.store().read()?;
     let mut ours = Vec::new();
     let mut ours_feed = Vec::new();
     for set in &sets {
-        let filter = Filter { authors: set.clone(), limit: Some(FEED_LIMIT), ..Filter::default() };
+        let filter = Filter {
+            authors: set.clone(),
+            limit: Some(FEED_LIMIT),
+            ..Filter::default()
+        };
         let t = Instant::now();
         let got = txn.query(&filter)?;
         ours.push(t.elapsed().as_nanos() as u64);
@@ -294,13 +341,22 @@ fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
     // Same answers as the baseline, or the comparison means nothing.
     let check_set: Vec<[u8; 32]> = sets[0].iter().map(|p| p.0).collect();
     let ours_ids: Vec<[u8; 32]> = txn
-        .query(&Filter { authors: sets[0].clone(), limit: Some(FEED_LIMIT), ..Filter::default() })?
+        .query(&Filter {
+            authors: sets[0].clone(),
+            limit: Some(FEED_LIMIT),
+            ..Filter::default()
+        })?
         .iter()
         .map(|e| e.id().0)
         .collect();
     drop(txn);
     let heed_ids = s.heed.feed(&check_set, FEED_LIMIT)?;
-    anyhow::ensure!(ours_ids.len() == heed_ids.len(), "feed sizes differ: {} vs {}", ours_ids.len(), heed_ids.len());
+    anyhow::ensure!(
+        ours_ids.len() == heed_ids.len(),
+        "feed sizes differ: {} vs {}",
+        ours_ids.len(),
+        heed_ids.len()
+    );
     let mut heed = Vec::new();
     for set in &sets {
         let keys: Vec<[u8; 32]> = set.iter().map(|p| p.0).collect();
@@ -337,10 +393,15 @@ fn publish(b: &BenchArgs) -> Result<Value> {
     let dir = tempfile::Builder::new().prefix("xf-bench-pub-").tempdir()?;
     let store = Store::open(dir.path().join("ours"))?;
     let heed = Mutex::new(PlainHeed::open(dir.path().join("heed"))?);
-    let people: Vec<Identity> = (0..b.publishers).map(|i| identity_for(b.seed ^ 0xABCD, i as u32)).collect();
+    let people: Vec<Identity> = (0..b.publishers)
+        .map(|i| identity_for(b.seed ^ 0xABCD, i as u32))
+        .collect();
     let total = (b.publishers * b.per_publisher) as u64;
     let base = xaeroflux::now_ms() - 86_400_000;
-    eprintln!("publish: {} publishers × {} durable events…", b.publishers, b.per_publisher);
+    eprintln!(
+        "publish: {} publishers × {} durable events…",
+        b.publishers, b.per_publisher
+    );
     let run = |write: &(dyn Fn(xaeroflux::VerifiedEvent) -> Result<()> + Sync)| -> Result<f64> {
         let t = Instant::now();
         std::thread::scope(|scope| -> Result<()> {
@@ -358,7 +419,8 @@ fn publish(b: &BenchArgs) -> Result<Value> {
                 })
                 .collect();
             for h in handles {
-                h.join().map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
             }
             Ok(())
         })?;
@@ -368,8 +430,16 @@ fn publish(b: &BenchArgs) -> Result<Value> {
         store.submit(vec![ev], Durability::Durable)?.wait()?;
         Ok(())
     })?;
-    let plain = run(&|ev| Ok(heed.lock().expect("not poisoned").ingest(&[ev.as_bytes()])?))?;
-    anyhow::ensure!(store.read()?.stats()?.events == total, "every publish stored");
+    let plain = run(&|ev| {
+        Ok(heed
+            .lock()
+            .expect("not poisoned")
+            .ingest(&[ev.as_bytes()])?)
+    })?;
+    anyhow::ensure!(
+        store.read()?.stats()?.events == total,
+        "every publish stored"
+    );
     Ok(json!({
         "publishers": b.publishers, "events": total,
         "ours": { "events_per_s": ours },

@@ -199,7 +199,10 @@ pub fn open_node_for_reading(args: &Args) -> Result<Node> {
     let open = |read_only| {
         Node::builder()
             .data_dir(&dir)
-            .store_options(xaeroflux::StoreOptions { read_only, ..Default::default() })
+            .store_options(xaeroflux::StoreOptions {
+                read_only,
+                ..Default::default()
+            })
             .open()
     };
     match open(false) {
@@ -213,20 +216,36 @@ pub fn run(args: Args) -> Result<()> {
     use Command::*;
     match &args.command {
         Init => crate::social::init(&args),
-        Post { text, topic, reply_to } => crate::social::post(&args, text, topic.as_deref(), *reply_to),
+        Post {
+            text,
+            topic,
+            reply_to,
+        } => crate::social::post(&args, text, topic.as_deref(), *reply_to),
         React { id, text } => crate::social::react(&args, *id, text),
         Follow { authors } => crate::social::follow(&args, authors),
         Delete { id, reason } => crate::social::delete(&args, *id, reason),
-        Profile { name, about, picture } => crate::social::profile(&args, name, about, picture),
+        Profile {
+            name,
+            about,
+            picture,
+        } => crate::social::profile(&args, name, about, picture),
         Get { id } => crate::read::get(&args, id),
         Query(q) => crate::read::query(&args, q),
-        Feed { author, limit, until } => crate::read::feed(&args, *author, *limit, *until),
+        Feed {
+            author,
+            limit,
+            until,
+        } => crate::read::feed(&args, *author, *limit, *until),
         Thread { id, limit } => crate::read::thread(&args, id, *limit),
         Export { file } => crate::port::export(&args, file),
         Import { file, batch } => crate::port::import(&args, file, *batch),
         Stats => crate::read::stats(&args),
         Verify => crate::read::verify(&args),
-        Gen { events, authors, seed } => crate::port::gen(&args, *events, *authors, *seed),
+        Gen {
+            events,
+            authors,
+            seed,
+        } => crate::port::gen(&args, *events, *authors, *seed),
         Bench(b) => crate::bench::run(&args, b),
         Demo => crate::demo::run(&args),
     }

@@ -23,35 +23,66 @@ struct Network<'n> {
 impl Network<'_> {
     fn publish(&mut self, who: &Person, draft: Draft) -> Result<EventId> {
         self.clock += 1_000;
-        let draft = Draft { created_at: self.clock, ..draft };
+        let draft = Draft {
+            created_at: self.clock,
+            ..draft
+        };
         let event = who.id.sign_checked(&draft, &Limits::at(now_ms()))?;
         let id = *event.id();
         // Through the verifying path, like events from a peer.
         let outcome = self.node.ingest(vec![event.into_bytes()])?.remove(0)?;
-        anyhow::ensure!(matches!(outcome, Outcome::Stored { .. }), "{} not stored: {outcome:?}", who.name);
+        anyhow::ensure!(
+            matches!(outcome, Outcome::Stored { .. }),
+            "{} not stored: {outcome:?}",
+            who.name
+        );
         Ok(id)
     }
 }
 
 fn name_of(node: &Node, key: &PublicKey) -> String {
-    node.display_name(key).ok().flatten().unwrap_or_else(|| short(&key.to_string()).to_owned())
+    node.display_name(key)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| short(&key.to_string()).to_owned())
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("xf-demo-").tempdir()?;
-    let node = Node::builder().data_dir(dir.path()).open().context("opening the demo store")?;
+    let node = Node::builder()
+        .data_dir(dir.path())
+        .open()
+        .context("opening the demo store")?;
     println!("Demo store: a fresh temporary directory, removed at exit.\n");
     let people: Vec<Person> = ["alice", "bob", "carol", "dave"]
         .iter()
         .enumerate()
-        .map(|(i, name)| Person { name, id: Identity::from_seed(&[i as u8 + 1; 32]) })
+        .map(|(i, name)| Person {
+            name,
+            id: Identity::from_seed(&[i as u8 + 1; 32]),
+        })
         .collect();
-    let [alice, bob, carol, dave] = &people[..] else { unreachable!("four people") };
-    let mut net = Network { node: &node, clock: now_ms() - 3_600_000 };
+    let [alice, bob, carol, dave] = &people[..] else {
+        unreachable!("four people")
+    };
+    let mut net = Network {
+        node: &node,
+        clock: now_ms() - 3_600_000,
+    };
 
     for p in &people {
         let about = format!("{} on Xaeroflux", p.name);
-        net.publish(p, Draft::profile(0, &Profile { name: p.name.into(), about, picture: String::new() }))?;
+        net.publish(
+            p,
+            Draft::profile(
+                0,
+                &Profile {
+                    name: p.name.into(),
+                    about,
+                    picture: String::new(),
+                },
+            ),
+        )?;
     }
     let keys = |ps: &[&Person]| ps.iter().map(|p| p.id.public_key()).collect::<Vec<_>>();
     net.publish(alice, Draft::follow_list(0, &keys(&[bob, carol])))?;
@@ -59,15 +90,24 @@ pub fn run(args: &Args) -> Result<()> {
 
     let rust = Topic::named("rust");
     let hello = net.publish(bob, Draft::post(0, "Hello from a network with no servers!"))?;
-    let lmdb = net.publish(carol, Draft::post(0, "LMDB reads straight from the page cache.").in_topic(rust))?;
+    let lmdb = net.publish(
+        carol,
+        Draft::post(0, "LMDB reads straight from the page cache.").in_topic(rust),
+    )?;
     let r1 = net.publish(alice, Draft::reply(0, hello, "Welcome, bob!"))?;
-    let r2 = net.publish(dave, Draft::reply(0, hello, "Signed and content-addressed, nice."))?;
+    let r2 = net.publish(
+        dave,
+        Draft::reply(0, hello, "Signed and content-addressed, nice."),
+    )?;
     net.publish(bob, Draft::reply(0, r1, "Thanks alice :)"))?;
     net.publish(carol, Draft::reaction(0, hello, "🔥"))?;
     net.publish(alice, Draft::reaction(0, r2, "+"))?;
     net.publish(dave, Draft::reaction(0, lmdb, "❤"))?;
     let oops = net.publish(carol, Draft::post(0, "this post has a typo"))?;
-    net.publish(carol, Draft::post(0, "Zero-copy reads: no allocation for a point read.").in_topic(rust))?;
+    net.publish(
+        carol,
+        Draft::post(0, "Zero-copy reads: no allocation for a point read.").in_topic(rust),
+    )?;
     net.publish(carol, Draft::deletion(0, oops, "typo"))?;
     // Someone else trying to delete bob's post has no effect.
     net.publish(dave, Draft::deletion(0, hello, "not mine to delete"))?;
@@ -75,7 +115,10 @@ pub fn run(args: &Args) -> Result<()> {
     let read = node.store().read()?;
     println!("== alice's feed (she follows bob and carol) ==");
     for ev in read.feed(&alice.id.public_key(), 10, None)? {
-        let text = ev.payload_as::<ArchivedNote>().map(|n| n.text.as_str().to_owned()).unwrap_or_default();
+        let text = ev
+            .payload_as::<ArchivedNote>()
+            .map(|n| n.text.as_str().to_owned())
+            .unwrap_or_default();
         let marker = if ev.kind() == Kind::REPLY { "↳ " } else { "" };
         println!("  {:<6} {marker}{text}", name_of(&node, ev.author()));
     }
@@ -83,7 +126,10 @@ pub fn run(args: &Args) -> Result<()> {
     println!("\n== thread of bob's first post ==");
     let thread = read.thread(&hello, 100)?;
     if let Some(root) = &thread.root {
-        let text = root.payload_as::<ArchivedNote>().map(|n| n.text.as_str()).unwrap_or("");
+        let text = root
+            .payload_as::<ArchivedNote>()
+            .map(|n| n.text.as_str())
+            .unwrap_or("");
         println!("  {}: {text}", name_of(&node, root.author()));
     }
     for e in &thread.entries {
@@ -94,27 +140,49 @@ pub fn run(args: &Args) -> Result<()> {
                 let r = e.event.payload_as::<xaeroflux_event::ArchivedReaction>()?;
                 println!("{indent}{who} reacted {}", r.content.as_str());
             }
-            _ => println!("{indent}{who}: {}", e.event.payload_as::<ArchivedNote>()?.text.as_str()),
+            _ => println!(
+                "{indent}{who}: {}",
+                e.event.payload_as::<ArchivedNote>()?.text.as_str()
+            ),
         }
     }
 
     println!("\n== topic #rust ==");
-    let topical = read.query(&xaeroflux::Filter { topics: vec![rust], ..Default::default() })?;
+    let topical = read.query(&xaeroflux::Filter {
+        topics: vec![rust],
+        ..Default::default()
+    })?;
     for ev in &topical {
-        println!("  {:<6} {}", name_of(&node, ev.author()), ev.payload_as::<ArchivedNote>()?.text.as_str());
+        println!(
+            "  {:<6} {}",
+            name_of(&node, ev.author()),
+            ev.payload_as::<ArchivedNote>()?.text.as_str()
+        );
     }
-    let profile = read.latest(&carol.id.public_key(), Kind::PROFILE)?.context("carol's profile")?;
-    println!("\ncarol's profile: {}", profile.payload_as::<ArchivedProfile>()?.about.as_str());
-    println!("carol's deleted post is gone: {}", read.get(&oops)?.is_none());
-    println!("dave's attempt to delete bob's post changed nothing: {}", read.get(&hello)?.is_some());
+    let profile = read
+        .latest(&carol.id.public_key(), Kind::PROFILE)?
+        .context("carol's profile")?;
+    println!(
+        "\ncarol's profile: {}",
+        profile.payload_as::<ArchivedProfile>()?.about.as_str()
+    );
+    println!(
+        "carol's deleted post is gone: {}",
+        read.get(&oops)?.is_none()
+    );
+    println!(
+        "dave's attempt to delete bob's post changed nothing: {}",
+        read.get(&hello)?.is_some()
+    );
     drop(read);
 
     let events = 20_000;
     println!("\n== scale: {events} generated events from 300 authors (Zipf activity) ==");
     let started = Instant::now();
-    let batch: Vec<Vec<u8>> = xaeroflux_bench::generate(&xaeroflux_bench::GenParams::new(events, 300, 7))
-        .map(|e| e.into_bytes())
-        .collect();
+    let batch: Vec<Vec<u8>> =
+        xaeroflux_bench::generate(&xaeroflux_bench::GenParams::new(events, 300, 7))
+            .map(|e| e.into_bytes())
+            .collect();
     let generated = started.elapsed();
     let started = Instant::now();
     let report = node.ingest_stream(batch.into_iter().map(Ok), 1000, |_| {})?;
@@ -145,10 +213,16 @@ pub fn run(args: &Args) -> Result<()> {
         stats.used_bytes as f64 / stats.event_bytes as f64
     );
     let check = read.check(2)?;
-    println!("  integrity check: {} events re-verified, {} problems", check.events, check.problems_total);
+    println!(
+        "  integrity check: {} events re-verified, {} problems",
+        check.events, check.problems_total
+    );
     anyhow::ensure!(check.is_ok(), "integrity check failed");
     if args.json {
-        println!("{}", serde_json::json!({ "events": stats.events, "used_bytes": stats.used_bytes }));
+        println!(
+            "{}",
+            serde_json::json!({ "events": stats.events, "used_bytes": stats.used_bytes })
+        );
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use serde_json::{json, Value};
 use xaeroflux::{EventRef, Kind};
-use xaeroflux_event::{ArchivedDeletion, ArchivedFollowList, ArchivedNote, ArchivedProfile, ArchivedReaction};
+use xaeroflux_event::{
+    ArchivedDeletion, ArchivedFollowList, ArchivedNote, ArchivedProfile, ArchivedReaction,
+};
 
 /// The payload in readable form.
 pub fn content(ev: &EventRef<'_>) -> Value {
@@ -12,14 +14,27 @@ pub fn content(ev: &EventRef<'_>) -> Value {
     };
     match ev.kind() {
         Kind::POST | Kind::REPLY => text(ev.payload_as::<ArchivedNote>().map(|n| n.text.as_str())),
-        Kind::REACTION => text(ev.payload_as::<ArchivedReaction>().map(|r| r.content.as_str())),
-        Kind::DELETION => text(ev.payload_as::<ArchivedDeletion>().map(|d| d.reason.as_str())),
+        Kind::REACTION => text(
+            ev.payload_as::<ArchivedReaction>()
+                .map(|r| r.content.as_str()),
+        ),
+        Kind::DELETION => text(
+            ev.payload_as::<ArchivedDeletion>()
+                .map(|d| d.reason.as_str()),
+        ),
         Kind::PROFILE => match ev.payload_as::<ArchivedProfile>() {
-            Ok(p) => json!({ "name": p.name.as_str(), "about": p.about.as_str(), "picture": p.picture.as_str() }),
+            Ok(p) => {
+                json!({ "name": p.name.as_str(), "about": p.about.as_str(), "picture": p.picture.as_str() })
+            }
             Err(e) => json!({ "unreadable": e.to_string() }),
         },
         Kind::FOLLOW_LIST => match ev.payload_as::<ArchivedFollowList>() {
-            Ok(f) => Value::Array(f.follows.iter().map(|k| Value::String(xaeroflux::PublicKey(*k).to_string())).collect()),
+            Ok(f) => Value::Array(
+                f.follows
+                    .iter()
+                    .map(|k| Value::String(xaeroflux::PublicKey(*k).to_string()))
+                    .collect(),
+            ),
             Err(e) => json!({ "unreadable": e.to_string() }),
         },
         _ => json!({ "bytes": ev.payload().len() }),
@@ -46,7 +61,11 @@ pub fn event_line(ev: &EventRef<'_>) -> String {
         Value::String(s) => s,
         other => other.to_string(),
     };
-    let reference = if ev.reference().is_zero() { String::new() } else { format!(" → {}", short(&ev.reference().to_string())) };
+    let reference = if ev.reference().is_zero() {
+        String::new()
+    } else {
+        format!(" → {}", short(&ev.reference().to_string()))
+    };
     format!(
         "{}  {}  {:<11} {}{}  [{}]",
         ev.created_at(),

@@ -78,15 +78,21 @@ pub fn import(args: &Args, file: &Path, batch: usize) -> Result<()> {
     let report = result?;
     print_report(args, &report);
     if report.rejected_total > 0 {
-        anyhow::bail!("{} events failed verification and were not stored", report.rejected_total);
+        anyhow::bail!(
+            "{} events failed verification and were not stored",
+            report.rejected_total
+        );
     }
     Ok(())
 }
 
 fn print_report(args: &Args, r: &IngestReport) {
     if args.json {
-        let rejected: Vec<_> =
-            r.rejected.iter().map(|x| json!({ "index": x.index, "error": x.error.to_string() })).collect();
+        let rejected: Vec<_> = r
+            .rejected
+            .iter()
+            .map(|x| json!({ "index": x.index, "error": x.error.to_string() }))
+            .collect();
         println!(
             "{}",
             json!({ "seen": r.seen, "stored": r.stored, "duplicates": r.duplicates, "deleted": r.deleted,
@@ -105,21 +111,33 @@ fn print_report(args: &Args, r: &IngestReport) {
 
 pub fn gen(args: &Args, events: u64, authors: u32, seed: u64) -> Result<()> {
     let node = open_node(args, false)?;
-    let params = xaeroflux_bench::GenParams { events, authors, seed, ..xaeroflux_bench::GenParams::default() };
+    let params = xaeroflux_bench::GenParams {
+        events,
+        authors,
+        seed,
+        ..xaeroflux_bench::GenParams::default()
+    };
     let bar = progress_bar(events);
     let started = std::time::Instant::now();
     let mut batch = Vec::with_capacity(GEN_BATCH);
     let mut pending = std::collections::VecDeque::new();
     let mut stored = 0u64;
     let wait = |t: xaeroflux_store::Ticket, stored: &mut u64| -> Result<()> {
-        *stored += t.wait()?.iter().filter(|o| matches!(o, xaeroflux::Outcome::Stored { .. })).count() as u64;
+        *stored += t
+            .wait()?
+            .iter()
+            .filter(|o| matches!(o, xaeroflux::Outcome::Stored { .. }))
+            .count() as u64;
         Ok(())
     };
     // Generated events are signed here, so they go in on the trusted path.
     for event in xaeroflux_bench::generate(&params) {
         batch.push(event);
         if batch.len() == GEN_BATCH {
-            pending.push_back(node.store().submit(std::mem::take(&mut batch), Durability::Relaxed)?);
+            pending.push_back(
+                node.store()
+                    .submit(std::mem::take(&mut batch), Durability::Relaxed)?,
+            );
             bar.inc(GEN_BATCH as u64);
             if pending.len() > 2 {
                 wait(pending.pop_front().expect("non-empty"), &mut stored)?;
@@ -136,7 +154,10 @@ pub fn gen(args: &Args, events: u64, authors: u32, seed: u64) -> Result<()> {
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", json!({ "generated": events, "stored": stored, "seconds": secs }));
+        println!(
+            "{}",
+            json!({ "generated": events, "stored": stored, "seconds": secs })
+        );
     } else {
         println!("generated {events} events ({stored} stored) in {secs:.1} s");
     }

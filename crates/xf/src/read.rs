@@ -10,7 +10,9 @@ use crate::output::{event_json, event_line, print_events};
 pub fn get(args: &Args, id: &EventId) -> Result<()> {
     let node = open_node(args)?;
     let read = node.store().read()?;
-    let Some(ev) = read.get(id)? else { bail!("no event {id} in this store") };
+    let Some(ev) = read.get(id)? else {
+        bail!("no event {id} in this store")
+    };
     if args.json {
         println!("{}", event_json(&ev));
     } else {
@@ -36,7 +38,12 @@ pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn feed(args: &Args, author: Option<PublicKey>, limit: usize, until: Option<u64>) -> Result<()> {
+pub fn feed(
+    args: &Args,
+    author: Option<PublicKey>,
+    limit: usize,
+    until: Option<u64>,
+) -> Result<()> {
     let node = open_node(args)?;
     let who = match author.or_else(|| node.identity().map(|i| i.public_key())) {
         Some(who) => who,
@@ -58,7 +65,10 @@ pub fn thread(args: &Args, id: &EventId, limit: usize) -> Result<()> {
             .map(|e| json!({ "depth": e.depth, "event": event_json(&e.event) }))
             .collect();
         let root = thread.root.as_ref().map(event_json);
-        println!("{}", json!({ "root": root, "entries": entries, "truncated": thread.truncated }));
+        println!(
+            "{}",
+            json!({ "root": root, "entries": entries, "truncated": thread.truncated })
+        );
         return Ok(());
     }
     match &thread.root {
@@ -66,7 +76,11 @@ pub fn thread(args: &Args, id: &EventId, limit: usize) -> Result<()> {
         None => println!("(root {id} not stored)"),
     }
     for e in &thread.entries {
-        println!("{}└ {}", "  ".repeat(e.depth as usize - 1), event_line(&e.event));
+        println!(
+            "{}└ {}",
+            "  ".repeat(e.depth as usize - 1),
+            event_line(&e.event)
+        );
     }
     if thread.truncated {
         println!("… (truncated at {limit} entries)");
@@ -77,7 +91,11 @@ pub fn thread(args: &Args, id: &EventId, limit: usize) -> Result<()> {
 pub fn stats(args: &Args) -> Result<()> {
     let node = open_node(args)?;
     let s = node.store().read()?.stats()?;
-    let ratio = if s.event_bytes > 0 { s.used_bytes as f64 / s.event_bytes as f64 } else { 0.0 };
+    let ratio = if s.event_bytes > 0 {
+        s.used_bytes as f64 / s.event_bytes as f64
+    } else {
+        0.0
+    };
     if args.json {
         let tables: Vec<Value> = s
             .tables
@@ -96,19 +114,30 @@ pub fn stats(args: &Args) -> Result<()> {
     }
     println!("events:       {}", s.events);
     println!("event bytes:  {}", s.event_bytes);
-    println!("used bytes:   {} ({ratio:.2}× the event bytes)", s.used_bytes);
+    println!(
+        "used bytes:   {} ({ratio:.2}× the event bytes)",
+        s.used_bytes
+    );
     println!("file bytes:   {}", s.file_bytes);
     println!("map bytes:    {}", s.map_bytes);
-    println!("{:<12} {:>12} {:>14} {:>6}", "table", "entries", "bytes", "depth");
+    println!(
+        "{:<12} {:>12} {:>14} {:>6}",
+        "table", "entries", "bytes", "depth"
+    );
     for t in &s.tables {
-        println!("{:<12} {:>12} {:>14} {:>6}", t.name, t.entries, t.bytes, t.depth);
+        println!(
+            "{:<12} {:>12} {:>14} {:>6}",
+            t.name, t.entries, t.bytes, t.depth
+        );
     }
     Ok(())
 }
 
 pub fn verify(args: &Args) -> Result<()> {
     let node = open_node(args)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let report = node.store().read()?.check(threads)?;
     if args.json {
         println!(
@@ -117,7 +146,10 @@ pub fn verify(args: &Args) -> Result<()> {
                     "problems_total": report.problems_total, "problems": report.problems })
         );
     } else {
-        println!("checked {} events and {} index entries", report.events, report.index_entries);
+        println!(
+            "checked {} events and {} index entries",
+            report.events, report.index_entries
+        );
         for p in &report.problems {
             println!("problem: {p}");
         }

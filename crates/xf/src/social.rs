@@ -10,7 +10,10 @@ pub fn init(args: &Args) -> Result<()> {
     let node = open_node(args, true)?;
     let key = node.identity().expect("created").public_key();
     if args.json {
-        println!("{}", json!({ "data": node.store().path(), "public_key": key.to_string() }));
+        println!(
+            "{}",
+            json!({ "data": node.store().path(), "public_key": key.to_string() })
+        );
     } else {
         println!("store:      {}", node.store().path().display());
         println!("public key: {key}");
@@ -53,6 +56,10 @@ pub fn delete(args: &Args, id: EventId, reason: &str) -> Result<()> {
 }
 
 pub fn profile(args: &Args, name: &str, about: &str, picture: &str) -> Result<()> {
-    let profile = Profile { name: name.into(), about: about.into(), picture: picture.into() };
+    let profile = Profile {
+        name: name.into(),
+        about: about.into(),
+        picture: picture.into(),
+    };
     report(args, open_node(args, false)?.set_profile(&profile)?)
 }

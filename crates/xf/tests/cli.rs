@@ -7,22 +7,39 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn xf(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xf")).arg("--data").arg(data).args(args).output().expect("xf runs")
+    Command::new(env!("CARGO_BIN_EXE_xf"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("xf runs")
 }
 
 fn ok_json(data: &Path, args: &[&str]) -> Value {
     let mut full = vec!["--json"];
     full.extend_from_slice(args);
     let out = xf(data, &full);
-    assert!(out.status.success(), "xf {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "xf {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
 fn failure(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "expected failure exit 1, got {:?}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected failure exit 1, got {:?}",
+        out.status
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(stderr.starts_with("error: "), "one-line reason on stderr: {stderr}");
+    assert!(
+        stderr.starts_with("error: "),
+        "one-line reason on stderr: {stderr}"
+    );
     stderr
 }
 
@@ -39,17 +56,26 @@ fn a_day_of_social_use() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("identity.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(data.join("identity.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     // init again keeps the same identity.
-    assert_eq!(ok_json(&data, &["init"])["public_key"].as_str().unwrap(), me);
+    assert_eq!(
+        ok_json(&data, &["init"])["public_key"].as_str().unwrap(),
+        me
+    );
 
     ok_json(&data, &["profile", "--name", "Ada", "--about", "engines"]);
     let post = ok_json(&data, &["post", "first post", "--topic", "rust"]);
     let post_id = post["id"].as_str().unwrap().to_owned();
     assert_eq!(post["outcome"], "stored");
-    let reply = ok_json(&data, &["post", "replying to myself", "--reply-to", &post_id]);
+    let reply = ok_json(
+        &data,
+        &["post", "replying to myself", "--reply-to", &post_id],
+    );
     let reply_id = reply["id"].as_str().unwrap().to_owned();
     ok_json(&data, &["react", &post_id, "🔥"]);
     ok_json(&data, &["follow", &me]);
@@ -59,12 +85,22 @@ fn a_day_of_social_use() {
     assert_eq!(got["kind"], "post");
 
     let feed = ok_json(&data, &["feed"]);
-    let feed_ids: Vec<&str> = feed.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let feed_ids: Vec<&str> = feed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(feed_ids, vec![reply_id.as_str(), post_id.as_str()]);
 
     let thread = ok_json(&data, &["thread", &post_id]);
     assert_eq!(thread["root"]["id"], post_id.as_str());
-    let kinds: Vec<&str> = thread["entries"].as_array().unwrap().iter().map(|e| e["event"]["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = thread["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, vec!["reply", "reaction"]);
 
     let topical = ok_json(&data, &["query", "--topic", "rust", "--kind", "post"]);
@@ -101,7 +137,10 @@ fn export_import_round_trip_and_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     ok_json(&src, &["init"]);
-    ok_json(&src, &["gen", "--events", "3000", "--authors", "50", "--seed", "3"]);
+    ok_json(
+        &src,
+        &["gen", "--events", "3000", "--authors", "50", "--seed", "3"],
+    );
     let file = dir.path().join("events.xf");
     let exported = ok_json(&src, &["export", file.to_str().unwrap()]);
     let n = count(&src);
@@ -117,18 +156,30 @@ fn export_import_round_trip_and_bad_files() {
     let bytes = std::fs::read(&file).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated", bytes[..bytes.len() / 2].to_vec(), "truncated"),
-        ("garbage", b"definitely not an export".to_vec(), "not a Xaeroflux export"),
-        ("huge record", {
-            let mut b = bytes[..16].to_vec();
-            b.extend_from_slice(&(1u32 << 30).to_le_bytes());
-            b
-        }, "claims"),
-        ("bad trailer", {
-            let mut b = bytes.clone();
-            let n = b.len();
-            b[n - 1] ^= 1;
-            b
-        }, "checksum"),
+        (
+            "garbage",
+            b"definitely not an export".to_vec(),
+            "not a Xaeroflux export",
+        ),
+        (
+            "huge record",
+            {
+                let mut b = bytes[..16].to_vec();
+                b.extend_from_slice(&(1u32 << 30).to_le_bytes());
+                b
+            },
+            "claims",
+        ),
+        (
+            "bad trailer",
+            {
+                let mut b = bytes.clone();
+                let n = b.len();
+                b[n - 1] ^= 1;
+                b
+            },
+            "checksum",
+        ),
     ];
     for (name, content, reason) in cases {
         let bad = dir.path().join(name);
@@ -154,7 +205,9 @@ fn forged_events_are_rejected_and_the_rest_stored() {
     forged[32 + 148 + 10] ^= 0x01; // signature byte
     let mut wrong_id = alice.sign(&Draft::post(now + 2, "wrong id")).into_bytes();
     wrong_id[3] ^= 0x01;
-    let future = alice.sign(&Draft::post(now + 3_600_000, "from the future")).into_bytes();
+    let future = alice
+        .sign(&Draft::post(now + 3_600_000, "from the future"))
+        .into_bytes();
     let mut w = ExportWriter::new(Vec::new()).unwrap();
     for e in [&good, &forged, &wrong_id, &future] {
         w.write_event(e).unwrap();
@@ -164,9 +217,21 @@ fn forged_events_are_rejected_and_the_rest_stored() {
     let out = xf(&data, &["--json", "import", file.to_str().unwrap()]);
     let stderr = failure(&out);
     assert!(stderr.contains("3 events failed verification"), "{stderr}");
-    let report: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap()).unwrap();
+    let report: Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(report["stored"], 1);
-    let reasons: Vec<&str> = report["rejected"].as_array().unwrap().iter().map(|r| r["error"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = report["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
     assert!(reasons[0].contains("signature"), "{reasons:?}");
     assert!(reasons[1].contains("wrong id"), "{reasons:?}");
     assert!(reasons[2].contains("ahead of now"), "{reasons:?}");
@@ -179,14 +244,24 @@ fn a_directory_that_is_not_ours_is_left_alone() {
     std::fs::write(dir.path().join("thesis.txt"), b"years of work").unwrap();
     let out = xf(dir.path(), &["init"]);
     assert!(failure(&out).contains("not a Xaeroflux store"));
-    assert_eq!(std::fs::read(dir.path().join("thesis.txt")).unwrap(), b"years of work");
+    assert_eq!(
+        std::fs::read(dir.path().join("thesis.txt")).unwrap(),
+        b"years of work"
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]
 fn demo_runs() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xf")).arg("demo").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_xf"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("alice's feed"));
     assert!(stdout.contains("carol reacted 🔥"));
@@ -197,12 +272,16 @@ fn demo_runs() {
 /// (needs root, as CI has; fails loudly rather than skipping where it cannot run).
 fn xf_read_only(data: &Path, args: &[&str]) -> Output {
     let d = data.to_str().unwrap();
-    let script = format!(
+    let script =
+        format!(
         "mount --bind '{d}' '{d}' && mount -o remount,bind,ro '{d}' && exec '{}' --data '{d}' {}",
         env!("CARGO_BIN_EXE_xf"),
         args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ")
     );
-    Command::new("unshare").args(["--mount", "sh", "-c", &script]).output().expect("unshare runs")
+    Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare runs")
 }
 
 #[test]
@@ -210,7 +289,10 @@ fn read_only_media_serve_reads_and_refuse_writes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("ro");
     ok_json(&data, &["init"]);
-    let id = ok_json(&data, &["post", "written before the media went read-only"])["id"].as_str().unwrap().to_owned();
+    let id = ok_json(&data, &["post", "written before the media went read-only"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let probe = xf_read_only(&data, &["--json", "stats"]);
     assert!(
         probe.status.success(),
@@ -218,7 +300,11 @@ fn read_only_media_serve_reads_and_refuse_writes() {
         String::from_utf8_lossy(&probe.stderr)
     );
     let got = xf_read_only(&data, &["--json", "get", &id]);
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     let out = xf_read_only(&data, &["post", "nope"]);
     let stderr = failure(&out);
     assert!(stderr.contains("read-only"), "{stderr}");
