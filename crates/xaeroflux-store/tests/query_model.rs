@@ -112,7 +112,7 @@ proptest! {
                 .filter(|(e, _)| f.matches(&e.as_ref()))
                 .map(|(e, s)| (e.as_ref().created_at(), *s, *e.id()))
                 .collect();
-            want.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+            want.sort_by_key(|w| std::cmp::Reverse((w.0, w.1)));
             want.truncate(f.limit.unwrap_or(QUERY_LIMIT_DEFAULT));
             let want: Vec<EventId> = want.into_iter().map(|w| w.2).collect();
             let got: Vec<EventId> = read.query(&f).unwrap().iter().map(|e| *e.id()).collect();
