@@ -147,6 +147,9 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, OpenErr
     if file_bytes > env.info().map_size {
         grow_unchecked(&env, file_bytes.next_power_of_two()).map_err(|e| classify_heed(dir, e))?;
     }
+    // A process killed between LMDB creating data.mdb and our first commit leaves a file with
+    // no tables at all: nothing to lose, so it is finished as a new store, not refused.
+    let existed = existed && env.unnamed_database_stat().entries > 0;
     let tables = if options.read_only {
         open_tables(&env, dir)?
     } else {

@@ -144,7 +144,7 @@ impl std::fmt::Debug for Store {
 }
 
 /// Files a data directory may hold besides the LMDB files before the store claims it.
-pub const FOREIGN_FILES_ALLOWED: &[&str] = &["identity.key"];
+pub const FOREIGN_FILES_ALLOWED: &[&str] = &["identity.key", "identity.key.tmp"];
 
 fn data_file(dir: &Path) -> PathBuf {
     dir.join("data.mdb")

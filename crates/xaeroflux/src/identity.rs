@@ -54,20 +54,34 @@ pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), Identity
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let identity = Identity::generate()?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(path).map_err(io)?;
-            file.write_all(&identity.seed()).map_err(io)?;
-            file.sync_all().map_err(io)?;
+            write_atomically(path, &identity.seed()).map_err(io)?;
             Ok((identity, true))
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Writes the key to a temporary file, syncs it, then renames it into place: a crash leaves
+/// either no identity file or a whole one, never a torn one.
+fn write_atomically(path: &Path, seed: &[u8; 32]) -> std::io::Result<()> {
+    let tmp = path.with_extension("key.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(seed)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename is durable once the directory is.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
