@@ -19,7 +19,7 @@ fn main() {
     let mut kind_bytes = [0u64; 6];
     for event in generate(&GenParams::new(events, authors, seed)) {
         let e = event.as_ref();
-        let len = e.as_bytes().len() as u64;
+        let len = event.as_bytes().len() as u64;
         count += 1;
         bytes += len;
         in_topic += u64::from(!e.topic().is_zero());

@@ -12,9 +12,9 @@ pub const SIGNATURE_BYTES: usize = 64;
 /// Size of an encoded event with an empty payload.
 pub const ENCODED_BYTES_MIN: usize = ID_BYTES + HEADER_BYTES + SIGNATURE_BYTES;
 
-const HEADER_AT: usize = ID_BYTES;
-const SIGNATURE_AT: usize = HEADER_AT + HEADER_BYTES;
-const PAYLOAD_AT: usize = SIGNATURE_AT + SIGNATURE_BYTES;
+const PAYLOAD_AT: usize = ID_BYTES + HEADER_BYTES + SIGNATURE_BYTES;
+/// Size of a body (`header ‖ signature ‖ payload`) with an empty payload.
+pub const BODY_BYTES_MIN: usize = HEADER_BYTES + SIGNATURE_BYTES;
 
 /// Why bytes are not an encoded event. Structural only: signatures and ids are checked by
 /// [`crate::verify`].
@@ -39,17 +39,21 @@ pub enum DecodeError {
     },
 }
 
-/// A borrowed view of an encoded event: no copy, no allocation.
+/// A view of an event: its id (32 bytes, held by value) and its body (`header ‖ signature ‖
+/// payload`) borrowed in place. Making one copies 32 bytes and allocates nothing.
 ///
-/// Obtained from bytes already stored (an LMDB value) or from a [`VerifiedEvent`]. Decoding
-/// checks structure only; a view made from untrusted bytes is not verified.
+/// Made from the portable encoding (`id ‖ body`, [`EventRef::decode`]), from a stored body
+/// whose id is known ([`EventRef::with_id`]), or from a body alone, hashing the header for the
+/// id ([`EventRef::from_body`]). Decoding checks structure only; a view of untrusted bytes is
+/// not verified.
 #[derive(Clone, Copy)]
 pub struct EventRef<'a> {
-    bytes: &'a [u8],
+    id: EventId,
+    body: &'a [u8],
 }
 
 impl<'a> EventRef<'a> {
-    /// Views `bytes` (`id ‖ header ‖ signature ‖ payload`) after checking the lengths.
+    /// Views the portable encoding `id ‖ header ‖ signature ‖ payload` after checking lengths.
     pub fn decode(bytes: &'a [u8]) -> Result<EventRef<'a>, DecodeError> {
         if bytes.len() < ENCODED_BYTES_MIN {
             return Err(DecodeError::Truncated {
@@ -57,37 +61,58 @@ impl<'a> EventRef<'a> {
                 min: ENCODED_BYTES_MIN,
             });
         }
-        let view = EventRef { bytes };
+        let id: &[u8; ID_BYTES] = bytes[..ID_BYTES].try_into().expect("length checked");
+        EventRef::with_id(EventId(*id), &bytes[ID_BYTES..])
+    }
+
+    /// Views a body (`header ‖ signature ‖ payload`) whose id the caller already knows (the key
+    /// it was found under).
+    pub fn with_id(id: EventId, body: &'a [u8]) -> Result<EventRef<'a>, DecodeError> {
+        if body.len() < BODY_BYTES_MIN {
+            return Err(DecodeError::Truncated {
+                got: body.len() + ID_BYTES,
+                min: ENCODED_BYTES_MIN,
+            });
+        }
+        let view = EventRef { id, body };
         let expected = view.header().payload_len();
-        let got = bytes.len() - PAYLOAD_AT;
+        let got = body.len() - (PAYLOAD_AT - ID_BYTES);
         if u64::from(expected) != got as u64 {
             return Err(DecodeError::PayloadLength { expected, got });
         }
         Ok(view)
     }
 
-    /// The whole encoding.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
+    /// Views a body, computing the id from its header (one BLAKE3 over 148 bytes).
+    pub fn from_body(body: &'a [u8]) -> Result<EventRef<'a>, DecodeError> {
+        let header = Header::view(body).ok_or(DecodeError::Truncated {
+            got: body.len() + ID_BYTES,
+            min: ENCODED_BYTES_MIN,
+        })?;
+        EventRef::with_id(crate::event_id(header), body)
     }
-    /// The event id as carried with the event.
-    pub fn id(&self) -> &'a EventId {
-        let id: &[u8; ID_BYTES] = self.bytes[..ID_BYTES].try_into().expect("length checked");
-        EventId::from_ref(id)
+
+    /// The body: `header ‖ signature ‖ payload`, as stored.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+    /// The event id.
+    pub fn id(&self) -> &EventId {
+        &self.id
     }
     /// The header, viewed in place.
     pub fn header(&self) -> &'a Header {
-        bytemuck::from_bytes(&self.bytes[HEADER_AT..SIGNATURE_AT])
+        bytemuck::from_bytes(&self.body[..HEADER_BYTES])
     }
     /// The signature bytes.
     pub fn signature(&self) -> &'a [u8; SIGNATURE_BYTES] {
-        self.bytes[SIGNATURE_AT..PAYLOAD_AT]
+        self.body[HEADER_BYTES..HEADER_BYTES + SIGNATURE_BYTES]
             .try_into()
             .expect("length checked")
     }
     /// The payload bytes.
     pub fn payload(&self) -> &'a [u8] {
-        &self.bytes[PAYLOAD_AT..]
+        &self.body[HEADER_BYTES + SIGNATURE_BYTES..]
     }
     /// Event kind.
     pub fn kind(&self) -> Kind {
@@ -116,9 +141,12 @@ impl<'a> EventRef<'a> {
     {
         decode_payload::<T>(self.payload())
     }
-    /// An owned copy of the encoding.
+    /// The portable encoding `id ‖ body`, copied.
     pub fn to_vec(&self) -> Vec<u8> {
-        self.bytes.to_vec()
+        let mut out = Vec::with_capacity(ID_BYTES + self.body.len());
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(self.body);
+        out
     }
 }
 
@@ -148,11 +176,19 @@ impl VerifiedEvent {
 
     /// A borrowed view.
     pub fn as_ref(&self) -> EventRef<'_> {
-        EventRef { bytes: &self.bytes }
+        EventRef::decode(&self.bytes).expect("verified events decode")
     }
     /// The event id.
     pub fn id(&self) -> &EventId {
-        self.as_ref().id()
+        EventId::from_ref(
+            self.bytes[..ID_BYTES]
+                .try_into()
+                .expect("verified events hold an id"),
+        )
+    }
+    /// The body: `header ‖ signature ‖ payload`, the encoding without its id.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[ID_BYTES..]
     }
     /// The encoding: `id ‖ header ‖ signature ‖ payload`.
     pub fn as_bytes(&self) -> &[u8] {

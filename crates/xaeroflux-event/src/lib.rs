@@ -19,7 +19,8 @@ mod sign;
 mod verify;
 
 pub use event::{
-    DecodeError, EventRef, VerifiedEvent, ENCODED_BYTES_MIN, ID_BYTES, SIGNATURE_BYTES,
+    DecodeError, EventRef, VerifiedEvent, BODY_BYTES_MIN, ENCODED_BYTES_MIN, ID_BYTES,
+    SIGNATURE_BYTES,
 };
 pub use header::{Header, FORMAT_VERSION, HEADER_BYTES};
 pub use keys::{EventId, HexError, PublicKey, Topic};

@@ -29,6 +29,18 @@ fn resign(id: &Identity, mut header: Header, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A public, reference-free header by `who`.
+fn plain_header(who: &Identity, kind: Kind, at: u64, payload: &[u8]) -> Header {
+    Header::new(
+        kind,
+        at,
+        who.public_key(),
+        Topic::ZERO,
+        EventId::ZERO,
+        payload,
+    )
+}
+
 #[test]
 fn signed_events_verify_and_read_back() {
     let alice = identity(1);
@@ -89,14 +101,7 @@ fn each_bad_input_has_its_own_reason() {
     assert_eq!(verify(stolen, &limits()), Err(VerifyError::BadSignature));
 
     let payload = encode_payload(&Note { text: "x".into() });
-    let mut header = Header::new(
-        Kind::POST,
-        NOW,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &payload,
-    );
+    let mut header = plain_header(&alice, Kind::POST, NOW, &payload);
     header.version = 2u16.to_le_bytes();
     assert!(matches!(
         verify(resign(&alice, header, &payload), &limits()),
@@ -106,79 +111,37 @@ fn each_bad_input_has_its_own_reason() {
         })
     ));
 
-    let header = Header::new(
-        Kind(77),
-        NOW,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &payload,
-    );
+    let header = plain_header(&alice, Kind(77), NOW, &payload);
     assert_eq!(
         verify(resign(&alice, header, &payload), &limits()),
         Err(VerifyError::UnknownKind { kind: 77 })
     );
 
     let future = NOW + FUTURE_SKEW_MS_DEFAULT + 1;
-    let header = Header::new(
-        Kind::POST,
-        future,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &payload,
-    );
+    let header = plain_header(&alice, Kind::POST, future, &payload);
     assert!(matches!(
         verify(resign(&alice, header, &payload), &limits()),
         Err(VerifyError::FromTheFuture { .. })
     ));
     let edge = NOW + FUTURE_SKEW_MS_DEFAULT;
-    let header = Header::new(
-        Kind::POST,
-        edge,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &payload,
-    );
+    let header = plain_header(&alice, Kind::POST, edge, &payload);
     assert!(verify(resign(&alice, header, &payload), &limits()).is_ok());
 
-    let header = Header::new(
-        Kind::REPLY,
-        NOW,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &payload,
-    );
+    let header = plain_header(&alice, Kind::REPLY, NOW, &payload);
     assert!(matches!(
         verify(resign(&alice, header, &payload), &limits()),
         Err(VerifyError::ReferenceMissing { .. })
     ));
 
     let garbage = b"abc".to_vec(); // shorter than any archived root
-    let header = Header::new(
-        Kind::POST,
-        NOW,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &garbage,
-    );
+    let header = plain_header(&alice, Kind::POST, NOW, &garbage);
     assert!(matches!(
         verify(resign(&alice, header, &garbage), &limits()),
         Err(VerifyError::MalformedPayload(_))
     ));
 
     let big = vec![0u8; PAYLOAD_BYTES_MAX + 1];
-    let header = Header::new(
-        Kind(70_000),
-        NOW,
-        alice.public_key(),
-        Topic::ZERO,
-        EventId::ZERO,
-        &big,
-    );
+    let header = plain_header(&alice, Kind(70_000), NOW, &big);
     assert!(matches!(
         verify(resign(&alice, header, &big), &limits()),
         Err(VerifyError::PayloadTooLarge { .. })

@@ -95,7 +95,7 @@ impl ReadTxn<'_> {
                     )),
                 }
             }
-            chunk.push(v.to_vec());
+            chunk.push(ev.to_vec());
             if chunk.len() == VERIFY_CHUNK {
                 verify_chunk(std::mem::take(&mut chunk), &limits, threads, &mut report);
             }

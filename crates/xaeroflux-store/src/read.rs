@@ -76,17 +76,20 @@ impl<'s> ReadTxn<'s> {
 
     /// The event with this id, viewed in place.
     pub fn get(&self, id: &EventId) -> Result<Option<EventRef<'_>>, ReadError> {
-        match self.tables().ids.get(&self.txn, &id.0)? {
-            Some(seq) => {
-                let seq = decode_seq(seq)
-                    .ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into()))?;
-                let event = self
-                    .by_seq(seq)?
-                    .ok_or_else(|| ReadError::Corrupt(format!("id {id} points at no event")))?;
-                Ok(Some(event))
-            }
-            None => Ok(None),
-        }
+        let Some(seq) = self.tables().ids.get(&self.txn, &id.0)? else {
+            return Ok(None);
+        };
+        let seq =
+            decode_seq(seq).ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into()))?;
+        let body = self
+            .tables()
+            .events
+            .get(&self.txn, &seq_key(seq))?
+            .ok_or_else(|| ReadError::Corrupt(format!("id {id} points at no event")))?;
+        // The id is the key it was found under: no hashing on a point read.
+        let event = EventRef::with_id(*id, body)
+            .map_err(|e| ReadError::Corrupt(format!("event {seq}: {e}")))?;
+        Ok(Some(event))
     }
 
     /// True if the event is stored.
@@ -204,6 +207,7 @@ impl<'s> ReadTxn<'s> {
     }
 }
 
-pub(crate) fn decode_stored(bytes: &[u8], seq: u64) -> Result<EventRef<'_>, ReadError> {
-    EventRef::decode(bytes).map_err(|e| ReadError::Corrupt(format!("event {seq}: {e}")))
+/// A stored body, its id recomputed from the header.
+pub(crate) fn decode_stored(body: &[u8], seq: u64) -> Result<EventRef<'_>, ReadError> {
+    EventRef::from_body(body).map_err(|e| ReadError::Corrupt(format!("event {seq}: {e}")))
 }

@@ -222,7 +222,7 @@ impl Subscription {
             if self.filter.matches(&ev) {
                 self.backlog.push_back(StoredEvent {
                     seq,
-                    bytes: ev.as_bytes().into(),
+                    bytes: ev.to_vec().into(),
                 });
             }
         }

@@ -349,7 +349,7 @@ impl Apply<'_, '_> {
             .events
             .get(self.txn, &seq_key(seq))?
             .ok_or_else(|| corrupt("index points at no event"))?;
-        let ev = EventRef::decode(bytes).map_err(|e| corrupt(&format!("event {seq}: {e}")))?;
+        let ev = EventRef::from_body(bytes).map_err(|e| corrupt(&format!("event {seq}: {e}")))?;
         Ok(StoredHeader {
             id: *ev.id(),
             header: *ev.header(),
@@ -360,7 +360,7 @@ impl Apply<'_, '_> {
         let t = self.t;
         let key = seq_key(seq);
         t.events
-            .put_with_flags(self.txn, PutFlags::APPEND, &key, ev.as_bytes())?;
+            .put_with_flags(self.txn, PutFlags::APPEND, &key, ev.body())?;
         t.ids.put(self.txn, &ev.id().0, &key)?;
         let pos = Pos {
             created_at: ev.created_at(),

@@ -37,7 +37,8 @@ fn stores_reads_and_reports_duplicates() {
     );
     let read = store.read().unwrap();
     let got = read.get(post.id()).unwrap().unwrap();
-    assert_eq!(got.as_bytes(), post.as_bytes());
+    assert_eq!(got.to_vec(), post.as_bytes());
+    assert_eq!(got.body(), post.body(), "stored without its id");
     assert_eq!(
         got.payload_as::<ArchivedNote>().unwrap().text.as_str(),
         "hello"

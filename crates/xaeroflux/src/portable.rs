@@ -10,7 +10,7 @@
 
 use std::io::{self, Read, Write};
 
-use xaeroflux_event::{ENCODED_BYTES_MIN, PAYLOAD_BYTES_MAX};
+use xaeroflux_event::{EventRef, ENCODED_BYTES_MIN, PAYLOAD_BYTES_MAX};
 
 /// First bytes of an export file.
 pub const EXPORT_MAGIC: &[u8; 8] = b"XFEVENTS";
@@ -82,19 +82,31 @@ impl<W: Write> ExportWriter<W> {
         })
     }
 
-    /// Appends one encoded event.
+    /// Appends one encoded event (`id ‖ header ‖ signature ‖ payload`).
     pub fn write_event(&mut self, event: &[u8]) -> io::Result<()> {
-        if event.is_empty() || event.len() > ENCODED_MAX {
+        self.write_record(&[event])
+    }
+
+    /// Appends a stored event without first copying it into one buffer.
+    pub fn write_event_ref(&mut self, event: &EventRef<'_>) -> io::Result<()> {
+        self.write_record(&[&event.id().0, event.body()])
+    }
+
+    fn write_record(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len == 0 || len > ENCODED_MAX {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "event size out of bounds",
             ));
         }
-        let len = (event.len() as u32).to_le_bytes();
+        let len = (len as u32).to_le_bytes();
         self.hasher.update(&len);
-        self.hasher.update(event);
         self.out.write_all(&len)?;
-        self.out.write_all(event)?;
+        for part in parts {
+            self.hasher.update(part);
+            self.out.write_all(part)?;
+        }
         self.count += 1;
         Ok(())
     }

@@ -24,7 +24,7 @@ pub fn export(args: &Args, file: &Path) -> Result<()> {
         let page = read.changes_since(after, EXPORT_PAGE)?;
         let Some(&(last, _)) = page.last() else { break };
         for (_, ev) in &page {
-            writer.write_event(ev.as_bytes())?;
+            writer.write_event_ref(ev)?;
         }
         after = last;
     }

@@ -6,27 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn xf(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xf"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("xf runs")
-}
-
-fn ok_json(data: &Path, args: &[&str]) -> Value {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = xf(data, &full);
-    assert!(
-        out.status.success(),
-        "xf {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
+mod common;
+use common::{ok_json, xf};
 
 fn failure(out: &Output) -> String {
     assert_eq!(

@@ -10,10 +10,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::{ok_json, xf};
 use xaeroflux::{EventId, ImportReader, Store, StoreOptions};
 
 const EVENTS: &str = "30000";
@@ -25,32 +28,6 @@ const ROUNDS_DEFAULT: u64 = 12;
 /// child already finished.
 const SPAN_PAST_END: f64 = 1.15;
 const SIGKILL: i32 = 9;
-
-fn xf(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xf"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .expect("xf runs")
-}
-
-/// Runs `xf --json` and returns its last stdout line.
-fn ok_json(data: &Path, args: &[&str]) -> Value {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = xf(data, &full);
-    assert!(
-        out.status.success(),
-        "xf {args:?} on {} failed ({}): {}",
-        data.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let last = stdout.lines().last().expect("a JSON line");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
 
 /// The file's event ids, in file order.
 fn file_ids(file: &Path) -> Vec<EventId> {
