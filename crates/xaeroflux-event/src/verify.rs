@@ -194,6 +194,60 @@ pub(crate) fn check_unsigned(bytes: &[u8], limits: &Limits) -> Result<(), Verify
 /// Decompressed keys kept per batch, so a prolific author is decompressed once.
 const KEY_CACHE_MAX: usize = 4096;
 
+/// Decompressed author keys kept across batches. Decompressing an ed25519 key costs a square
+/// root in the field, a sizeable share of one verification; social traffic comes from a
+/// limited set of authors, so most batches find their keys here. Bounded: when full, it is
+/// emptied and refilled (about 200 bytes per key).
+pub struct KeyCache {
+    keys: std::sync::Mutex<HashMap<[u8; 32], VerifyingKey>>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// A cache holding at most `capacity` keys.
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache {
+            keys: std::sync::Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The cached keys of the authors of `items` (one lock).
+    fn known(&self, items: &[Vec<u8>]) -> HashMap<[u8; 32], VerifyingKey> {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = HashMap::new();
+        for item in items {
+            let author = item
+                .get(AUTHOR_AT..AUTHOR_AT + 32)
+                .and_then(|a| <[u8; 32]>::try_from(a).ok());
+            if let Some(key) = author.and_then(|a| keys.get(&a).map(|k| (a, *k))) {
+                out.insert(key.0, key.1);
+            }
+        }
+        out
+    }
+
+    /// Keeps the keys a batch decompressed (one lock).
+    fn absorb(&self, new: HashMap<[u8; 32], VerifyingKey>) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() + new.len() > self.capacity {
+            keys.clear();
+        }
+        keys.extend(new.into_iter().take(self.capacity));
+    }
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Offset of the author key in the portable encoding: id, then version, flags, kind, created_at.
+const AUTHOR_AT: usize = crate::ID_BYTES + 16;
+
 fn verify_one_signature(event: &EventRef<'_>, key: &VerifyingKey) -> Result<(), VerifyError> {
     let signature = Signature::from_bytes(event.signature());
     key.verify_strict(&event.id().0, &signature)
@@ -215,7 +269,24 @@ pub fn verify_batch(
     items: Vec<Vec<u8>>,
     limits: &Limits,
 ) -> Vec<Result<VerifiedEvent, VerifyError>> {
-    let mut keys = HashMap::new();
+    verify_batch_with(items, limits, None)
+}
+
+/// [`verify_batch`], taking decompressed author keys from `cache` and leaving new ones there.
+pub fn verify_batch_cached(
+    items: Vec<Vec<u8>>,
+    limits: &Limits,
+    cache: &KeyCache,
+) -> Vec<Result<VerifiedEvent, VerifyError>> {
+    verify_batch_with(items, limits, Some(cache))
+}
+
+fn verify_batch_with(
+    items: Vec<Vec<u8>>,
+    limits: &Limits,
+    cache: Option<&KeyCache>,
+) -> Vec<Result<VerifiedEvent, VerifyError>> {
+    let mut keys = cache.map(|c| c.known(&items)).unwrap_or_default();
     let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(items.len());
     let mut passed = Vec::with_capacity(items.len());
     let mut messages: Vec<&[u8]> = Vec::with_capacity(items.len());
@@ -244,6 +315,9 @@ pub fn verify_batch(
         }
     }
     drop(messages);
+    if let Some(cache) = cache {
+        cache.absorb(keys);
+    }
     items
         .into_iter()
         .zip(results)
@@ -254,15 +328,34 @@ pub fn verify_batch(
 /// [`verify_batch`] split across `threads` scoped threads (the caller's thread is one of
 /// them). Results are in input order.
 pub fn verify_batch_parallel(
+    items: Vec<Vec<u8>>,
+    limits: &Limits,
+    threads: usize,
+) -> Vec<Result<VerifiedEvent, VerifyError>> {
+    verify_batch_parallel_with(items, limits, threads, None)
+}
+
+/// [`verify_batch_parallel`] with a key cache shared by the threads and kept across calls.
+pub fn verify_batch_parallel_cached(
+    items: Vec<Vec<u8>>,
+    limits: &Limits,
+    threads: usize,
+    cache: &KeyCache,
+) -> Vec<Result<VerifiedEvent, VerifyError>> {
+    verify_batch_parallel_with(items, limits, threads, Some(cache))
+}
+
+fn verify_batch_parallel_with(
     mut items: Vec<Vec<u8>>,
     limits: &Limits,
     threads: usize,
+    cache: Option<&KeyCache>,
 ) -> Vec<Result<VerifiedEvent, VerifyError>> {
     let threads = threads.max(1);
     // Below this, thread start-up costs more than it saves.
     const PER_THREAD_MIN: usize = 64;
     if threads == 1 || items.len() < 2 * PER_THREAD_MIN {
-        return verify_batch(items, limits);
+        return verify_batch_with(items, limits, cache);
     }
     let chunk = items.len().div_ceil(threads);
     let mut chunks = Vec::with_capacity(threads);
@@ -276,9 +369,9 @@ pub fn verify_batch_parallel(
         let mut iter = chunks.into_iter();
         let first = iter.next().expect("at least one chunk");
         let handles: Vec<_> = iter
-            .map(|c| scope.spawn(move || verify_batch(c, limits)))
+            .map(|c| scope.spawn(move || verify_batch_with(c, limits, cache)))
             .collect();
-        let mut out = verify_batch(first, limits);
+        let mut out = verify_batch_with(first, limits, cache);
         for h in handles {
             out.extend(h.join().expect("verification does not panic"));
         }

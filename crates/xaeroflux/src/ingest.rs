@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use xaeroflux_event::{verify_batch_parallel, Limits, VerifyError};
+use xaeroflux_event::{verify_batch_parallel_cached, Limits, VerifyError};
 use xaeroflux_store::{Durability, Outcome, Ticket, WriteError};
 
 use crate::node::{now_ms, Node};
@@ -134,7 +134,12 @@ impl Node {
         &self,
         events: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Outcome, VerifyError>>, WriteError> {
-        let results = verify_batch_parallel(events, &Limits::at(now_ms()), self.verify_threads);
+        let results = verify_batch_parallel_cached(
+            events,
+            &Limits::at(now_ms()),
+            self.verify_threads,
+            &self.keys,
+        );
         let mut good = Vec::with_capacity(results.len());
         let mut slots = Vec::with_capacity(results.len());
         for r in results {
@@ -162,9 +167,14 @@ impl Node {
         let base = report.seen;
         report.seen += chunk.len() as u64;
         let mut good = Vec::with_capacity(chunk.len());
-        for (i, r) in verify_batch_parallel(chunk, &Limits::at(now_ms()), self.verify_threads)
-            .into_iter()
-            .enumerate()
+        for (i, r) in verify_batch_parallel_cached(
+            chunk,
+            &Limits::at(now_ms()),
+            self.verify_threads,
+            &self.keys,
+        )
+        .into_iter()
+        .enumerate()
         {
             match r {
                 Ok(ev) => good.push(ev),

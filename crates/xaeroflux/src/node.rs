@@ -4,11 +4,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xaeroflux_event::{
-    Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, VerifyError,
+    Draft, EventId, Identity, KeyCache, Kind, Limits, Profile, PublicKey, Topic, VerifyError,
 };
 use xaeroflux_store::{OpenError, Outcome, QueryError, ReadError, Store, StoreOptions, WriteError};
 
 use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
+
+/// Author keys kept decompressed for verification (about 200 bytes each).
+const AUTHOR_KEYS_CACHED: usize = 8192;
 
 /// Milliseconds since the Unix epoch by the system clock.
 pub fn now_ms() -> u64 {
@@ -115,6 +118,7 @@ impl NodeBuilder {
             store,
             identity,
             verify_threads,
+            keys: KeyCache::new(AUTHOR_KEYS_CACHED),
             last_ms: AtomicU64::new(0),
         })
     }
@@ -125,6 +129,8 @@ pub struct Node {
     store: Store,
     identity: Option<Identity>,
     pub(crate) verify_threads: usize,
+    /// Decompressed author keys, kept across ingested batches.
+    pub(crate) keys: KeyCache,
     last_ms: AtomicU64,
 }
 
