@@ -168,6 +168,15 @@ impl<'s> ReadTxn<'s> {
         Ok(archived.follows.iter().map(|k| PublicKey(*k)).collect())
     }
 
+    /// The sequence number the next stored event will get.
+    pub(crate) fn next_seq(&self) -> Result<u64, ReadError> {
+        self.tables()
+            .meta
+            .get(&self.txn, crate::tables::META_NEXT_SEQ)?
+            .and_then(decode_seq)
+            .ok_or_else(|| ReadError::Corrupt("meta next_seq missing".into()))
+    }
+
     /// Counts and sizes.
     pub fn stats(&self) -> Result<Stats, ReadError> {
         let t = self.tables();
@@ -188,11 +197,7 @@ impl<'s> ReadTxn<'s> {
         }
         let info = self.shared.env.info();
         let page = crate::env::page_size() as u64;
-        let next_seq = t
-            .meta
-            .get(&self.txn, crate::tables::META_NEXT_SEQ)?
-            .and_then(decode_seq)
-            .ok_or_else(|| ReadError::Corrupt("meta next_seq missing".into()))?;
+        let next_seq = self.next_seq()?;
         Ok(Stats {
             events: t.events.len(&self.txn)?,
             event_bytes,

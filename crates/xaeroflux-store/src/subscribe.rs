@@ -114,7 +114,7 @@ impl Subscription {
         // Everything committed before this point is history, not news.
         let last_seq = store
             .read()
-            .and_then(|r| r.stats_next_seq())
+            .and_then(|r| r.next_seq())
             .map(|next| next.saturating_sub(1))
             .unwrap_or(0);
         Subscription {
@@ -231,15 +231,5 @@ impl Subscription {
             self.last_seq = last;
         }
         Ok(())
-    }
-}
-
-impl crate::ReadTxn<'_> {
-    pub(crate) fn stats_next_seq(&self) -> Result<u64, ReadError> {
-        self.tables()
-            .meta
-            .get(&self.txn, crate::tables::META_NEXT_SEQ)?
-            .and_then(crate::tables::decode_seq)
-            .ok_or_else(|| ReadError::Corrupt("meta next_seq missing".into()))
     }
 }
