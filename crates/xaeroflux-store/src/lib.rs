@@ -15,6 +15,7 @@ mod env;
 mod error;
 mod query;
 mod read;
+mod set;
 mod subscribe;
 mod tables;
 mod writer;
@@ -25,6 +26,7 @@ pub use query::{
     Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
 };
 pub use read::{ReadTxn, Stats, TableStats};
+pub use set::{Accum, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use writer::{Durability, Outcome, Ticket};
 pub use xaeroflux_event::EventRef;
