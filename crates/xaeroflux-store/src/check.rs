@@ -1,12 +1,17 @@
-//! Integrity check: every stored event re-verified, every index checked against the events.
+//! Integrity check: every stored event re-verified, every index (the Merkle index included)
+//! checked against the events.
 
 use std::collections::HashMap;
 
 use xaeroflux_event::{verify_batch_parallel, Kind, Limits, PAYLOAD_BYTES_MAX};
 
 use crate::error::ReadError;
+use crate::merkle;
 use crate::read::{decode_stored, ReadTxn};
-use crate::tables::{decode_seq, kind_key, latest_key, Pos, Table};
+use crate::set::SetKey;
+use crate::tables::{
+    decode_seq, kind_key, latest_key, Pos, Table, DROPPED_DELETED, DROPPED_SUPERSEDED,
+};
 
 /// What [`ReadTxn::check`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +24,11 @@ pub struct CheckReport {
     pub problems: Vec<String>,
     /// All problems found.
     pub problems_total: u64,
+    /// Merkle index pages checked.
+    pub merkle_pages: u64,
+    /// Problems found in the Merkle index (counted in `problems_total` too; their descriptions
+    /// start with "merkle").
+    pub merkle_problems: u64,
 }
 
 impl CheckReport {
@@ -58,6 +68,7 @@ impl ReadTxn<'_> {
         };
         let mut chunk = Vec::with_capacity(VERIFY_CHUNK);
         let mut expected = HashMap::<&'static str, u64>::new();
+        let mut set_keys = Vec::new();
         for item in t.events.iter(&self.txn)? {
             let (k, v) = item?;
             report.events += 1;
@@ -78,6 +89,13 @@ impl ReadTxn<'_> {
                     report.problem(format!("ids[{}] is {other:?}, event is at {seq}", ev.id()))
                 }
             }
+            set_keys.push(
+                SetKey {
+                    created_at: ev.created_at(),
+                    id: *ev.id(),
+                }
+                .encode(),
+            );
             *expected.entry("by_author").or_default() += 1;
             *expected.entry("by_kind").or_default() += 1;
             *expected.entry("by_topic").or_default() += u64::from(!ev.topic().is_zero());
@@ -144,6 +162,25 @@ impl ReadTxn<'_> {
             if ev.kind() == Kind::DELETION {
                 report.problem("a deletion is recorded as replaceable".into());
             }
+        }
+        for item in t.dropped.iter(&self.txn)? {
+            let (key, value) = item?;
+            let reason_ok = matches!(value, [DROPPED_DELETED] | [DROPPED_SUPERSEDED]);
+            if key.len() != 32 || !reason_ok {
+                report.problem(format!("dropped holds a malformed entry {key:02x?}"));
+            } else if t.ids.get(&self.txn, key)?.is_some() {
+                report.problem(format!("dropped lists the stored event {key:02x?}"));
+            }
+        }
+        set_keys.sort_unstable();
+        set_keys.dedup();
+        let mut merkle_problems = Vec::new();
+        report.merkle_pages = merkle::verify(&self.txn, &t, &set_keys, &mut |p| {
+            merkle_problems.push(p);
+        })?;
+        report.merkle_problems = merkle_problems.len() as u64;
+        for p in merkle_problems {
+            report.problem(p);
         }
         Ok(report)
     }

@@ -9,8 +9,9 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, DatabaseFlags, Env, EnvOpenOptions, WithoutTls};
 
 use crate::error::{OpenError, WriteError};
+use crate::merkle;
 use crate::subscribe::Subscribers;
-use crate::tables::{self, Tables, DUP_TABLES, MAGIC, NAMES, STORE_FORMAT};
+use crate::tables::{self, Tables, DUP_TABLES, MAGIC, META_INDEX, NAMES, STORE_FORMAT, TABLES};
 use crate::{data_file, StoreOptions, FOREIGN_FILES_ALLOWED};
 
 /// Everything the writer and the readers share.
@@ -155,7 +156,12 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, OpenErr
     } else {
         create_tables(&env, dir, existed)?
     };
-    check_meta(&env, &tables, dir, existed)?;
+    let format = check_meta(&env, &tables, dir, existed)?;
+    if format < STORE_FORMAT {
+        // Read-only opens of older formats were refused by open_tables.
+        debug_assert!(!options.read_only);
+        upgrade(&env, &tables, dir, format)?;
+    }
     Ok(Shared {
         env,
         tables,
@@ -203,14 +209,15 @@ fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tab
                     .create(wtxn)?;
                 out.push(table);
             }
-            let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; 9]>::try_from(out) else {
+            let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; TABLES]>::try_from(out) else {
                 unreachable!("one table per name")
             };
             if !existed {
-                let meta = arr[8];
+                let meta = arr[META_INDEX];
                 meta.put(wtxn, tables::META_MAGIC, MAGIC)?;
                 meta.put(wtxn, tables::META_FORMAT, &STORE_FORMAT.to_le_bytes())?;
                 meta.put(wtxn, tables::META_NEXT_SEQ, &1u64.to_be_bytes())?;
+                meta.put(wtxn, merkle::META_MERKLE, &merkle::TreeMeta::EMPTY.encode())?;
             }
             Ok(CommitOrAbort::Commit(arr))
         })
@@ -228,24 +235,44 @@ fn not_ours(dir: &Path) -> OpenError {
     }
 }
 
+/// Why a read-only open found no usable tables.
+enum Unusable {
+    NotOurs,
+    NeedsUpgrade(u32),
+}
+
 fn open_tables(env: &Env<WithoutTls>, dir: &Path) -> Result<Tables, OpenError> {
     let rtxn = env.read_txn().map_err(|e| classify_heed(dir, e))?;
     let opened = env
         .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_, heed::Error> {
-            let mut out = Vec::with_capacity(NAMES.len());
-            for name in NAMES {
-                match opener
+            let open = |name: &str| {
+                opener
                     .database_options()
                     .types::<Bytes, Bytes>()
                     .name(name)
                     .flags(flags_of(name))
-                    .open(rtxn)?
-                {
+                    .open(rtxn)
+            };
+            // An older store lacks tables a read-only open cannot create: say so, rather
+            // than calling it foreign.
+            let Some(meta) = open("meta")? else {
+                return Ok(CommitOrAbort::Abort(Unusable::NotOurs));
+            };
+            let format = meta
+                .get(rtxn, tables::META_FORMAT)?
+                .and_then(|f| <[u8; 4]>::try_from(f).ok())
+                .map(u32::from_le_bytes);
+            if let Some(format) = format.filter(|f| (1..STORE_FORMAT).contains(f)) {
+                return Ok(CommitOrAbort::Abort(Unusable::NeedsUpgrade(format)));
+            }
+            let mut out = Vec::with_capacity(NAMES.len());
+            for name in NAMES {
+                match open(name)? {
                     Some(t) => out.push(t),
-                    None => return Ok(CommitOrAbort::Abort(())),
+                    None => return Ok(CommitOrAbort::Abort(Unusable::NotOurs)),
                 }
             }
-            let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; 9]>::try_from(out) else {
+            let Ok(arr) = <[heed::Database<'_, Bytes, Bytes>; TABLES]>::try_from(out) else {
                 unreachable!("one table per name")
             };
             Ok(CommitOrAbort::Commit(arr))
@@ -253,16 +280,62 @@ fn open_tables(env: &Env<WithoutTls>, dir: &Path) -> Result<Tables, OpenError> {
         .map_err(|e| classify_heed(dir, e))?;
     match opened {
         CommitOrAbort::Commit(arr) => Ok(Tables::from_array(arr)),
-        CommitOrAbort::Abort(()) => Err(not_ours(dir)),
+        CommitOrAbort::Abort(Unusable::NotOurs) => Err(not_ours(dir)),
+        CommitOrAbort::Abort(Unusable::NeedsUpgrade(got)) => Err(OpenError::NeedsUpgrade {
+            path: dir.to_owned(),
+            got,
+            current: STORE_FORMAT,
+        }),
     }
 }
 
+/// Times the upgrade grows the map and retries before giving up.
+const UPGRADE_GROWTHS_MAX: u32 = 16;
+
+/// Brings a format-1 store to the current format in one transaction: builds the Merkle index
+/// from the stored events and records the new format. The tables it needs were created empty
+/// by `create_tables`; a crash before the commit leaves format 1, and the next open redoes it.
+fn upgrade(
+    env: &Env<WithoutTls>,
+    tables: &Tables,
+    dir: &Path,
+    format: u32,
+) -> Result<(), OpenError> {
+    debug_assert_eq!((format, STORE_FORMAT), (1, 2));
+    let failed = |reason: String| OpenError::UpgradeFailed {
+        path: dir.to_owned(),
+        from: format,
+        reason,
+    };
+    for _ in 0..UPGRADE_GROWTHS_MAX {
+        let mut wtxn = env.write_txn().map_err(|e| classify_heed(dir, e))?;
+        let done = merkle::rebuild(tables, &mut wtxn).and_then(|_| {
+            tables
+                .meta
+                .put(&mut wtxn, tables::META_FORMAT, &STORE_FORMAT.to_le_bytes())?;
+            Ok(wtxn.commit()?)
+        });
+        match done {
+            Ok(()) => return Ok(()),
+            Err(merkle::MerkleError::Heed(heed::Error::Mdb(heed::MdbError::MapFull))) => {
+                // No transaction is open: the map may move.
+                let size = env.info().map_size.saturating_mul(2);
+                grow_unchecked(env, size).map_err(|e| classify_heed(dir, e))?;
+            }
+            Err(merkle::MerkleError::Heed(e)) => return Err(classify_heed(dir, e)),
+            Err(e) => return Err(failed(e.to_string())),
+        }
+    }
+    Err(failed("the map could not grow enough".into()))
+}
+
+/// Checks the marker and returns the store's format.
 fn check_meta(
     env: &Env<WithoutTls>,
     tables: &Tables,
     dir: &Path,
     existed: bool,
-) -> Result<(), OpenError> {
+) -> Result<u32, OpenError> {
     let rtxn = env.read_txn().map_err(|e| classify_heed(dir, e))?;
     let magic = tables
         .meta
@@ -289,7 +362,13 @@ fn check_meta(
             supported: STORE_FORMAT,
         });
     }
-    Ok(())
+    if format == 0 {
+        return Err(OpenError::NotOurs {
+            path: dir.to_owned(),
+            reason: "store format 0 does not exist".into(),
+        });
+    }
+    Ok(format)
 }
 
 /// The system page size: map sizes must be a multiple of it (16 KiB on Apple silicon).

@@ -29,6 +29,28 @@ pub enum OpenError {
         /// Format supported.
         supported: u32,
     },
+    /// The store was written in an older format that a read-only open cannot upgrade. Fix: open
+    /// it once for writing (any `xf` command that writes, or `Store::open`); that upgrades it.
+    #[error("{path} holds a format-{got} store; open it for writing once to upgrade it to format {current}")]
+    NeedsUpgrade {
+        /// The directory.
+        path: PathBuf,
+        /// The store's format.
+        got: u32,
+        /// The format this build reads.
+        current: u32,
+    },
+    /// Upgrading an older store failed; it is unchanged. Fix: run `xf verify` on it with the
+    /// previous version; the reason says what was wrong.
+    #[error("upgrading {path} from format {from} failed: {reason}")]
+    UpgradeFailed {
+        /// The directory.
+        path: PathBuf,
+        /// The store's format.
+        from: u32,
+        /// What went wrong.
+        reason: String,
+    },
     /// The directory or its files cannot be written. Fix: check permissions, or open read-only.
     #[error("{path} is read-only: {source}")]
     ReadOnly {
@@ -120,6 +142,14 @@ pub enum ReadError {
     /// A stored value does not decode: the file is damaged. Fix: run `xf verify`.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A Merkle index page fails validation: the file is damaged. Fix: run `xf verify`.
+    #[error("corrupt merkle page {page}: {reason}")]
+    CorruptPage {
+        /// Page number.
+        page: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// LMDB error.
     #[error("storage error: {0}")]
     Storage(#[from] heed::Error),

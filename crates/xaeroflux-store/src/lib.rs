@@ -5,6 +5,9 @@
 //! - All writes go through one writer thread fed by a bounded channel. It group-commits every
 //!   batch waiting in the queue into one transaction and acknowledges each batch only once that
 //!   transaction is durable.
+//! - Every stored event's `(created_at, id)` is also kept in a two-tier Merkle index of 16 KiB
+//!   pages, updated in the same transaction, so the fingerprint, rank and members of any key
+//!   range are read in O(log n) pages ([`ReadTxn::set_accumulate`] and its siblings).
 //! - Reads run on any thread inside a [`ReadTxn`] and return [`EventRef`] views that borrow the
 //!   memory map: a point read copies nothing and allocates nothing.
 #![deny(unsafe_code)]
@@ -13,6 +16,7 @@
 mod check;
 mod env;
 mod error;
+mod merkle;
 mod query;
 mod read;
 mod set;
@@ -25,7 +29,7 @@ pub use error::{OpenError, QueryError, ReadError, WriteError};
 pub use query::{
     Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
 };
-pub use read::{ReadTxn, Stats, TableStats};
+pub use read::{ReadTxn, SetRoot, Stats, TableStats};
 pub use set::{Accum, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use writer::{Durability, Outcome, Ticket};

@@ -1,6 +1,6 @@
 //! Read transactions and zero-copy point reads.
 
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 
 use heed::RoTxn;
 use heed::WithoutTls;
@@ -8,6 +8,8 @@ use xaeroflux_event::{ArchivedFollowList, EventId, EventRef, Kind, PublicKey};
 
 use crate::env::Shared;
 use crate::error::ReadError;
+use crate::merkle::Tree;
+use crate::set::{Accum, SetKey};
 use crate::tables::{decode_seq, latest_key, seq_key, Tables, NAMES};
 
 /// A consistent snapshot of the store. Views it returns live as long as it does.
@@ -56,6 +58,23 @@ pub struct Stats {
     pub next_seq: u64,
     /// Per-table figures.
     pub tables: Vec<TableStats>,
+    /// The Merkle index: the whole set's summary and the index's size.
+    pub set: SetRoot,
+}
+
+/// The whole reconciled set as the Merkle index names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetRoot {
+    /// Sum and count of every stored event's id.
+    pub accum: Accum,
+    /// `accum.fingerprint()`: the set's name, equal on every peer holding the same events.
+    pub fingerprint: [u8; 32],
+    /// Page levels from the root to the leaves; 0 for an empty set.
+    pub height: u32,
+    /// Leaf pages (tier 1) in use.
+    pub leaf_pages: u64,
+    /// Branch pages (tier 2) in use.
+    pub branch_pages: u64,
 }
 
 impl<'s> ReadTxn<'s> {
@@ -168,6 +187,65 @@ impl<'s> ReadTxn<'s> {
         Ok(archived.follows.iter().map(|k| PublicKey(*k)).collect())
     }
 
+    /// True if the event was dropped here: deleted by its author, or a replaceable event
+    /// superseded by a newer one (whether it was stored and then removed, or refused on
+    /// arrival). Sync uses it not to fetch such events again.
+    pub fn is_dropped(&self, id: &EventId) -> Result<bool, ReadError> {
+        Ok(self.tables().dropped.get(&self.txn, &id.0)?.is_some())
+    }
+
+    fn set_tree(&self) -> Result<Tree<'_, 's>, ReadError> {
+        Ok(Tree::open(&self.txn, self.tables())?)
+    }
+
+    /// Summary (sum of ids and count) of the stored events whose key `k` has `lo <= k < hi`.
+    /// Reads O(height) index pages; never scans events.
+    pub fn set_accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ReadError> {
+        if lo >= hi {
+            return Ok(Accum::ZERO);
+        }
+        let tree = self.set_tree()?;
+        let mut acc = tree.prefix(&hi.encode(), true)?;
+        acc.sub(&tree.prefix(&lo.encode(), true)?);
+        Ok(acc)
+    }
+
+    /// Number of stored events whose key is below `key`.
+    pub fn set_rank(&self, key: &SetKey) -> Result<u64, ReadError> {
+        Ok(self.set_tree()?.prefix(&key.encode(), false)?.count)
+    }
+
+    /// The key with `rank` keys below it (0-based), or `None` if fewer events are stored.
+    pub fn set_nth(&self, rank: u64) -> Result<Option<SetKey>, ReadError> {
+        Ok(self.set_tree()?.nth(rank)?.map(|k| SetKey::decode(&k)))
+    }
+
+    /// Visits the keys `k` with `lo <= k < hi` in ascending order until `f` breaks.
+    pub fn set_for_each(
+        &self,
+        lo: &SetKey,
+        hi: &SetKey,
+        f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        let mut visit = |k: &crate::merkle::Key| f(&SetKey::decode(k));
+        Ok(self
+            .set_tree()?
+            .for_each(&lo.encode(), &hi.encode(), &mut visit)?)
+    }
+
+    /// The whole set's summary and fingerprint, and the index's shape.
+    pub fn set_root(&self) -> Result<SetRoot, ReadError> {
+        let tree = self.set_tree()?;
+        let accum = tree.root_summary()?;
+        Ok(SetRoot {
+            accum,
+            fingerprint: accum.fingerprint(),
+            height: tree.meta.height,
+            leaf_pages: tree.meta.leaf_pages,
+            branch_pages: tree.meta.branch_pages,
+        })
+    }
+
     /// The sequence number the next stored event will get.
     pub(crate) fn next_seq(&self) -> Result<u64, ReadError> {
         self.tables()
@@ -208,6 +286,7 @@ impl<'s> ReadTxn<'s> {
             map_bytes: info.map_size as u64,
             next_seq,
             tables,
+            set: self.set_root()?,
         })
     }
 }

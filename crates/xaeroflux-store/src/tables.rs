@@ -7,8 +7,10 @@ use heed::Database;
 /// A table with raw byte keys and values.
 pub(crate) type Table = Database<'static, Bytes, Bytes>;
 
-/// Store format written by this build.
-pub(crate) const STORE_FORMAT: u32 = 1;
+/// Store format written by this build. Format 2 added the Merkle index (`merkle`,
+/// `merkle_free`, `meta["merkle"]`) and `dropped`; a format-1 store is upgraded when first
+/// opened for writing.
+pub(crate) const STORE_FORMAT: u32 = 2;
 /// Value of `meta["magic"]`: the mark that a directory is ours.
 pub(crate) const MAGIC: &[u8] = b"xaeroflux-store";
 pub(crate) const META_MAGIC: &[u8] = b"magic";
@@ -16,7 +18,7 @@ pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_NEXT_SEQ: &[u8] = b"next_seq";
 
 /// Names of the tables, in the order of [`Tables::all`].
-pub(crate) const NAMES: [&str; 9] = [
+pub(crate) const NAMES: [&str; TABLES] = [
     "events",
     "ids",
     "by_author",
@@ -26,7 +28,15 @@ pub(crate) const NAMES: [&str; 9] = [
     "tombstones",
     "latest",
     "meta",
+    "merkle",
+    "merkle_free",
+    "dropped",
 ];
+
+/// Number of tables.
+pub(crate) const TABLES: usize = 12;
+/// Index of `meta` in [`NAMES`].
+pub(crate) const META_INDEX: usize = 8;
 
 /// The tables that are DUPSORT|DUPFIXED with 16-byte [`Pos`] values.
 pub(crate) const DUP_TABLES: [&str; 4] = ["by_author", "by_kind", "by_topic", "by_ref"];
@@ -52,11 +62,23 @@ pub(crate) struct Tables {
     pub latest: Table,
     /// Store-wide settings.
     pub meta: Table,
+    /// Merkle page number (u32 BE) → one 16 KiB page.
+    pub merkle: Table,
+    /// Freed Merkle page number (u32 BE) → empty.
+    pub merkle_free: Table,
+    /// Event id (32) → why it was dropped ([`DROPPED_DELETED`] or [`DROPPED_SUPERSEDED`]).
+    pub dropped: Table,
 }
 
+/// `dropped` value: deleted by its author (removed, or refused on arrival).
+pub(crate) const DROPPED_DELETED: u8 = 1;
+/// `dropped` value: a replaceable event superseded by a newer one (removed or refused).
+pub(crate) const DROPPED_SUPERSEDED: u8 = 2;
+
 impl Tables {
-    pub(crate) fn from_array(t: [Table; 9]) -> Tables {
-        let [events, ids, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta] = t;
+    pub(crate) fn from_array(t: [Table; TABLES]) -> Tables {
+        let [events, ids, by_author, by_kind, by_topic, by_ref, tombstones, latest, meta, merkle, merkle_free, dropped] =
+            t;
         Tables {
             events,
             ids,
@@ -67,10 +89,13 @@ impl Tables {
             tombstones,
             latest,
             meta,
+            merkle,
+            merkle_free,
+            dropped,
         }
     }
 
-    pub(crate) fn all(&self) -> [(&'static str, Table); 9] {
+    pub(crate) fn all(&self) -> [(&'static str, Table); TABLES] {
         let t = [
             self.events,
             self.ids,
@@ -81,6 +106,9 @@ impl Tables {
             self.tombstones,
             self.latest,
             self.meta,
+            self.merkle,
+            self.merkle_free,
+            self.dropped,
         ];
         let mut i = 0;
         t.map(|table| {

@@ -11,7 +11,12 @@ use xaeroflux_event::{EventId, EventRef, Header, Kind, VerifiedEvent};
 
 use crate::env::{self, Shared};
 use crate::error::{OpenError, WriteError};
-use crate::tables::{self, decode_seq, kind_key, latest_key, seq_key, tombstone_key, Pos, Tables};
+use crate::merkle::{self, MerkleError};
+use crate::set::SetKey;
+use crate::tables::{
+    self, decode_seq, kind_key, latest_key, seq_key, tombstone_key, Pos, Tables, DROPPED_DELETED,
+    DROPPED_SUPERSEDED,
+};
 use crate::StoreOptions;
 
 /// How hard a batch insists on reaching the disk before it is acknowledged.
@@ -157,6 +162,15 @@ impl From<heed::Error> for Fail {
     }
 }
 
+impl From<MerkleError> for Fail {
+    fn from(e: MerkleError) -> Fail {
+        match e {
+            MerkleError::Heed(e) => Fail::from(e),
+            other => Fail::Other(WriteError::Corrupt(other.to_string())),
+        }
+    }
+}
+
 impl Writer {
     fn new(shared: Arc<Shared>, options: &StoreOptions) -> Result<Writer, WriteError> {
         let rtxn = shared.env.read_txn().map_err(WriteError::from_heed)?;
@@ -249,12 +263,14 @@ impl Writer {
         let mut seq = self.next_seq;
         let mut all = Vec::with_capacity(group.len());
         let mut stored = Vec::new();
+        let mut set_changes = Vec::new();
         for cmd in group {
             let mut outcomes = Vec::with_capacity(cmd.events.len());
             for event in &cmd.events {
                 let mut apply = Apply {
                     t: &t,
                     txn: &mut txn,
+                    set_changes: &mut set_changes,
                 };
                 let outcome = apply.event(event.as_ref(), seq)?;
                 if let Outcome::Stored { seq: s } = outcome {
@@ -265,6 +281,9 @@ impl Writer {
             }
             all.push(outcomes);
         }
+        // The index sees the transaction's net changes, sorted: each page touched is read and
+        // written once.
+        merkle::apply(&t, &mut txn, &mut set_changes)?;
         t.meta
             .put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
         txn.commit()?;
@@ -282,6 +301,8 @@ struct StoredHeader {
 struct Apply<'a, 'e> {
     t: &'a Tables,
     txn: &'a mut RwTxn<'e>,
+    /// Set keys stored (+1) and removed (-1) by this transaction, for the Merkle index.
+    set_changes: &'a mut Vec<(merkle::Key, i8)>,
 }
 
 impl Apply<'_, '_> {
@@ -296,6 +317,7 @@ impl Apply<'_, '_> {
             .get(self.txn, &tombstone_key(&id.0, &author.0))?
             .is_some()
         {
+            t.dropped.put(self.txn, &id.0, &[DROPPED_DELETED])?;
             return Ok(Outcome::Deleted);
         }
         let kind = ev.kind();
@@ -305,11 +327,15 @@ impl Apply<'_, '_> {
                 let old_seq = old_seq.ok_or_else(|| corrupt("latest value is not a seq"))?;
                 let old = self.load(old_seq)?;
                 if (old.header.created_at(), old.id) > (ev.created_at(), *id) {
+                    t.dropped.put(self.txn, &id.0, &[DROPPED_SUPERSEDED])?;
                     return Ok(Outcome::Superseded);
                 }
                 self.remove(old_seq, &old)?;
+                t.dropped.put(self.txn, &old.id.0, &[DROPPED_SUPERSEDED])?;
             }
             t.latest.put(self.txn, &key, &seq_key(seq))?;
+            // A version refused earlier is stored once the newer one has been deleted.
+            t.dropped.delete(self.txn, &id.0)?;
         }
         if kind == Kind::DELETION {
             self.delete_target(ev)?;
@@ -340,7 +366,9 @@ impl Apply<'_, '_> {
                 t.latest.delete(self.txn, &key)?;
             }
         }
-        self.remove(target_seq, &old)
+        self.remove(target_seq, &old)?;
+        t.dropped.put(self.txn, &old.id.0, &[DROPPED_DELETED])?;
+        Ok(())
     }
 
     fn load(&self, seq: u64) -> Result<StoredHeader, Fail> {
@@ -375,6 +403,8 @@ impl Apply<'_, '_> {
         if !ev.reference().is_zero() {
             t.by_ref.put(self.txn, &ev.reference().0, &pos)?;
         }
+        self.set_changes
+            .push((set_key(ev.created_at(), ev.id()), 1));
         Ok(())
     }
 
@@ -407,8 +437,18 @@ impl Apply<'_, '_> {
                 "event {seq} was missing from an index on removal"
             )));
         }
+        self.set_changes
+            .push((set_key(h.created_at(), &old.id), -1));
         Ok(())
     }
+}
+
+fn set_key(created_at: u64, id: &EventId) -> merkle::Key {
+    SetKey {
+        created_at,
+        id: *id,
+    }
+    .encode()
 }
 
 fn corrupt(what: &str) -> Fail {
