@@ -5,6 +5,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod negentropy;
 mod view;
 
+pub use negentropy::{
+    NegentropyError, NegentropyResponder, NegentropySession, NEGENTROPY_FRAME_BYTES_MIN,
+    NEGENTROPY_ID_LIST_IDS_MAX, NEGENTROPY_MESSAGE_BYTES_MAX, NEGENTROPY_RANGES_MAX,
+    NEGENTROPY_VERSION,
+};
 pub use view::{MemSet, SetView, ViewError};
