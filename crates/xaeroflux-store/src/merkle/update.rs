@@ -590,6 +590,7 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use super::super::page::LEAF_CAPACITY;
     use super::*;
     use crate::merkle::Tree;
     use crate::set::Accum;
@@ -686,6 +687,56 @@ mod tests {
         assert_eq!(read.tables().merkle.len(&read.txn).unwrap(), 0);
     }
 
+    fn meta_of(store: &crate::Store) -> TreeMeta {
+        let read = store.read().unwrap();
+        read_meta(&read.txn, read.tables().meta).unwrap()
+    }
+
+    #[test]
+    fn a_deep_index_fills_splits_merges_and_collapses() {
+        let (_d, store) = store();
+        let n = 100_000u64;
+        let keys: Vec<Key> = (0..n).map(|i| key(i * 4, 2)).collect();
+        for chunk in keys.chunks(10_000) {
+            apply_batch(&store, &chunk.iter().map(|k| (*k, 1)).collect::<Vec<_>>());
+        }
+        let mut model: BTreeSet<Key> = keys.iter().copied().collect();
+        let meta = meta_of(&store);
+        let fill = n as f64 / (meta.leaf_pages as f64 * LEAF_CAPACITY as f64);
+        assert!(fill >= 0.95, "sequential fill leaves pages {fill:.3} full");
+        assert_eq!((meta.height, meta.branch_pages), (3, 3));
+        assert_matches(&store, &model);
+
+        // Back-dated keys land in the middle; the tail pages are not rewritten.
+        let late: Vec<Key> = (0..3_000).map(|i| key(100_000 + i * 8, 3)).collect();
+        apply_batch(&store, &late.iter().map(|k| (*k, 1)).collect::<Vec<_>>());
+        model.extend(late.iter().copied());
+        assert_matches(&store, &model);
+
+        // A wide hole: leaves unlinked, branches merged.
+        let hole: Vec<Key> = model
+            .range(key(50_000, 0)..key(330_000, 0))
+            .copied()
+            .collect();
+        apply_batch(&store, &hole.iter().map(|k| (*k, -1)).collect::<Vec<_>>());
+        for k in &hole {
+            model.remove(k);
+        }
+        assert_matches(&store, &model);
+        let after = meta_of(&store);
+        assert!(after.leaf_pages < meta.leaf_pages && after.branch_pages <= meta.branch_pages);
+
+        // Down to a handful: the root collapses to a single leaf.
+        let most: Vec<Key> = model.iter().skip(10).copied().collect();
+        apply_batch(&store, &most.iter().map(|k| (*k, -1)).collect::<Vec<_>>());
+        for k in &most {
+            model.remove(k);
+        }
+        assert_matches(&store, &model);
+        let meta = meta_of(&store);
+        assert_eq!((meta.height, meta.leaf_pages, meta.branch_pages), (1, 1, 0));
+    }
+
     #[test]
     fn freed_pages_are_reused() {
         let (_d, store) = store();
@@ -730,6 +781,8 @@ mod tests {
         Scatter(Vec<(u16, u32)>),
         /// Remove the keys at these (wrapped) ranks.
         Remove(Vec<u16>),
+        /// Remove this many of the largest (true) or smallest keys: moves first and last keys.
+        RemoveEnd(u16, bool),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -737,11 +790,12 @@ mod tests {
             (1u16..900).prop_map(Op::Append),
             proptest::collection::vec((any::<u16>(), any::<u32>()), 1..600).prop_map(Op::Scatter),
             proptest::collection::vec(any::<u16>(), 1..900).prop_map(Op::Remove),
+            (1u16..500, any::<bool>()).prop_map(|(n, top)| Op::RemoveEnd(n, top)),
         ]
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
         #[test]
         fn matches_a_sorted_set_model(ops in proptest::collection::vec(op(), 1..8)) {
             let (_d, store) = store();
@@ -766,6 +820,11 @@ mod tests {
                         if model.is_empty() { break; }
                         let k = *model.iter().nth(usize::from(r) % model.len()).unwrap();
                         model.remove(&k);
+                        batch.push((k, -1));
+                    },
+                    Op::RemoveEnd(n, top) => for _ in 0..n {
+                        let k = if top { model.pop_last() } else { model.pop_first() };
+                        let Some(k) = k else { break };
                         batch.push((k, -1));
                     },
                 }
