@@ -5,12 +5,112 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod error;
+mod lmdb;
+mod local;
+mod memory;
 mod negentropy;
+mod recon;
+mod riblt;
+mod scope;
+mod session;
 mod view;
+mod wire;
 
+pub use error::{SyncError, WireError};
+pub use local::{run_local, LinkOptions, LinkReport, LocalError, Peer, PeerError};
+pub use memory::MemStore;
 pub use negentropy::{
     NegentropyError, NegentropyResponder, NegentropySession, NEGENTROPY_FRAME_BYTES_MIN,
     NEGENTROPY_ID_LIST_IDS_MAX, NEGENTROPY_MESSAGE_BYTES_MAX, NEGENTROPY_RANGES_MAX,
     NEGENTROPY_VERSION,
 };
-pub use view::{MemSet, SetView, ViewError};
+pub use recon::{Found, KeyRange};
+pub use scope::Scope;
+pub use session::{Received, Role, Session, SessionStats};
+pub use view::{MemSet, SetView, SyncSource, ViewError};
+pub use wire::{FP_BYTES, PROTOCOL_VERSION};
+
+/// Limits and tuning of a session. Both sides may use different values; every limit bounds
+/// what this side accepts or holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// Largest frame sent or accepted, header included (at least 1 KiB).
+    pub frame_bytes_max: usize,
+    /// Largest message (the frames of one turn together) accepted.
+    pub message_bytes_max: usize,
+    /// Event bytes packed into one events message.
+    pub events_message_bytes: usize,
+    /// Coded symbols one pool may reach (bounds decoder memory: about 48 bytes each).
+    pub symbols_max: usize,
+    /// Pools open at once, each way.
+    pub pools_max: usize,
+    /// Ids exchanged in one session (each way together).
+    pub ids_max: usize,
+    /// Ranges in one message.
+    pub ranges_max: usize,
+    /// Authors or topics in a scope.
+    pub scope_values_max: usize,
+    /// A mismatching range with at most this many items of ours is sent as a plain id list.
+    pub ids_items_max: u64,
+    /// A mismatching range where the peer holds at least twice our items is sent as an id
+    /// list when we hold at most this many.
+    pub ids_items_lopsided_max: u64,
+    /// Items scanned to encode symbols, per estimated difference: mismatching ranges are split
+    /// until they hold about this many items before their symbols are sent.
+    pub scan_items_per_difference: u64,
+    /// Items that may always be scanned for symbols, whatever the estimate.
+    pub scan_items_min: u64,
+    /// Most sub-ranges one range is split into in one turn.
+    pub branch_max: usize,
+    /// Reconciliation turns (both sides) before the session gives up.
+    pub rounds_max: u32,
+}
+
+/// Default frame cap: 64 KiB.
+pub const FRAME_BYTES_DEFAULT: usize = 64 * 1024;
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            frame_bytes_max: FRAME_BYTES_DEFAULT,
+            message_bytes_max: 32 << 20,
+            events_message_bytes: FRAME_BYTES_DEFAULT - 64,
+            symbols_max: 1 << 18,
+            pools_max: 64,
+            ids_max: 1 << 21,
+            ranges_max: 1 << 20,
+            scope_values_max: 1024,
+            ids_items_max: 2,
+            ids_items_lopsided_max: 256,
+            scan_items_per_difference: 1000,
+            scan_items_min: 4096,
+            branch_max: 64,
+            rounds_max: 64,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// The default configuration with another frame cap.
+    pub fn with_frame_bytes(frame_bytes_max: usize) -> SyncConfig {
+        SyncConfig {
+            frame_bytes_max,
+            events_message_bytes: frame_bytes_max.saturating_sub(64),
+            ..SyncConfig::default()
+        }
+    }
+
+    /// Clamps values that would make no progress.
+    pub(crate) fn sanitized(mut self) -> SyncConfig {
+        self.frame_bytes_max = self.frame_bytes_max.max(1024);
+        self.message_bytes_max = self.message_bytes_max.max(self.frame_bytes_max);
+        self.events_message_bytes = self.events_message_bytes.max(1);
+        self.symbols_max = self.symbols_max.max(64);
+        self.pools_max = self.pools_max.max(1);
+        self.branch_max = self.branch_max.max(2);
+        self.rounds_max = self.rounds_max.max(2);
+        self.scan_items_per_difference = self.scan_items_per_difference.max(1);
+        self
+    }
+}

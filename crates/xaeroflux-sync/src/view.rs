@@ -5,6 +5,7 @@
 
 use std::ops::ControlFlow;
 
+use xaeroflux_event::EventId;
 use xaeroflux_store::{Accum, ReadError, SetKey};
 
 /// Why a set could not be read.
@@ -39,6 +40,18 @@ pub trait SetView {
     fn is_empty(&self) -> Result<bool, ViewError> {
         Ok(self.len()? == 0)
     }
+    /// Whether this side dropped the event on purpose (deleted by its author, or an older
+    /// replaceable): it is not asked for again.
+    fn is_dropped(&self, _id: &EventId) -> Result<bool, ViewError> {
+        Ok(false)
+    }
+}
+
+/// A set whose events can be read: what a session sends from.
+pub trait SyncSource: SetView {
+    /// Calls `f` with the stored body (`header ‖ signature ‖ payload`) of event `id`; false if
+    /// the event is not stored.
+    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError>;
 }
 
 /// An in-memory ordered set with prefix sums: `accumulate`, `rank` and `nth` in O(log n),

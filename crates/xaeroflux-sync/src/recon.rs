@@ -1,0 +1,672 @@
+//! Range-based reconciliation with coded-symbol leaves: one side of it.
+//!
+//! Each turn answers every open range of the peer's message. A range whose fingerprints match
+//! is closed. A mismatching range is split into sub-ranges (fingerprints again) while it is
+//! large or while the differences cannot be estimated; once the mismatching ranges are small
+//! and the mismatch rate gives a difference estimate `d`, they are merged into one *pool* and
+//! the pool's rateless coded symbols (about 1.5·d of them) go out instead: the peer subtracts
+//! its own symbols over the same ranges and peels the symmetric difference out. A pool that
+//! does not decode asks for more symbols. Ranges one side has nothing of are closed at once
+//! ("send everything here"), which is also the bulk path of a fresh peer.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::ControlFlow;
+
+use xaeroflux_event::EventId;
+use xaeroflux_store::{Accum, SetKey};
+
+use crate::error::SyncError;
+use crate::riblt::{self, DecodeState, Decoder, Symbol};
+use crate::view::SetView;
+use crate::wire::{min_bound, Hello, Mode, MoreSymbols, PoolSymbols, Recon, FP_BYTES};
+use crate::SyncConfig;
+
+/// A half-open key range `[lo, hi)`.
+pub type KeyRange = (SetKey, SetKey);
+
+/// Ids handed to the symbol encoder at once.
+const ENCODE_GROUP: usize = 256;
+
+/// A pool this side encoded (the peer may ask for more of its symbols).
+struct PoolOut {
+    ranges: Vec<KeyRange>,
+}
+
+/// A pool the peer encoded and this side decodes.
+struct PoolIn {
+    ranges: Vec<KeyRange>,
+    decoder: Decoder,
+    received: u64,
+}
+
+/// What reconciliation has found so far on this side.
+#[derive(Debug, Default, Clone)]
+pub struct Found {
+    /// Ids this side has and the peer lacks.
+    pub have: Vec<EventId>,
+    /// Ids the peer has and this side lacks.
+    pub need: Vec<EventId>,
+    /// Ranges the peer holds nothing of: this side sends all it has there.
+    pub have_ranges: Vec<KeyRange>,
+    /// Ranges this side holds nothing of: the peer sends all it has there.
+    pub need_ranges: Vec<KeyRange>,
+}
+
+pub(crate) struct Reconciler {
+    cfg: SyncConfig,
+    salt: u64,
+    fp_key: [u8; 32],
+    lower: SetKey,
+    upper: SetKey,
+    pools_out: BTreeMap<u32, PoolOut>,
+    pools_in: BTreeMap<u32, PoolIn>,
+    next_pool: u32,
+    turns: u32,
+    pub(crate) found: Found,
+    ids_total: usize,
+}
+
+/// A range whose fingerprints differ, with both sides' counts.
+struct Mismatch {
+    lo: SetKey,
+    hi: SetKey,
+    mine: u64,
+    theirs: u64,
+}
+
+impl Mismatch {
+    /// One side holds at least twice what the other does: most of the difference is one
+    /// side's surplus, which splitting isolates better than symbols.
+    fn lopsided(&self) -> bool {
+        self.theirs >= 2 * self.mine || self.mine >= 2 * self.theirs
+    }
+}
+
+/// The reply being built: ranges in any order, sorted and gap-filled at the end.
+#[derive(Default)]
+struct Reply {
+    ranges: Vec<(SetKey, SetKey, Mode)>,
+    pools: Vec<PoolSymbols>,
+    more: Vec<MoreSymbols>,
+    need: Vec<EventId>,
+    give: Vec<EventId>,
+}
+
+impl Reply {
+    fn is_open(&self) -> bool {
+        !self.pools.is_empty()
+            || !self.more.is_empty()
+            || self
+                .ranges
+                .iter()
+                .any(|(_, _, m)| matches!(m, Mode::Fp { .. } | Mode::Ids(_) | Mode::Pool { .. }))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ranges.is_empty() && self.need.is_empty() && self.give.is_empty() && !self.is_open()
+    }
+
+    fn finish(mut self, lower: SetKey, upper: SetKey, hello: Option<Hello>) -> Recon {
+        self.ranges.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut ranges: Vec<(SetKey, Mode)> = Vec::with_capacity(self.ranges.len() * 2 + 1);
+        let mut cursor = lower;
+        for (lo, hi, mode) in self.ranges {
+            debug_assert!(lo >= cursor && hi > lo, "reply ranges are disjoint");
+            if lo > cursor {
+                ranges.push((lo, Mode::Skip));
+            }
+            ranges.push((hi, mode));
+            cursor = hi;
+        }
+        if !ranges.is_empty() && cursor < upper {
+            ranges.push((upper, Mode::Skip));
+        }
+        Recon {
+            hello,
+            ranges,
+            pools: self.pools,
+            more: self.more,
+            need: self.need,
+            give: self.give,
+        }
+    }
+}
+
+impl Reconciler {
+    pub(crate) fn new(cfg: SyncConfig, salt: u64, lower: SetKey, upper: SetKey) -> Reconciler {
+        let fp_key = blake3::derive_key("xaeroflux sync fingerprint v1", &salt.to_le_bytes());
+        Reconciler {
+            cfg,
+            salt,
+            fp_key,
+            lower,
+            upper,
+            pools_out: BTreeMap::new(),
+            pools_in: BTreeMap::new(),
+            next_pool: 0,
+            turns: 0,
+            found: Found::default(),
+            ids_total: 0,
+        }
+    }
+
+    pub(crate) fn salt(&self) -> u64 {
+        self.salt
+    }
+
+    fn fp(&self, acc: &Accum) -> [u8; FP_BYTES] {
+        let mut h = blake3::Hasher::new_keyed(&self.fp_key);
+        h.update(&acc.sum_bytes());
+        h.update(&acc.count.to_le_bytes());
+        let mut out = [0u8; FP_BYTES];
+        out.copy_from_slice(&h.finalize().as_bytes()[..FP_BYTES]);
+        out
+    }
+
+    /// The initiator's opening: one fingerprint over the whole scope.
+    pub(crate) fn open(&mut self, view: &dyn SetView, hello: Hello) -> Result<Recon, SyncError> {
+        let acc = view.accumulate(&self.lower, &self.upper)?;
+        self.turns += 1;
+        Ok(Recon {
+            hello: Some(hello),
+            ranges: vec![(
+                self.upper,
+                Mode::Fp {
+                    fp: self.fp(&acc),
+                    count: acc.count,
+                },
+            )],
+            ..Recon::default()
+        })
+    }
+
+    /// Answers one message. `None`: nothing left to say (this side is reconciled).
+    pub(crate) fn answer(
+        &mut self,
+        view: &dyn SetView,
+        msg: Recon,
+    ) -> Result<Option<Recon>, SyncError> {
+        self.turns += 1;
+        if self.turns > self.cfg.rounds_max {
+            return Err(SyncError::TooManyRounds {
+                max: self.cfg.rounds_max,
+            });
+        }
+        let mut reply = Reply::default();
+        self.take_lists(view, msg.need, msg.give)?;
+        let (mismatches, trials, closed) =
+            self.walk_ranges(view, &msg.ranges, &msg.pools, &mut reply)?;
+        for m in &msg.more {
+            self.serve_more(view, m, &mut reply)?;
+        }
+        for block in msg.pools {
+            self.decode_pool(view, block, &mut reply)?;
+        }
+        self.plan(view, mismatches, trials, closed, &mut reply)?;
+        if reply.is_empty() && !msg_was_open(&msg.ranges, &msg.more) {
+            return Ok(None);
+        }
+        let out = reply.finish(self.lower, self.upper, None);
+        if std::env::var_os("XF_TRACE").is_some() {
+            let mut c = [0usize; 6];
+            for (_, m) in &out.ranges {
+                c[match m {
+                    Mode::Skip => 0,
+                    Mode::Fp { .. } => 1,
+                    Mode::Ids(_) => 2,
+                    Mode::Pool { .. } => 3,
+                    Mode::NeedAll => 4,
+                    Mode::HaveAll => 5,
+                }] += 1;
+            }
+            eprintln!("TRACE turn {} skip {} fp {} ids {} pool {} needall {} haveall {} symbols {:?} more {:?} need {} give {}", self.turns, c[0], c[1], c[2], c[3], c[4], c[5], out.pools.iter().map(|p| p.symbols.len()).collect::<Vec<_>>(), out.more, out.need.len(), out.give.len());
+        }
+        Ok(Some(out))
+    }
+
+    fn count_ids(&mut self, n: usize) -> Result<(), SyncError> {
+        self.ids_total += n;
+        if self.ids_total > self.cfg.ids_max {
+            return Err(SyncError::TooManyIds {
+                max: self.cfg.ids_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// The peer's findings: what it needs from this side, what it will send.
+    fn take_lists(
+        &mut self,
+        view: &dyn SetView,
+        need: Vec<EventId>,
+        give: Vec<EventId>,
+    ) -> Result<(), SyncError> {
+        self.count_ids(need.len() + give.len())?;
+        self.found.have.extend(need);
+        for id in give {
+            if !view.is_dropped(&id)? {
+                self.found.need.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_ranges(
+        &mut self,
+        view: &dyn SetView,
+        ranges: &[(SetKey, Mode)],
+        blocks: &[PoolSymbols],
+        reply: &mut Reply,
+    ) -> Result<(Vec<Mismatch>, u64, u64), SyncError> {
+        if let Some((last, _)) = ranges.last() {
+            if *last != self.upper {
+                return Err(SyncError::Protocol("ranges do not cover the scope"));
+            }
+        }
+        let mut mismatches = Vec::new();
+        let (mut trials, mut closed) = (0u64, 0u64);
+        let mut new_pools: BTreeMap<u32, Vec<KeyRange>> = BTreeMap::new();
+        let mut lo = self.lower;
+        for (hi, mode) in ranges {
+            let hi = *hi;
+            match mode {
+                Mode::Skip => {}
+                Mode::Fp { fp, count } => {
+                    trials += 1;
+                    let acc = view.accumulate(&lo, &hi)?;
+                    if self.fp(&acc) == *fp {
+                        // Matching fingerprints: the range is reconciled.
+                    } else if acc.count == 0 {
+                        closed += 1;
+                        self.found.need_ranges.push((lo, hi));
+                        reply.ranges.push((lo, hi, Mode::NeedAll));
+                    } else if *count == 0 {
+                        closed += 1;
+                        self.found.have_ranges.push((lo, hi));
+                        reply.ranges.push((lo, hi, Mode::HaveAll));
+                    } else {
+                        mismatches.push(Mismatch {
+                            lo,
+                            hi,
+                            mine: acc.count,
+                            theirs: *count,
+                        });
+                    }
+                }
+                Mode::Ids(theirs) => self.answer_ids(view, lo, hi, theirs, reply)?,
+                Mode::Pool { pool } => {
+                    if self.pools_in.contains_key(pool) {
+                        return Err(SyncError::Protocol("pool ranges sent twice"));
+                    }
+                    new_pools.entry(*pool).or_default().push((lo, hi));
+                }
+                Mode::NeedAll => self.found.have_ranges.push((lo, hi)),
+                Mode::HaveAll => self.found.need_ranges.push((lo, hi)),
+            }
+            lo = hi;
+        }
+        for (pool, ranges) in new_pools {
+            if !blocks.iter().any(|b| b.pool == pool && b.from == 0) {
+                return Err(SyncError::Protocol("pool ranges without symbols"));
+            }
+            if self.pools_in.len() >= self.cfg.pools_max {
+                return Err(SyncError::Protocol("too many open pools"));
+            }
+            self.pools_in.insert(
+                pool,
+                PoolIn {
+                    ranges,
+                    decoder: Decoder::new(self.salt, self.cfg.symbols_max),
+                    received: 0,
+                },
+            );
+        }
+        Ok((mismatches, trials, closed))
+    }
+
+    fn answer_ids(
+        &mut self,
+        view: &dyn SetView,
+        lo: SetKey,
+        hi: SetKey,
+        theirs: &[EventId],
+        reply: &mut Reply,
+    ) -> Result<(), SyncError> {
+        let theirs_set: HashSet<&EventId> = theirs.iter().collect();
+        let mut mine = HashSet::new();
+        let mut give = Vec::new();
+        let limit = self.cfg.ids_max;
+        view.for_each_in(&lo, &hi, &mut |k| {
+            if !theirs_set.contains(&k.id) {
+                give.push(k.id);
+            }
+            mine.insert(k.id);
+            if mine.len() > limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        let mut need = Vec::new();
+        for id in theirs {
+            if !mine.contains(id) && !view.is_dropped(id)? {
+                need.push(*id);
+            }
+        }
+        self.count_ids(need.len() + give.len())?;
+        self.found.have.extend_from_slice(&give);
+        self.found.need.extend_from_slice(&need);
+        reply.give.extend(give);
+        reply.need.extend(need);
+        Ok(())
+    }
+
+    /// Symbols `[from, to)` of this side's items in `ranges`.
+    fn encode(
+        &self,
+        view: &dyn SetView,
+        ranges: &[KeyRange],
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Symbol>, SyncError> {
+        let mut enc = riblt::Encoder::with_range(self.salt, from as usize, to as usize);
+        // Ids go to the encoder in groups, which it codes several at a time.
+        let mut group: Vec<EventId> = Vec::with_capacity(ENCODE_GROUP);
+        for (lo, hi) in ranges {
+            view.for_each_in(lo, hi, &mut |k| {
+                group.push(k.id);
+                if group.len() == ENCODE_GROUP {
+                    enc.extend(group.iter());
+                    group.clear();
+                }
+                ControlFlow::Continue(())
+            })?;
+        }
+        enc.extend(group.iter());
+        Ok(enc.into_symbols())
+    }
+
+    fn serve_more(
+        &mut self,
+        view: &dyn SetView,
+        m: &MoreSymbols,
+        reply: &mut Reply,
+    ) -> Result<(), SyncError> {
+        let pool = self
+            .pools_out
+            .get(&m.pool)
+            .ok_or(SyncError::Protocol("symbols asked of an unknown pool"))?;
+        let count = m.count.min(self.cfg.symbols_max as u64);
+        let to = m.from.saturating_add(count);
+        if to > self.cfg.symbols_max as u64 {
+            return Err(SyncError::Protocol("symbols asked beyond the pool limit"));
+        }
+        let symbols = self.encode(view, &pool.ranges, m.from, to)?;
+        reply.pools.push(PoolSymbols {
+            pool: m.pool,
+            from: m.from,
+            symbols,
+        });
+        Ok(())
+    }
+
+    fn decode_pool(
+        &mut self,
+        view: &dyn SetView,
+        block: PoolSymbols,
+        reply: &mut Reply,
+    ) -> Result<(), SyncError> {
+        let Some(mut pool) = self.pools_in.remove(&block.pool) else {
+            return Err(SyncError::Protocol("symbols for an unknown pool"));
+        };
+        if block.from != pool.received {
+            return Err(SyncError::Protocol("symbols out of sequence"));
+        }
+        let to = block.from + block.symbols.len() as u64;
+        let local = self.encode(view, &pool.ranges, block.from, to)?;
+        for (remote, mine) in block.symbols.iter().zip(&local) {
+            pool.decoder
+                .push(remote.sub(mine))
+                .map_err(|_| SyncError::Protocol("coded symbols beyond the pool limit"))?;
+        }
+        pool.received = to;
+        match pool.decoder.decode() {
+            Ok(DecodeState::Decoded) => {
+                let local_only = pool.decoder.local_only().to_vec();
+                let mut need = Vec::with_capacity(pool.decoder.remote_only().len());
+                for id in pool.decoder.remote_only() {
+                    if !view.is_dropped(id)? {
+                        need.push(*id);
+                    }
+                }
+                self.count_ids(need.len() + local_only.len())?;
+                self.found.need.extend_from_slice(&need);
+                self.found.have.extend_from_slice(&local_only);
+                reply.need.extend(need);
+                reply.give.extend(local_only);
+            }
+            Ok(DecodeState::NeedMore) if (to as usize) < self.cfg.symbols_max => {
+                // Rateless: ask for half as many again. The first batch was sized for the
+                // estimate, so a shortfall is usually small.
+                let count = (to / 2).max(8).min(self.cfg.symbols_max as u64 - to);
+                reply.more.push(MoreSymbols {
+                    pool: block.pool,
+                    from: to,
+                    count,
+                });
+                self.pools_in.insert(block.pool, pool);
+            }
+            // Out of symbols, or symbols that contradict each other: fall back to splitting
+            // the pool's ranges by fingerprint, which needs no trust in the symbols.
+            Ok(_) | Err(_) => {
+                for (lo, hi) in pool.ranges {
+                    let acc = view.accumulate(&lo, &hi)?;
+                    reply.ranges.push((
+                        lo,
+                        hi,
+                        Mode::Fp {
+                            fp: self.fp(&acc),
+                            count: acc.count,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides what to do with this turn's mismatching ranges.
+    fn plan(
+        &mut self,
+        view: &dyn SetView,
+        mismatches: Vec<Mismatch>,
+        trials: u64,
+        closed: u64,
+        reply: &mut Reply,
+    ) -> Result<(), SyncError> {
+        if mismatches.is_empty() {
+            return Ok(());
+        }
+        let est = Estimate::new(&mismatches, trials, closed);
+        let mine_total: u64 = mismatches.iter().map(|m| m.mine).sum();
+        let d_total: f64 = mismatches.iter().map(|m| est.per_range(m)).sum();
+        let scan_budget = (self.cfg.scan_items_per_difference as f64 * d_total)
+            .max(self.cfg.scan_items_min as f64);
+        // Symbols need a difference estimate: from the mismatch rate when it is informative,
+        // else from the count differences once the ranges are small anyway (an estimate that
+        // falls short costs one more turn of symbols, never a wrong result).
+        let balanced = |m: &&Mismatch| !m.lopsided();
+        let largest = mismatches
+            .iter()
+            .filter(balanced)
+            .map(|m| m.mine)
+            .max()
+            .unwrap_or(0);
+        let poolable = mine_total as f64 <= scan_budget
+            && (est.reliable || largest <= self.cfg.scan_items_per_difference);
+        let mut pool_ranges = Vec::new();
+        let mut pool_d = 0.0;
+        for m in &mismatches {
+            let d_r = est.per_range(m);
+            let smaller = m.theirs >= 2 * m.mine;
+            if m.mine <= self.cfg.ids_items_max
+                || (smaller && m.mine <= self.cfg.ids_items_lopsided_max)
+            {
+                let mut ids = Vec::with_capacity(m.mine as usize);
+                view.for_each_in(&m.lo, &m.hi, &mut |k| {
+                    ids.push(k.id);
+                    ControlFlow::Continue(())
+                })?;
+                reply.ranges.push((m.lo, m.hi, Mode::Ids(ids)));
+            } else if smaller {
+                // The peer holds most of this range (a fresh or interrupted peer catching up):
+                // its split finds the parts this side lacks entirely, which then move in bulk.
+                let acc = view.accumulate(&m.lo, &m.hi)?;
+                reply.ranges.push((
+                    m.lo,
+                    m.hi,
+                    Mode::Fp {
+                        fp: self.fp(&acc),
+                        count: acc.count,
+                    },
+                ));
+            } else if m.lopsided() {
+                self.split(view, m, f64::INFINITY, true, reply)?;
+            } else if poolable && symbols_for(pool_d + d_r) <= self.cfg.symbols_max {
+                pool_ranges.push((m.lo, m.hi));
+                pool_d += d_r;
+            } else {
+                self.split(view, m, d_r, est.informed(trials), reply)?;
+            }
+        }
+        if !pool_ranges.is_empty() {
+            let pool = self.next_pool;
+            self.next_pool += 1;
+            if self.pools_out.len() >= self.cfg.pools_max {
+                return Err(SyncError::Protocol("too many pools in flight"));
+            }
+            let m = symbols_for(pool_d) as u64;
+            let symbols = self.encode(view, &pool_ranges, 0, m)?;
+            for (lo, hi) in &pool_ranges {
+                reply.ranges.push((*lo, *hi, Mode::Pool { pool }));
+            }
+            reply.pools.push(PoolSymbols {
+                pool,
+                from: 0,
+                symbols,
+            });
+            self.pools_out.insert(
+                pool,
+                PoolOut {
+                    ranges: pool_ranges,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Splits a mismatching range into sub-ranges of about equal counts (by this side's ranks)
+    /// and sends a fingerprint for each.
+    fn split(
+        &mut self,
+        view: &dyn SetView,
+        m: &Mismatch,
+        d_r: f64,
+        informed: bool,
+        reply: &mut Reply,
+    ) -> Result<(), SyncError> {
+        let per_leaf = self.cfg.scan_items_per_difference.max(1);
+        let by_size = m.mine.div_ceil(per_leaf);
+        // Without anything to go on (the opening fingerprint), split wide: the next turn's
+        // mismatch rate and count differences are the estimate.
+        let parts = if informed {
+            by_size.min((4.0 * d_r).ceil().max(4.0) as u64)
+        } else {
+            by_size
+        };
+        let parts = parts.clamp(2, self.cfg.branch_max as u64).min(m.mine);
+        let first = view.rank(&m.lo)?;
+        let mut lo = m.lo;
+        for i in 1..=parts {
+            let hi = if i == parts {
+                m.hi
+            } else {
+                let at = first + i * m.mine / parts;
+                match (view.nth(at - 1)?, view.nth(at)?) {
+                    (Some(prev), Some(next)) if next < m.hi && prev >= lo => {
+                        min_bound(&prev, &next)
+                    }
+                    _ => continue,
+                }
+            };
+            if hi <= lo {
+                continue;
+            }
+            let acc = view.accumulate(&lo, &hi)?;
+            let mode = Mode::Fp {
+                fp: self.fp(&acc),
+                count: acc.count,
+            };
+            reply.ranges.push((lo, hi, mode));
+            lo = hi;
+        }
+        debug_assert_eq!(lo, m.hi, "sub-ranges cover the range");
+        Ok(())
+    }
+}
+
+fn msg_was_open(ranges: &[(SetKey, Mode)], more: &[MoreSymbols]) -> bool {
+    !more.is_empty()
+        || ranges
+            .iter()
+            .any(|(_, m)| matches!(m, Mode::Fp { .. } | Mode::Ids(_) | Mode::Pool { .. }))
+}
+
+/// First batch of symbols for an estimated difference `d`.
+fn symbols_for(d: f64) -> usize {
+    riblt::symbols_for(d.ceil().max(1.0) as usize)
+}
+
+/// The difference estimate of one turn.
+struct Estimate {
+    /// Poisson estimate from the share of mismatching ranges: mean differences per compared
+    /// range. Reliable when enough ranges were compared and not nearly all mismatched.
+    lambda: f64,
+    reliable: bool,
+}
+
+impl Estimate {
+    fn new(mismatches: &[Mismatch], trials: u64, closed: u64) -> Estimate {
+        let failed = mismatches.len() as u64 + closed;
+        let share = failed as f64 / trials.max(1) as f64;
+        Estimate {
+            lambda: if share < 1.0 {
+                -(1.0 - share).ln()
+            } else {
+                f64::INFINITY
+            },
+            reliable: trials >= 8 && share <= 0.8,
+        }
+    }
+
+    /// Whether this turn compared enough ranges to say anything about the difference.
+    fn informed(&self, trials: u64) -> bool {
+        self.reliable || trials >= 8
+    }
+
+    /// Expected differences in one mismatching range.
+    fn per_range(&self, m: &Mismatch) -> f64 {
+        let dc = m.mine as f64 - m.theirs as f64;
+        let floor = dc.abs().max(1.0);
+        if self.reliable {
+            // E[k | k >= 1] for Poisson(lambda).
+            let l = self.lambda.max(1e-9);
+            (l / (1.0 - (-l).exp())).max(floor)
+        } else {
+            // Each difference moves the count by one either way, so with differences split at
+            // random the squared count difference estimates the range's differences (the
+            // margin covers the estimator's spread); never more than both sides' items.
+            (1.25 * dc * dc).min((m.mine + m.theirs) as f64).max(floor)
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! One side of a sync session: reconciliation, then (interleaved with its last turn) the
+//! transfer of missing events in both directions. Sans-IO: the caller feeds received frames
+//! in and sends the frames [`Session::poll_frame`] hands out; it stores the verified events
+//! [`Session::handle_frame`] returns.
+
+use std::collections::{HashSet, VecDeque};
+use std::ops::ControlFlow;
+
+use xaeroflux_event::{
+    verify_batch, EventId, EventRef, Limits, VerifiedEvent, BODY_BYTES_MIN, PAYLOAD_BYTES_MAX,
+};
+use xaeroflux_store::SetKey;
+
+use crate::error::SyncError;
+use crate::recon::{KeyRange, Reconciler};
+use crate::view::SyncSource;
+use crate::wire::{self, Assembler, DecodeLimits, Hello, Message, Recon};
+use crate::{Scope, SyncConfig};
+
+/// Which side of the session this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opens the session and chooses its scope and salt.
+    Initiator,
+    /// Answers.
+    Responder,
+}
+
+/// Counters of one session, from this side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Reconciliation messages sent.
+    pub recon_messages_sent: u64,
+    /// Reconciliation messages received.
+    pub recon_messages_received: u64,
+    /// Bytes of reconciliation frames sent (headers included).
+    pub recon_bytes_sent: u64,
+    /// Bytes of reconciliation frames received.
+    pub recon_bytes_received: u64,
+    /// All bytes sent.
+    pub bytes_sent: u64,
+    /// All bytes received.
+    pub bytes_received: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Events sent.
+    pub events_sent: u64,
+    /// Events received and verified.
+    pub events_received: u64,
+    /// Bytes of the events sent, in their portable form (`id ‖ header ‖ signature ‖ payload`).
+    pub event_bytes_sent: u64,
+    /// Events this side found the peer lacks.
+    pub have: u64,
+    /// Events this side found it lacks (by id; whole ranges count as they arrive).
+    pub need: u64,
+    /// Ids promised by the peer that never came (deleted there meanwhile, or a lying peer).
+    pub missing: u64,
+}
+
+impl SessionStats {
+    /// Round trips of reconciliation: message turns of both sides, paired.
+    pub fn round_trips(&self) -> u64 {
+        (self.recon_messages_sent + self.recon_messages_received).div_ceil(2)
+    }
+}
+
+/// What a received frame produced.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Verified events for the caller to store.
+    pub events: Vec<VerifiedEvent>,
+}
+
+/// One side of a sync session.
+pub struct Session {
+    role: Role,
+    cfg: SyncConfig,
+    scope: Option<Scope>,
+    recon: Option<Reconciler>,
+    assembler: Assembler,
+    outbox: VecDeque<Vec<u8>>,
+    /// This side has nothing more to say in reconciliation.
+    recon_done: bool,
+    send_ids: VecDeque<EventId>,
+    send_ranges: VecDeque<KeyRange>,
+    want_ids: HashSet<EventId>,
+    want_ranges: Vec<KeyRange>,
+    sent_done: bool,
+    peer_done: bool,
+    stats: SessionStats,
+    now_ms: u64,
+}
+
+impl Session {
+    /// The initiating side of a session over `scope`. `salt` must be fresh randomness: it keys
+    /// the session's fingerprints and symbol hashes.
+    pub fn initiator(cfg: SyncConfig, scope: Scope, salt: u64) -> Session {
+        let mut s = Session::new(Role::Initiator, cfg);
+        s.recon = Some(Reconciler::new(cfg, salt, scope.lower(), scope.upper()));
+        s.scope = Some(scope);
+        s
+    }
+
+    /// The answering side; the scope and salt come with the initiator's first message.
+    pub fn responder(cfg: SyncConfig) -> Session {
+        Session::new(Role::Responder, cfg)
+    }
+
+    fn new(role: Role, cfg: SyncConfig) -> Session {
+        let cfg = cfg.sanitized();
+        Session {
+            role,
+            cfg,
+            scope: None,
+            recon: None,
+            assembler: Assembler::new(cfg.frame_bytes_max, cfg.message_bytes_max),
+            outbox: VecDeque::new(),
+            recon_done: false,
+            send_ids: VecDeque::new(),
+            send_ranges: VecDeque::new(),
+            want_ids: HashSet::new(),
+            want_ranges: Vec::new(),
+            sent_done: false,
+            peer_done: false,
+            stats: SessionStats::default(),
+            now_ms: 0,
+        }
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The session's scope (known to a responder once the first message arrived).
+    pub fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Whether both sides have finished: everything owed was sent and received.
+    pub fn is_finished(&self) -> bool {
+        self.sent_done && self.peer_done
+    }
+
+    /// Whether reconciliation is over on this side.
+    pub fn is_reconciled(&self) -> bool {
+        self.recon_done
+    }
+
+    /// Initiator: queues the first message. `view` must cover the session's scope.
+    pub fn start(&mut self, view: &dyn SyncSource) -> Result<(), SyncError> {
+        let (Some(recon), Some(scope)) = (self.recon.as_mut(), self.scope.as_ref()) else {
+            return Err(SyncError::Protocol("only an initiator starts a session"));
+        };
+        let hello = Hello {
+            salt: recon.salt(),
+            scope: scope.clone(),
+        };
+        let msg = recon.open(view, hello)?;
+        self.queue_recon(&msg);
+        Ok(())
+    }
+
+    /// Takes one frame from the peer. `now_ms` bounds the timestamps of received events.
+    pub fn handle_frame(
+        &mut self,
+        view: &dyn SyncSource,
+        frame: &[u8],
+        now_ms: u64,
+    ) -> Result<Received, SyncError> {
+        if self.is_finished() {
+            return Err(SyncError::Finished);
+        }
+        self.now_ms = now_ms;
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += frame.len() as u64;
+        let pending = self.assembler.pending_bytes();
+        let Some(bytes) = self.assembler.push(frame)? else {
+            return Ok(Received::default());
+        };
+        let lower = self.scope.as_ref().map(Scope::lower);
+        let msg = Message::decode(&bytes, lower.as_ref(), &self.decode_limits())?;
+        match msg {
+            Message::Recon(r) => {
+                self.stats.recon_messages_received += 1;
+                self.stats.recon_bytes_received += (pending + frame.len()) as u64;
+                self.on_recon(view, r)?;
+                Ok(Received::default())
+            }
+            Message::Events(bodies) => self.on_events(bodies),
+            Message::Done => {
+                if !self.recon_done {
+                    return Err(SyncError::Protocol("done before reconciliation ended"));
+                }
+                self.peer_done = true;
+                self.stats.missing = self.want_ids.len() as u64;
+                Ok(Received::default())
+            }
+            Message::Abort { code, reason } => Err(SyncError::Aborted { code, reason }),
+        }
+    }
+
+    /// The next frame to send, if any: reconciliation first, then events, then `Done`.
+    pub fn poll_frame(&mut self, view: &dyn SyncSource) -> Result<Option<Vec<u8>>, SyncError> {
+        if let Some(f) = self.outbox.pop_front() {
+            return Ok(Some(self.count_out(f)));
+        }
+        if self.recon.is_none() || self.sent_done {
+            return Ok(None);
+        }
+        let events = self.next_events(view)?;
+        if !events.is_empty() {
+            self.queue(&Message::Events(events));
+        } else if self.recon_done {
+            self.sent_done = true;
+            self.queue(&Message::Done);
+        }
+        Ok(self.outbox.pop_front().map(|f| self.count_out(f)))
+    }
+
+    /// A frame telling the peer why this side gives up.
+    pub fn abort_frame(&self, code: u8, reason: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::frames(
+            &Message::Abort {
+                code,
+                reason: reason.to_owned(),
+            }
+            .encode(&SetKey::MIN),
+            self.cfg.frame_bytes_max,
+            &mut out,
+        );
+        out.swap_remove(0)
+    }
+
+    fn count_out(&mut self, f: Vec<u8>) -> Vec<u8> {
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += f.len() as u64;
+        f
+    }
+
+    fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            ranges_max: self.cfg.ranges_max,
+            ids_max: self.cfg.ids_max,
+            symbols_max: self.cfg.symbols_max,
+            filter_values_max: self.cfg.scope_values_max,
+            event_bytes_max: BODY_BYTES_MIN + PAYLOAD_BYTES_MAX,
+        }
+    }
+
+    fn queue(&mut self, msg: &Message) {
+        let lower = self.scope.as_ref().map_or(SetKey::MIN, Scope::lower);
+        let bytes = msg.encode(&lower);
+        let mut frames = Vec::new();
+        wire::frames(&bytes, self.cfg.frame_bytes_max, &mut frames);
+        self.outbox.extend(frames);
+    }
+
+    fn queue_recon(&mut self, r: &Recon) {
+        let before: usize = self.outbox.iter().map(Vec::len).sum();
+        self.queue(&Message::Recon(r.clone()));
+        let after: usize = self.outbox.iter().map(Vec::len).sum();
+        self.stats.recon_messages_sent += 1;
+        self.stats.recon_bytes_sent += (after - before) as u64;
+        self.recon_done = !recon_is_open(r);
+    }
+
+    fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
+        if let Some(hello) = &r.hello {
+            if self.role == Role::Initiator || self.recon.is_some() {
+                return Err(SyncError::Protocol("unexpected hello"));
+            }
+            self.recon = Some(Reconciler::new(
+                self.cfg,
+                hello.salt,
+                hello.scope.lower(),
+                hello.scope.upper(),
+            ));
+            self.scope = Some(hello.scope.clone());
+        }
+        if self.recon_done && recon_is_open(&r) {
+            return Err(SyncError::Protocol("reconciliation message after the end"));
+        }
+        let recon = self
+            .recon
+            .as_mut()
+            .ok_or(SyncError::Protocol("first message without hello"))?;
+        match recon.answer(view, r)? {
+            Some(reply) => self.queue_recon(&reply),
+            None => self.recon_done = true,
+        }
+        self.absorb_found();
+        Ok(())
+    }
+
+    /// Moves what reconciliation found into the transfer queues.
+    fn absorb_found(&mut self) {
+        let Some(recon) = self.recon.as_mut() else {
+            return;
+        };
+        let found = std::mem::take(&mut recon.found);
+        self.stats.have += found.have.len() as u64;
+        self.stats.need += found.need.len() as u64;
+        self.send_ids.extend(found.have);
+        self.send_ranges.extend(found.have_ranges);
+        self.want_ids.extend(found.need);
+        self.want_ranges.extend(found.need_ranges);
+    }
+
+    /// Up to one message's worth of events owed to the peer.
+    fn next_events(&mut self, view: &dyn SyncSource) -> Result<Vec<Vec<u8>>, SyncError> {
+        let budget = self.cfg.events_message_bytes;
+        let mut batch = Batch::default();
+        while batch.bytes < budget {
+            let Some(id) = self.send_ids.pop_front() else {
+                break;
+            };
+            // An id the peer asked for that is gone (deleted meanwhile) is skipped; the peer
+            // counts it as missing.
+            view.with_body(&id, &mut |body| batch.take(body))?;
+        }
+        while batch.bytes < budget {
+            let Some((lo, hi)) = self.send_ranges.pop_front() else {
+                break;
+            };
+            let mut resume: Option<SetKey> = None;
+            let mut failed = None;
+            view.for_each_in(&lo, &hi, &mut |k| {
+                if batch.bytes >= budget {
+                    resume = Some(*k);
+                    return ControlFlow::Break(());
+                }
+                if let Err(e) = view.with_body(&k.id, &mut |body| batch.take(body)) {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if let Some(k) = resume {
+                self.send_ranges.push_front((k, hi));
+            }
+        }
+        self.stats.events_sent += batch.out.len() as u64;
+        self.stats.event_bytes_sent += batch.out.iter().map(|b| b.len() as u64 + 32).sum::<u64>();
+        Ok(batch.out)
+    }
+
+    fn on_events(&mut self, bodies: Vec<Vec<u8>>) -> Result<Received, SyncError> {
+        let scope = self
+            .scope
+            .clone()
+            .ok_or(SyncError::Protocol("events before hello"))?;
+        let mut items = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            // A body too short to hold a header gets a zero id; verification names the fault.
+            let id = EventRef::from_body(&body).map_or(EventId::ZERO, |ev| *ev.id());
+            let mut bytes = Vec::with_capacity(32 + body.len());
+            bytes.extend_from_slice(&id.0);
+            bytes.extend_from_slice(&body);
+            items.push(bytes);
+        }
+        let limits = Limits::at(self.now_ms);
+        let mut events = Vec::with_capacity(items.len());
+        for result in verify_batch(items, &limits) {
+            let event = result?;
+            let ev = event.as_ref();
+            let key = SetKey {
+                created_at: ev.created_at(),
+                id: *ev.id(),
+            };
+            let wanted = self.want_ids.remove(ev.id())
+                || self
+                    .want_ranges
+                    .iter()
+                    .any(|(lo, hi)| key >= *lo && key < *hi);
+            if !wanted || !scope.contains(&ev) {
+                return Err(SyncError::Unrequested(*ev.id()));
+            }
+            events.push(event);
+        }
+        self.stats.events_received += events.len() as u64;
+        Ok(Received { events })
+    }
+}
+
+/// Event bodies gathered for one message.
+#[derive(Default)]
+struct Batch {
+    out: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn take(&mut self, body: &[u8]) {
+        // Each body costs its bytes and a length prefix of at most three bytes.
+        self.bytes += body.len() + 3;
+        self.out.push(body.to_vec());
+    }
+}
+
+fn recon_is_open(r: &Recon) -> bool {
+    !r.pools.is_empty()
+        || !r.more.is_empty()
+        || r.ranges.iter().any(|(_, m)| {
+            matches!(
+                m,
+                wire::Mode::Fp { .. } | wire::Mode::Ids(_) | wire::Mode::Pool { .. }
+            )
+        })
+}

@@ -1,0 +1,205 @@
+//! The LMDB store's persistent index and the in-memory set agree on every fingerprint, and two
+//! LMDB stores converge to the same root; an interrupted session resumes where it stopped.
+
+mod common;
+
+use common::{mask, pool, side, split, NOW_MS, POOL};
+use proptest::prelude::*;
+use xaeroflux_store::{SetKey, Store};
+use xaeroflux_sync::{run_local, LinkOptions, LocalError, MemStore, Scope, SetView, SyncConfig};
+
+fn lmdb_with(events: Vec<xaeroflux_event::VerifiedEvent>) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for chunk in events.chunks(1000) {
+        store.ingest(chunk.to_vec()).unwrap();
+    }
+    (dir, store)
+}
+
+fn root(store: &Store) -> [u8; 32] {
+    store.read().unwrap().set_root().unwrap().fingerprint
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+    #[test]
+    fn index_and_memory_agree_on_every_range(seed in any::<u64>(), bounds in proptest::collection::vec((0usize..POOL, 0usize..POOL), 1..40)) {
+        let events = side(&mask(seed, 128), 1);
+        let mem = MemStore::from_events(events.clone());
+        let (_dir, store) = lmdb_with(events);
+        let txn = store.read().unwrap();
+        let at = |i: usize| SetKey { created_at: common::key(&pool()[i]).created_at, id: common::key(&pool()[i]).id };
+        prop_assert_eq!(txn.len().unwrap(), mem.len() as u64);
+        for (x, y) in bounds {
+            let (lo, hi) = (at(x.min(y)), at(x.max(y)));
+            prop_assert_eq!(txn.accumulate(&lo, &hi).unwrap(), mem.accumulate(&lo, &hi).unwrap());
+            prop_assert_eq!(txn.rank(&hi).unwrap(), mem.rank(&hi).unwrap());
+            prop_assert_eq!(txn.nth(x as u64).unwrap(), mem.nth(x as u64).unwrap());
+        }
+        prop_assert_eq!(txn.accumulate(&SetKey::MIN, &SetKey::MAX).unwrap(), mem.accumulate(&SetKey::MIN, &SetKey::MAX).unwrap());
+    }
+}
+
+#[test]
+fn two_stores_converge_to_one_root() {
+    let m = mask(11, 160);
+    let (_da, mut a) = lmdb_with(side(&m, 1));
+    let (_db, mut b) = lmdb_with(side(&m, 2));
+    assert_ne!(root(&a), root(&b));
+    let r = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        SyncConfig::default(),
+        3,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(root(&a), root(&b));
+    let (ma, mb) = split(&m);
+    let union = ma
+        .set()
+        .keys()
+        .iter()
+        .chain(mb.set().keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    assert_eq!(a.read().unwrap().len().unwrap(), union);
+    assert_eq!(
+        r.initiator.events_received + r.responder.events_received,
+        2 * union - ma.len() as u64 - mb.len() as u64
+    );
+    // Nothing left to do: one round trip, nothing moves.
+    let again = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        SyncConfig::default(),
+        4,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(again.initiator.round_trips(), 1);
+    assert_eq!(
+        again.initiator.events_sent + again.initiator.events_received,
+        0
+    );
+}
+
+#[test]
+fn a_cut_session_resumes_with_only_what_is_missing() {
+    let m = mask(5, 64);
+    let (_da, mut a) = lmdb_with(side(&m, 1));
+    let (_db, mut b) = lmdb_with(side(&m, 2));
+    let (ma, mb) = split(&m);
+    let missing_total = {
+        let union = ma
+            .set()
+            .keys()
+            .iter()
+            .chain(mb.set().keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        (2 * union - ma.len() - mb.len()) as u64
+    };
+    let cfg = SyncConfig::with_frame_bytes(4096);
+    let link = LinkOptions {
+        window_frames: 4,
+        cut_after_frames: None,
+    };
+    // A dry run on copies in memory counts the frames; the cut falls three quarters in, where
+    // events are moving.
+    let dry = run_local(
+        &mut ma.clone(),
+        &mut mb.clone(),
+        Scope::all(),
+        cfg,
+        8,
+        NOW_MS,
+        link,
+    )
+    .unwrap();
+    let cut_at = (dry.initiator.frames_sent + dry.responder.frames_sent) * 3 / 4;
+    let cut = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        cfg,
+        8,
+        NOW_MS,
+        LinkOptions {
+            cut_after_frames: Some(cut_at),
+            ..link
+        },
+    );
+    assert!(
+        matches!(cut, Err(LocalError::Cut { frames }) if frames == cut_at),
+        "{cut:?}"
+    );
+    let moved_before: u64 = a.read().unwrap().len().unwrap() + b.read().unwrap().len().unwrap()
+        - (ma.len() + mb.len()) as u64;
+    assert!(
+        moved_before > 0 && moved_before < missing_total,
+        "the cut fell mid-transfer: {moved_before} of {missing_total}"
+    );
+    let r = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        cfg,
+        9,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    let moved_after = r.initiator.events_received + r.responder.events_received;
+    assert_eq!(
+        moved_before + moved_after,
+        missing_total,
+        "nothing moved twice"
+    );
+    assert_eq!(root(&a), root(&b));
+}
+
+#[test]
+fn a_fresh_store_is_bootstrapped_in_bulk_and_resumes() {
+    let all = pool().to_vec();
+    let (_da, mut a) = lmdb_with(all.clone());
+    let (_db, mut b) = lmdb_with(Vec::new());
+    let cfg = SyncConfig::with_frame_bytes(8192);
+    let cut = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        cfg,
+        1,
+        NOW_MS,
+        LinkOptions {
+            window_frames: 8,
+            cut_after_frames: Some(100),
+        },
+    );
+    assert!(matches!(cut, Err(LocalError::Cut { .. })));
+    let have = b.read().unwrap().len().unwrap();
+    assert!(have > 0 && have < POOL as u64);
+    let r = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        cfg,
+        2,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.initiator.events_sent, POOL as u64 - have);
+    assert_eq!(root(&a), root(&b));
+    let bytes = r.initiator.bytes_sent + r.initiator.bytes_received;
+    assert!(
+        bytes < r.initiator.event_bytes_sent + 4096 + r.initiator.round_trips() * 4096,
+        "bulk costs about the events: {bytes}"
+    );
+}

@@ -1,0 +1,82 @@
+//! Reconciliation and transfer between in-memory and LMDB peers, against a `BTreeSet` model.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{key, keys, pool, split, NOW_MS, POOL};
+use proptest::prelude::*;
+use xaeroflux_store::SetKey;
+use xaeroflux_sync::{run_local, LinkOptions, Scope, SetView, SyncConfig};
+
+#[test]
+fn identical_sets_take_one_round_trip() {
+    let (mut a, mut b) = split(&vec![3u8; POOL]);
+    let r = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        SyncConfig::default(),
+        7,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.initiator.round_trips(), 1);
+    assert!(
+        r.initiator.bytes_sent + r.initiator.bytes_received <= 100,
+        "{:?}",
+        r.initiator
+    );
+}
+
+#[test]
+fn fresh_peer_gets_everything_in_bulk() {
+    let (mut a, mut b) = split(&vec![2u8; POOL]);
+    let r = run_local(
+        &mut a,
+        &mut b,
+        Scope::all(),
+        SyncConfig::default(),
+        9,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(keys(&a), keys(&b));
+    assert_eq!(a.len(), POOL);
+    assert_eq!(r.initiator.events_received, POOL as u64);
+    assert_eq!(r.initiator.round_trips(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #[test]
+    fn both_sides_end_with_the_union(
+        mask in proptest::collection::vec(0u8..4, POOL),
+        frame in prop_oneof![Just(1024usize), Just(4096), Just(65536)],
+        salt in any::<u64>(),
+        since in proptest::option::of(0usize..POOL),
+        until in proptest::option::of(0usize..POOL),
+    ) {
+        let (mut a, mut b) = split(&mask);
+        let at = |i: usize| key(&pool()[i]).created_at;
+        let (since, until) = match (since, until) {
+            (Some(s), Some(u)) if u < s => (Some(u), Some(s)),
+            other => other,
+        };
+        let scope = Scope { since: since.map(at), until: until.map(at), ..Scope::all() };
+        let (lower, upper) = (scope.lower(), scope.upper());
+        let union: BTreeSet<SetKey> = keys(&a).union(&keys(&b)).copied().collect();
+        let cfg = SyncConfig::with_frame_bytes(frame);
+        let r = run_local(&mut a, &mut b, scope, cfg, salt, NOW_MS, LinkOptions::default()).unwrap();
+        let inside = |k: &SetKey| *k >= lower && *k < upper;
+        let in_scope: BTreeSet<SetKey> = union.iter().filter(|k| inside(k)).copied().collect();
+        let got_a: BTreeSet<SetKey> = keys(&a).into_iter().filter(inside).collect();
+        let got_b: BTreeSet<SetKey> = keys(&b).into_iter().filter(inside).collect();
+        prop_assert_eq!(&got_a, &in_scope);
+        prop_assert_eq!(&got_b, &in_scope);
+        prop_assert!(r.initiator.frames_sent > 0);
+        prop_assert_eq!(a.accumulate(&lower, &upper).unwrap(), b.accumulate(&lower, &upper).unwrap());
+    }
+}
