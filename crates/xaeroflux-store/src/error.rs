@@ -40,8 +40,8 @@ pub enum OpenError {
         /// The format this build reads.
         current: u32,
     },
-    /// Upgrading an older store failed; it is unchanged. Fix: run `xf verify` on it with the
-    /// previous version; the reason says what was wrong.
+    /// Upgrading an older store failed: its events are unchanged and it stays at its format.
+    /// Fix: the reason names the damage; check the store with the version that wrote it.
     #[error("upgrading {path} from format {from} failed: {reason}")]
     UpgradeFailed {
         /// The directory.

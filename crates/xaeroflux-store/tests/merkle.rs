@@ -174,8 +174,8 @@ impl Model {
         };
         if r.kind() == Kind::PROFILE {
             if let Some(old) = self.heads.insert(author, *r.id()) {
-                self.events.remove(&old);
-                assert!(self.set.remove(&self.key(old)), "head was stored");
+                let old_meta = self.events.remove(&old).expect("the head is stored");
+                assert!(self.set.remove(&old_meta.key));
                 self.dropped.push(old);
             }
         }
@@ -192,17 +192,6 @@ impl Model {
         }
         self.set.insert(meta.key);
         self.events.insert(*r.id(), meta);
-    }
-
-    fn key(&self, id: EventId) -> SetKey {
-        SetKey {
-            created_at: self
-                .set
-                .iter()
-                .find(|k| k.id == id)
-                .map_or(0, |k| k.created_at),
-            id,
-        }
     }
 }
 
