@@ -41,6 +41,16 @@ pub struct BenchArgs {
     /// Skip the SQLite baseline.
     #[arg(long)]
     pub no_sqlite: bool,
+    /// Events held by one store and not the other (sync): ⌈D/2⌉ only in A, which holds
+    /// --events in all, and ⌊D/2⌋ only in B.
+    #[arg(long, default_value_t = 1000)]
+    pub diff: u64,
+    /// Frame cap in bytes (sync; default: ours 64 KiB, negentropy's messages unlimited).
+    #[arg(long)]
+    pub frame_bytes: Option<usize>,
+    /// The second store starts empty: the bulk path (sync; --diff is ignored).
+    #[arg(long)]
+    pub empty_peer: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -55,9 +65,25 @@ pub enum Which {
     Publish,
     /// All of the above on one data set.
     All,
+    /// Set reconciliation and transfer between two stores, next to the negentropy reference.
+    Sync,
 }
 
-fn threads() -> usize {
+/// The machine a report was measured on.
+pub fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    json!({ "cpu": cpu, "cores": threads(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH })
+}
+
+pub fn threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -93,12 +119,12 @@ fn rate(n: u64, ns: u128) -> f64 {
 
 pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     let authors = b.authors.unwrap_or(((b.events / 1000) as u32).max(100));
+    if b.which == Which::Sync {
+        return crate::bench_sync::run(args, b, authors);
+    }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();
-    report.insert(
-        "machine".into(),
-        json!({ "cores": threads(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH }),
-    );
+    report.insert("machine".into(), machine());
     report.insert("events".into(), json!(b.events));
     report.insert("authors".into(), json!(authors));
     if b.which == Which::Publish {

@@ -112,6 +112,8 @@ pub enum Command {
     Stats,
     /// Re-verify every event and check every index against the events.
     Verify,
+    /// Reconcile with another store and exchange what each lacks; both end with the same set.
+    Sync(crate::sync::SyncArgs),
     /// Generate a synthetic social graph into the store.
     Gen {
         /// Events to generate.
@@ -246,6 +248,7 @@ pub fn run(args: Args) -> Result<()> {
             authors,
             seed,
         } => crate::port::gen(&args, *events, *authors, *seed),
+        Sync(s) => crate::sync::run(&args, s),
         Bench(b) => crate::bench::run(&args, b),
         Demo => crate::demo::run(&args),
     }

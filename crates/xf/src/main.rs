@@ -2,12 +2,14 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_sync;
 mod cli;
 mod demo;
 mod output;
 mod port;
 mod read;
 mod social;
+mod sync;
 
 #[global_allocator]
 static ALLOC: xaeroflux_bench::CountingAlloc = xaeroflux_bench::CountingAlloc;

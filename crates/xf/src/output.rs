@@ -91,3 +91,25 @@ pub fn print_events(json: bool, events: &[EventRef<'_>]) {
         }
     }
 }
+
+/// Lowercase hex of a byte string (fingerprints).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The Merkle index's root: the set's name and the index's shape.
+pub fn set_root_json(root: &xaeroflux_store::SetRoot) -> Value {
+    json!({
+        "fingerprint": hex(&root.fingerprint),
+        "events": root.accum.count,
+        "height": root.height,
+        "leaf_pages": root.leaf_pages,
+        "branch_pages": root.branch_pages,
+    })
+}

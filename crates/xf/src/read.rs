@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use xaeroflux::{EventId, Filter, PublicKey};
 
 use crate::cli::{open_node_for_reading as open_node, Args, QueryArgs};
-use crate::output::{event_json, event_line, print_events};
+use crate::output::{event_json, event_line, hex, print_events, set_root_json};
 
 pub fn get(args: &Args, id: &EventId) -> Result<()> {
     let node = open_node(args)?;
@@ -107,7 +107,7 @@ pub fn stats(args: &Args) -> Result<()> {
             json!({
                 "events": s.events, "event_bytes": s.event_bytes, "used_bytes": s.used_bytes,
                 "file_bytes": s.file_bytes, "map_bytes": s.map_bytes, "next_seq": s.next_seq,
-                "used_per_event_byte": ratio, "tables": tables,
+                "used_per_event_byte": ratio, "tables": tables, "set": set_root_json(&s.set),
             })
         );
         return Ok(());
@@ -120,6 +120,15 @@ pub fn stats(args: &Args) -> Result<()> {
     );
     println!("file bytes:   {}", s.file_bytes);
     println!("map bytes:    {}", s.map_bytes);
+    println!(
+        "set root:     {} ({} events)",
+        hex(&s.set.fingerprint),
+        s.set.accum.count
+    );
+    println!(
+        "set index:    height {}, {} leaf pages, {} branch pages",
+        s.set.height, s.set.leaf_pages, s.set.branch_pages
+    );
     println!(
         "{:<12} {:>12} {:>14} {:>6}",
         "table", "entries", "bytes", "depth"

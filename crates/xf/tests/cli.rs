@@ -7,26 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::{ok_json, xf};
-
-fn failure(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected failure exit 1, got {:?}",
-        out.status
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        stderr.starts_with("error: "),
-        "one-line reason on stderr: {stderr}"
-    );
-    stderr
-}
-
-fn count(data: &Path) -> u64 {
-    ok_json(data, &["stats"])["events"].as_u64().unwrap()
-}
+use common::{count, failure, ok_json, xf};
 
 #[test]
 fn a_day_of_social_use() {
@@ -97,6 +78,19 @@ fn a_day_of_social_use() {
 
     let stats = ok_json(&data, &["stats"]);
     assert!(stats["used_bytes"].as_u64().unwrap() > 0);
+    // The Merkle index names the set and shows its shape.
+    let set = &stats["set"];
+    assert_eq!(set["events"], stats["events"]);
+    assert_eq!(set["fingerprint"].as_str().unwrap().len(), 64);
+    assert!(set["height"].as_u64().unwrap() >= 1, "{set}");
+    assert!(set["leaf_pages"].as_u64().unwrap() >= 1, "{set}");
+    assert!(set["branch_pages"].is_u64(), "{set}");
+    let text = String::from_utf8(xf(&data, &["stats"]).stdout).unwrap();
+    assert!(text.contains(&format!(
+        "set root:     {}",
+        set["fingerprint"].as_str().unwrap()
+    )));
+    assert!(text.contains("leaf pages"), "{text}");
     assert_eq!(ok_json(&data, &["verify"])["ok"], true);
 }
 

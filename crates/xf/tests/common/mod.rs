@@ -32,3 +32,24 @@ pub fn ok_json(data: &Path, args: &[&str]) -> Value {
     let last = stdout.lines().last().expect("a JSON line");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
+
+/// Asserts a failure (exit 1 with a one-line reason) and returns stderr.
+pub fn failure(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected failure exit 1, got {:?}",
+        out.status
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.starts_with("error: "),
+        "one-line reason on stderr: {stderr}"
+    );
+    stderr
+}
+
+/// Events stored in the store at `data`.
+pub fn count(data: &Path) -> u64 {
+    ok_json(data, &["stats"])["events"].as_u64().unwrap()
+}
