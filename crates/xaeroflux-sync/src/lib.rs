@@ -26,6 +26,10 @@ pub use negentropy::{
     NEGENTROPY_VERSION,
 };
 pub use recon::{Found, KeyRange};
+pub use riblt::{
+    encode_range, item_hash, symbols_for, DecodeState, Decoder, Encoder, IndexIter, RibltError,
+    Symbol, SYMBOL_BYTES_MAX,
+};
 pub use scope::Scope;
 pub use session::{Received, Role, Session, SessionStats};
 pub use view::{MemSet, SetView, SyncSource, ViewError};
@@ -56,9 +60,14 @@ pub struct SyncConfig {
     /// A mismatching range where the peer holds at least twice our items is sent as an id
     /// list when we hold at most this many.
     pub ids_items_lopsided_max: u64,
-    /// Items scanned to encode symbols, per estimated difference: mismatching ranges are split
-    /// until they hold about this many items before their symbols are sent.
+    /// Items scanned to encode symbols, per estimated difference `d`, scaled by `√(d/100)`:
+    /// mismatching ranges are split until the pooled ranges fit this budget.
     pub scan_items_per_difference: u64,
+    /// Items per range a split aims for while the difference is unknown or dense.
+    pub wide_items: u64,
+    /// Items per range a split aims for once the difference estimate holds (fewer items per
+    /// range: less scanning for symbols, more fingerprints).
+    pub leaf_items: u64,
     /// Items that may always be scanned for symbols, whatever the estimate.
     pub scan_items_min: u64,
     /// Most sub-ranges one range is split into in one turn.
@@ -83,8 +92,10 @@ impl Default for SyncConfig {
             scope_values_max: 1024,
             ids_items_max: 2,
             ids_items_lopsided_max: 256,
-            scan_items_per_difference: 1000,
-            scan_items_min: 4096,
+            scan_items_per_difference: 250,
+            wide_items: 1000,
+            leaf_items: 256,
+            scan_items_min: 8192,
             branch_max: 64,
             rounds_max: 64,
         }
@@ -111,6 +122,8 @@ impl SyncConfig {
         self.branch_max = self.branch_max.max(2);
         self.rounds_max = self.rounds_max.max(2);
         self.scan_items_per_difference = self.scan_items_per_difference.max(1);
+        self.leaf_items = self.leaf_items.max(1);
+        self.wide_items = self.wide_items.max(1);
         self
     }
 }

@@ -194,15 +194,14 @@ impl Reconciler {
         }
         let mut reply = Reply::default();
         self.take_lists(view, msg.need, msg.give)?;
-        let (mismatches, trials, closed) =
-            self.walk_ranges(view, &msg.ranges, &msg.pools, &mut reply)?;
+        let (mismatches, trials) = self.walk_ranges(view, &msg.ranges, &msg.pools, &mut reply)?;
         for m in &msg.more {
             self.serve_more(view, m, &mut reply)?;
         }
         for block in msg.pools {
             self.decode_pool(view, block, &mut reply)?;
         }
-        self.plan(view, mismatches, trials, closed, &mut reply)?;
+        self.plan(view, mismatches, &trials, &mut reply)?;
         if reply.is_empty() && !msg_was_open(&msg.ranges, &msg.more) {
             return Ok(None);
         }
@@ -257,14 +256,14 @@ impl Reconciler {
         ranges: &[(SetKey, Mode)],
         blocks: &[PoolSymbols],
         reply: &mut Reply,
-    ) -> Result<(Vec<Mismatch>, u64, u64), SyncError> {
+    ) -> Result<(Vec<Mismatch>, Vec<Trial>), SyncError> {
         if let Some((last, _)) = ranges.last() {
             if *last != self.upper {
                 return Err(SyncError::Protocol("ranges do not cover the scope"));
             }
         }
         let mut mismatches = Vec::new();
-        let (mut trials, mut closed) = (0u64, 0u64);
+        let mut trials = Vec::new();
         let mut new_pools: BTreeMap<u32, Vec<KeyRange>> = BTreeMap::new();
         let mut lo = self.lower;
         for (hi, mode) in ranges {
@@ -272,16 +271,19 @@ impl Reconciler {
             match mode {
                 Mode::Skip => {}
                 Mode::Fp { fp, count } => {
-                    trials += 1;
                     let acc = view.accumulate(&lo, &hi)?;
-                    if self.fp(&acc) == *fp {
+                    let size = (acc.count + count) as f64 / 2.0;
+                    let same = self.fp(&acc) == *fp;
+                    trials.push(Trial {
+                        size,
+                        differs: !same,
+                    });
+                    if same {
                         // Matching fingerprints: the range is reconciled.
                     } else if acc.count == 0 {
-                        closed += 1;
                         self.found.need_ranges.push((lo, hi));
                         reply.ranges.push((lo, hi, Mode::NeedAll));
                     } else if *count == 0 {
-                        closed += 1;
                         self.found.have_ranges.push((lo, hi));
                         reply.ranges.push((lo, hi, Mode::HaveAll));
                     } else {
@@ -321,7 +323,7 @@ impl Reconciler {
                 },
             );
         }
-        Ok((mismatches, trials, closed))
+        Ok((mismatches, trials))
     }
 
     fn answer_ids(
@@ -369,12 +371,15 @@ impl Reconciler {
         from: u64,
         to: u64,
     ) -> Result<Vec<Symbol>, SyncError> {
+        let t0 = std::time::Instant::now();
+        let mut items = 0usize;
         let mut enc = riblt::Encoder::with_range(self.salt, from as usize, to as usize);
         // Ids go to the encoder in groups, which it codes several at a time.
         let mut group: Vec<EventId> = Vec::with_capacity(ENCODE_GROUP);
         for (lo, hi) in ranges {
             view.for_each_in(lo, hi, &mut |k| {
                 group.push(k.id);
+                items += 1;
                 if group.len() == ENCODE_GROUP {
                     enc.extend(group.iter());
                     group.clear();
@@ -383,6 +388,12 @@ impl Reconciler {
             })?;
         }
         enc.extend(group.iter());
+        if std::env::var_os("XF_TRACE").is_some() {
+            eprintln!(
+                "TRACE encode {items} items [{from},{to}) in {:?}",
+                t0.elapsed()
+            );
+        }
         Ok(enc.into_symbols())
     }
 
@@ -480,18 +491,22 @@ impl Reconciler {
         &mut self,
         view: &dyn SetView,
         mismatches: Vec<Mismatch>,
-        trials: u64,
-        closed: u64,
+        trials: &[Trial],
         reply: &mut Reply,
     ) -> Result<(), SyncError> {
         if mismatches.is_empty() {
             return Ok(());
         }
-        let est = Estimate::new(&mismatches, trials, closed);
+        let est = Estimate::new(trials);
         let mine_total: u64 = mismatches.iter().map(|m| m.mine).sum();
         let d_total: f64 = mismatches.iter().map(|m| est.per_range(m)).sum();
-        let scan_budget = (self.cfg.scan_items_per_difference as f64 * d_total)
-            .max(self.cfg.scan_items_min as f64);
+        // Symbols cost a scan of every item in the pooled ranges, on both sides. The budget
+        // grows faster than the difference: at small differences CPU matters and another turn
+        // of fingerprints is cheap; at large ones a turn costs more than the scan.
+        let scan_budget = (self.cfg.scan_items_per_difference as f64
+            * d_total
+            * (d_total / 100.0).sqrt().max(0.01))
+        .max(self.cfg.scan_items_min as f64);
         // Symbols need a difference estimate: from the mismatch rate when it is informative,
         // else from the count differences once the ranges are small anyway (an estimate that
         // falls short costs one more turn of symbols, never a wrong result).
@@ -502,8 +517,8 @@ impl Reconciler {
             .map(|m| m.mine)
             .max()
             .unwrap_or(0);
-        let poolable = mine_total as f64 <= scan_budget
-            && (est.reliable || largest <= self.cfg.scan_items_per_difference);
+        let poolable =
+            mine_total as f64 <= scan_budget && (est.reliable || largest <= self.cfg.wide_items);
         let mut pool_ranges = Vec::new();
         let mut pool_d = 0.0;
         for m in &mismatches {
@@ -531,12 +546,17 @@ impl Reconciler {
                     },
                 ));
             } else if m.lopsided() {
-                self.split(view, m, f64::INFINITY, true, reply)?;
+                self.split(view, m, f64::INFINITY, Split::Saturated, reply)?;
             } else if poolable && symbols_for(pool_d + d_r) <= self.cfg.symbols_max {
                 pool_ranges.push((m.lo, m.hi));
                 pool_d += d_r;
             } else {
-                self.split(view, m, d_r, est.informed(trials), reply)?;
+                let how = match (est.reliable, est.informed) {
+                    (true, _) => Split::Estimated,
+                    (false, true) => Split::Saturated,
+                    (false, false) => Split::Blind,
+                };
+                self.split(view, m, d_r, how, reply)?;
             }
         }
         if !pool_ranges.is_empty() {
@@ -572,17 +592,20 @@ impl Reconciler {
         view: &dyn SetView,
         m: &Mismatch,
         d_r: f64,
-        informed: bool,
+        how: Split,
         reply: &mut Reply,
     ) -> Result<(), SyncError> {
-        let per_leaf = self.cfg.scan_items_per_difference.max(1);
-        let by_size = m.mine.div_ceil(per_leaf);
-        // Without anything to go on (the opening fingerprint), split wide: the next turn's
-        // mismatch rate and count differences are the estimate.
-        let parts = if informed {
-            by_size.min((4.0 * d_r).ceil().max(4.0) as u64)
-        } else {
-            by_size
+        let by_size = |items: u64| m.mine.div_ceil(items.max(1));
+        let by_diff = (4.0 * d_r).ceil().max(4.0) as u64;
+        let parts = match how {
+            // Nothing to go on (the opening fingerprint): split wide; the next turn's mismatch
+            // rate and count differences are the estimate.
+            Split::Blind => by_size(self.cfg.wide_items),
+            // Differences dense or unknown: head for ranges small enough to code as symbols.
+            Split::Saturated => by_size(self.cfg.wide_items).min(by_diff),
+            // The estimate holds: about four ranges per difference, down to leaf size, so the
+            // symbols that follow scan little.
+            Split::Estimated => by_size(self.cfg.leaf_items).min(by_diff),
         };
         let parts = parts.clamp(2, self.cfg.branch_max as u64).min(m.mine);
         let first = view.rank(&m.lo)?;
@@ -627,31 +650,60 @@ fn symbols_for(d: f64) -> usize {
     riblt::symbols_for(d.ceil().max(1.0) as usize)
 }
 
-/// The difference estimate of one turn.
+/// How a mismatching range is split.
+#[derive(Clone, Copy)]
+enum Split {
+    Blind,
+    Saturated,
+    Estimated,
+}
+
+/// One range compared by fingerprint this turn.
+pub(crate) struct Trial {
+    /// Items in the range (mean of both sides' counts).
+    size: f64,
+    differs: bool,
+}
+
+/// The difference estimate of one turn: differences per item, from which ranges mismatched.
+/// A range of `s` items holds Poisson(`density`·`s`) differences if they are spread at random,
+/// so the density solves `Σ (1 − e^(−density·s)) = mismatching ranges`.
 struct Estimate {
-    /// Poisson estimate from the share of mismatching ranges: mean differences per compared
-    /// range. Reliable when enough ranges were compared and not nearly all mismatched.
-    lambda: f64,
+    density: f64,
+    /// Enough ranges were compared, and not nearly all mismatched (which says only that the
+    /// density is high).
     reliable: bool,
+    /// Enough ranges were compared to size the next split.
+    informed: bool,
 }
 
 impl Estimate {
-    fn new(mismatches: &[Mismatch], trials: u64, closed: u64) -> Estimate {
-        let failed = mismatches.len() as u64 + closed;
-        let share = failed as f64 / trials.max(1) as f64;
+    fn new(trials: &[Trial]) -> Estimate {
+        let failed = trials.iter().filter(|t| t.differs).count();
+        let share = failed as f64 / trials.len().max(1) as f64;
+        let reliable = trials.len() >= 8 && share <= 0.8;
+        let expected =
+            |density: f64| -> f64 { trials.iter().map(|t| 1.0 - (-density * t.size).exp()).sum() };
+        let density = if failed == 0 || !reliable {
+            0.0
+        } else {
+            // Bisection on a log scale: the expected mismatches grow with the density.
+            let (mut lo, mut hi) = (1e-12f64, 1.0f64);
+            for _ in 0..60 {
+                let mid = (lo * hi).sqrt();
+                if expected(mid) < failed as f64 {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            hi
+        };
         Estimate {
-            lambda: if share < 1.0 {
-                -(1.0 - share).ln()
-            } else {
-                f64::INFINITY
-            },
-            reliable: trials >= 8 && share <= 0.8,
+            density,
+            reliable,
+            informed: trials.len() >= 8,
         }
-    }
-
-    /// Whether this turn compared enough ranges to say anything about the difference.
-    fn informed(&self, trials: u64) -> bool {
-        self.reliable || trials >= 8
     }
 
     /// Expected differences in one mismatching range.
@@ -660,7 +712,7 @@ impl Estimate {
         let floor = dc.abs().max(1.0);
         if self.reliable {
             // E[k | k >= 1] for Poisson(lambda).
-            let l = self.lambda.max(1e-9);
+            let l = (self.density * (m.mine + m.theirs) as f64 / 2.0).max(1e-9);
             (l / (1.0 - (-l).exp())).max(floor)
         } else {
             // Each difference moves the count by one either way, so with differences split at

@@ -17,7 +17,7 @@ const FLAG_LAST: u8 = 1;
 /// Smallest encoded symbol: sum, check, one-byte count.
 const SYMBOL_BYTES_MIN: usize = 32 + 8 + 1;
 /// Bytes of a range fingerprint on the wire.
-pub const FP_BYTES: usize = 8;
+pub const FP_BYTES: usize = 6;
 
 /// One frame: a chunk of one message. Frames of a message go out back to back.
 pub(crate) fn frames(message: &[u8], frame_bytes_max: usize, out: &mut Vec<Vec<u8>>) {
