@@ -120,7 +120,7 @@ fn out_of_order_and_uncovering_ranges_are_refused() {
     f.extend_from_slice(&[0; 8]);
     f.extend_from_slice(&[0, 0, 0, 0]);
     f.extend_from_slice(&[1, 0x90, 0x4e, 0, 1]);
-    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&[0; xaeroflux_sync::FP_BYTES]);
     f.extend_from_slice(&[5, 0, 0, 0, 0]);
     assert!(
         matches!(responder_error(&[f]), SyncError::Protocol(_)),
