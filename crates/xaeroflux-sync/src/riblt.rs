@@ -4,9 +4,10 @@
 //! A set of event ids is coded into an unbounded stream of [`Symbol`]s: each symbol XORs the ids
 //! mapped to it and their keyed hashes, and counts them. Coding is linear, so the remote set's
 //! symbols minus the local set's are the symbols of the symmetric difference alone, and a peeling
-//! [`Decoder`] recovers that difference from about 1.4–1.7 symbols per differing id (relatively
-//! more for tiny differences: see [`symbols_for`]). The stream is rateless: a sender that
-//! underestimated the difference sends the next batch, and nothing already sent is wasted.
+//! [`Decoder`] recovers that difference from about 1.37 symbols per differing id when the
+//! difference is large, up to 1.75 when it is small (see [`symbols_for`]). The stream is
+//! rateless: a sender that underestimated the difference sends the next batch, and nothing
+//! already sent is wasted.
 //!
 //! Both peers must map ids to symbols identically, so the mapping is part of the protocol:
 //! [`item_hash`] keys SipHash-1-3 with the session salt, and [`IndexIter`] derives an id's symbol
@@ -121,15 +122,17 @@ impl Symbol {
 }
 
 /// The ascending indices of the symbols an id with a given [`item_hash`] maps to: index 0, then
-/// each index `i` with probability `ρ(i) = 1 / (1 + i/2)` (the paper's α = 0.5). Ends only past
-/// `u64::MAX`.
+/// each index `i` with probability about `ρ(i) = 1 / (1 + i/2)` (the paper's α = 0.5). Ends
+/// only past `u64::MAX`.
 ///
-/// Rather than a coin per index, each step draws the gap to the next index directly: from index
-/// `i`, no index in `(i, i+g]` has probability `Π_{k=1..g} (1 − ρ(i+k)) = (i+1)(i+2) /
-/// ((i+g+1)(i+g+2))`, so with `u` uniform in `(0, 1]` the gap is the least `g ≥ 1` that brings
-/// this below `u`: `g = max(1, ceil(sqrt((i+1)(i+2)/u + 1/4) − i − 3/2))` in `f64`, saturating.
-/// `u = ((r >> 11) + 1) / 2^53` where `r` is the next splitmix64 output seeded with the hash.
-/// An id therefore maps to about `2 ln(n)` of the first `n` symbols.
+/// Rather than a coin per index, each step draws the gap to the next index: from index `i` the
+/// next is `i + 1 + trunc((i + 1.5) · (sqrt(1/u) − 1))`, in `f64` with saturating casts, where
+/// `u = ((r >> 11) + 1) / 2^53` and `r` is the next output of a splitmix64 generator seeded
+/// with the hash. The gap then exceeds `k` with probability `((i + 1.5) / (i + 1.5 + k))²`,
+/// which approximates `Π_{j=1..k} (1 − ρ(i+j)) = (i+1)(i+2) / ((i+k+1)(i+k+2))`: the density
+/// is 0.64 for `ρ(1) = 2/3` and within 1% beyond `i = 10`. The exact inverse would put a square
+/// root on the chain from one index to the next; this form keeps it off. An id maps to about
+/// `2 ln n` of the first `n` symbols.
 #[derive(Clone, Debug)]
 pub struct IndexIter {
     /// What `next` returns; `None` once the sequence has passed `u64::MAX`.
@@ -152,22 +155,19 @@ impl IndexIter {
         self.next
     }
 
-    /// Skips the indices below `index`.
-    fn skip_below(&mut self, index: u64) {
-        while self.next.is_some_and(|next| next < index) {
-            self.next();
-        }
-    }
-
     /// Uniform in `(0, 1]`, never zero, so the gap formula never divides by zero.
     fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
+        ((splitmix64(&mut self.state) >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The splitmix64 generator: one step of `state`, one 64-bit output.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 impl Iterator for IndexIter {
@@ -183,7 +183,7 @@ impl Iterator for IndexIter {
     }
 }
 
-/// Codes a set into the symbols `[from, to)` of its stream, one id at a time.
+/// Codes a set into the symbols `[from, to)` of its stream, as ids are added and removed.
 #[derive(Clone, Debug)]
 pub struct Encoder {
     salt: u64,
@@ -254,7 +254,7 @@ impl Encoder {
     }
 }
 
-/// Adds every id, several at a time: about twice as fast as calling [`Encoder::add`] for each.
+/// Adds every id, several at a time: about 1.5 times as fast as [`Encoder::add`] on each.
 impl<'a> Extend<&'a EventId> for Encoder {
     fn extend<I: IntoIterator<Item = &'a EventId>>(&mut self, ids: I) {
         let mut ids = ids.into_iter();
@@ -271,7 +271,7 @@ impl<'a> Extend<&'a EventId> for Encoder {
 }
 
 /// Ids whose index sequences [`Encoder::extend`] advances together.
-const LANES: usize = 8;
+const LANES: usize = 4;
 
 /// An id being encoded.
 struct Lane<'a> {
@@ -310,8 +310,8 @@ pub fn encode_range<'a>(
 /// | d        | 1    | 2    | 5    | 10   | 20   | 50   | 100  | 1,000 |
 /// |----------|------|------|------|------|------|------|------|-------|
 /// | symbols  | 15   | 16   | 22   | 31   | 47   | 94   | 169  | 1,449 |
-/// | decoded  | 100% | 99.9%| 98.9%| 98.2%| 97.1%| 97.7%| 98.0%| 98.8% |
-/// | mean m/d | 1.00 | 1.60 | 1.80 | 1.74 | 1.65 | 1.52 | 1.46 | 1.38  |
+/// | decoded  | 100% | 99.8%| 99.2%| 98.7%| 97.5%| 97.5%| 98.2%| 99.0% |
+/// | mean m/d | 1.00 | 1.60 | 1.74 | 1.71 | 1.64 | 1.52 | 1.46 | 1.37  |
 ///
 /// The `√d` term covers the spread of the symbols needed, the constant the stalls of tiny
 /// differences (where every symbol may still hold two ids). A single symbol would decode one
@@ -441,9 +441,17 @@ impl Decoder {
         }
         let position = self.coded.len();
         self.coded.push(Symbol::ZERO);
-        self.toggle(position, &difference.sum, difference.check, difference.count);
+        self.toggle(
+            position,
+            &difference.sum,
+            difference.check,
+            difference.count,
+        );
         while let Some(&Reverse((index, k))) = self.due.peek() {
-            debug_assert!(index >= position as u64, "a peeled id missed symbol {index}");
+            debug_assert!(
+                index >= position as u64,
+                "a peeled id missed symbol {index}"
+            );
             if index != position as u64 {
                 break;
             }
@@ -579,22 +587,14 @@ mod tests {
 
     use super::*;
 
-    /// splitmix64: test data that a printed seed replays exactly.
+    /// Test data that a printed seed replays exactly.
     struct Rng(u64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
         fn id(&mut self) -> EventId {
             let mut id = [0u8; 32];
             for chunk in id.chunks_mut(8) {
-                chunk.copy_from_slice(&self.next().to_le_bytes());
+                chunk.copy_from_slice(&splitmix64(&mut self.0).to_le_bytes());
             }
             EventId(id)
         }
@@ -700,10 +700,10 @@ mod tests {
             let expect = 2.0 / (i as f64 + 2.0);
             let got = hit as f64 / samples as f64;
             let sigma = (expect * (1.0 - expect) / samples as f64).sqrt();
-            assert!(
-                (got - expect).abs() <= 5.0 * sigma + 1e-9,
-                "index {i}: {got} vs {expect}"
-            );
+            println!("index {i}: density {got:.4}, 1/(1 + i/2) = {expect:.4}");
+            // Gap sampling approximates the density, most loosely at index 1 (0.64 for 2/3).
+            let slack = if i < 10 { 0.05 } else { 0.01 };
+            assert!((got - expect).abs() <= slack * expect + 5.0 * sigma);
         }
     }
 
@@ -722,6 +722,15 @@ mod tests {
             };
             assert!(far.take(100_000).count() < 100_000);
         }
+    }
+
+    /// Both peers must agree on the mapping bit for bit: a change here breaks the protocol.
+    #[test]
+    fn mapping_is_pinned() {
+        let hash = item_hash(0x0123_4567_89ab_cdef, &EventId([7; 32]));
+        let indices: Vec<u64> = IndexIter::new(hash).take(12).collect();
+        assert_eq!(hash, 0xdd67_4620_eed1_9959);
+        assert_eq!(indices, [0, 1, 2, 4, 7, 84, 97, 241, 742, 910, 1543, 2065]);
     }
 
     #[test]
@@ -849,7 +858,12 @@ mod tests {
         assert_eq!(decoder.decode(), Err(error), "errors stick");
 
         let mut decoder = full.clone();
-        decoder.push(Symbol { count: 3, ..Symbol::ZERO }).unwrap();
+        decoder
+            .push(Symbol {
+                count: 3,
+                ..Symbol::ZERO
+            })
+            .unwrap();
         let error = RibltError::EmptyCounted { index: 0, count: 3 };
         assert_eq!(decoder.decode(), Err(error));
 
@@ -954,7 +968,11 @@ mod tests {
         }
 
         #[test]
-        fn symbol_wire_round_trip(sum in any::<[u8; 32]>(), check in any::<u64>(), count in any::<i64>()) {
+        fn symbol_wire_round_trip(
+            sum in any::<[u8; 32]>(),
+            check in any::<u64>(),
+            count in any::<i64>(),
+        ) {
             let symbol = Symbol { sum, check, count };
             let mut wire = vec![0xee];
             symbol.encode_into(&mut wire);
@@ -968,43 +986,6 @@ mod tests {
                 prop_assert_eq!(Symbol::decode(&mut truncated), None);
                 prop_assert_eq!(truncated.len(), cut - 1);
             }
-        }
-    }
-
-    #[test]
-    #[ignore]
-    fn tmp_parts() {
-        let ids = Rng(42).ids(1_000_000);
-        let start = Instant::now();
-        let mut x = 0u64;
-        for id in &ids { x ^= item_hash(42, id); }
-        println!("hash: {:?} {x}", start.elapsed());
-        let start = Instant::now();
-        let mut n = 0u64;
-        for id in &ids { for i in IndexIter::new(u64::from_le_bytes(id.0[..8].try_into().unwrap())).take_while(|&i| i < 2000) { n += i; } }
-        println!("indices: {:?} {n}", start.elapsed());
-        let start = Instant::now();
-        let mut n = 0u64;
-        for id in &ids { let mut it = IndexIter::new(u64::from_le_bytes(id.0[..8].try_into().unwrap())); for _ in 0..15 { n += it.uniform().to_bits(); } }
-        println!("uniform only: {:?} {n}", start.elapsed());
-        let mut symbols = vec![Symbol::ZERO; 2000];
-        let start = Instant::now();
-        for id in &ids { let h = u64::from_le_bytes(id.0[..8].try_into().unwrap()); for k in 0..15u64 { symbols[((h >> (k * 4)) % 2000) as usize].apply(&id.0, h, 1); } }
-        println!("apply only: {:?} {}", start.elapsed(), symbols[5].count);
-        let start = Instant::now();
-        let mut enc = Encoder::new(42, 2000);
-        for id in &ids { let h = u64::from_le_bytes(id.0[..8].try_into().unwrap()); for i in IndexIter::new(h).take_while(|&i| i < 2000) { enc.symbols[i as usize].apply(&id.0, h, 1); } }
-        println!("indices+apply: {:?} {}", start.elapsed(), enc.symbols[5].count);
-    }
-
-    #[test]
-    #[ignore]
-    fn tmp_quantiles() {
-        for (d, trials) in [(1, 4000), (2, 4000), (3, 4000), (4, 4000), (5, 4000), (7, 4000), (10, 4000), (15, 4000), (20, 4000), (30, 3000), (50, 3000), (100, 2000), (200, 1000), (500, 600), (1000, 400), (3000, 100)] {
-            let mut needed: Vec<usize> = (0..trials).map(|t| symbols_needed(77_000_000 * d as u64 + t, d)).collect();
-            needed.sort();
-            let q = |p: f64| needed[((trials as f64 * p) as usize).min(trials as usize - 1)];
-            println!("d {d}: mean {:.1} q50 {} q95 {} q97 {} q99 {} max {}", needed.iter().sum::<usize>() as f64 / trials as f64, q(0.5), q(0.95), q(0.97), q(0.99), needed[needed.len()-1]);
         }
     }
 
