@@ -191,6 +191,46 @@ impl<'s> ReadTxn<'s> {
         if !filter.ids.is_empty() {
             return self.query_ids(filter, limit);
         }
+        let mut merge = self.plan(filter)?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let Some(pos) = merge.next()? else { break };
+            let ev = self.at(pos)?;
+            if filter.matches(&ev) {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Visits every event matching `filter`, newest first, without the query limit, until `f`
+    /// breaks. For bulk work (gathering a sync scope); `query` is the bounded form.
+    pub fn scan(
+        &self,
+        filter: &Filter,
+        f: &mut dyn FnMut(EventRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), QueryError> {
+        filter.validate()?;
+        if !filter.ids.is_empty() {
+            for ev in self.query_ids(filter, filter.ids.len())? {
+                if f(ev).is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let mut merge = self.plan(filter)?;
+        while let Some(pos) = merge.next()? {
+            let ev = self.at(pos)?;
+            if filter.matches(&ev) && f(ev).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The index walk a filter uses: the most selective field's index, merged newest first.
+    fn plan(&self, filter: &Filter) -> Result<Merge<'_>, QueryError> {
         let t = *self.tables();
         let (table, keys): (Table, Vec<Vec<u8>>) = if !filter.references.is_empty() {
             (
@@ -223,20 +263,11 @@ impl<'s> ReadTxn<'s> {
                 iter: table.rev_prefix_iter(&self.txn, key)?,
             });
         }
-        let mut merge = Merge::new(
+        Ok(Merge::new(
             walks,
             filter.since.unwrap_or(0),
             filter.until.unwrap_or(u64::MAX),
-        )?;
-        let mut out = Vec::with_capacity(limit.min(1024));
-        while out.len() < limit {
-            let Some(pos) = merge.next()? else { break };
-            let ev = self.at(pos)?;
-            if filter.matches(&ev) {
-                out.push(ev);
-            }
-        }
-        Ok(out)
+        )?)
     }
 
     fn at(&self, pos: Pos) -> Result<EventRef<'_>, ReadError> {

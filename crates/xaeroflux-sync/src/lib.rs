@@ -18,6 +18,7 @@ mod view;
 mod wire;
 
 pub use error::{SyncError, WireError};
+pub use lmdb::ScopedStore;
 pub use local::{run_local, LinkOptions, LinkReport, LocalError, Peer, PeerError};
 pub use memory::MemStore;
 pub use negentropy::{

@@ -4,10 +4,11 @@
 use std::ops::ControlFlow;
 
 use xaeroflux_event::{EventId, VerifiedEvent};
-use xaeroflux_store::{Accum, Durability, ReadTxn, SetKey, Store};
+use xaeroflux_store::{Accum, Durability, Filter, ReadTxn, SetKey, Store};
 
 use crate::local::{LocalError, Peer, PeerError};
-use crate::view::{SetView, SyncSource, ViewError};
+use crate::view::{MemSet, SetView, SyncSource, ViewError};
+use crate::Scope;
 
 /// The LMDB store's persistent index, read inside one read transaction.
 impl SetView for ReadTxn<'_> {
@@ -65,5 +66,106 @@ impl Peer for Store {
             .and_then(|t| t.wait())
             .map(|_| ())
             .map_err(|e| PeerError(e.to_string()))
+    }
+}
+
+/// A store seen through a scope narrowed to authors or topics. The persistent index covers the
+/// whole set, so the scope's keys are gathered once, when the session starts, from the store's
+/// secondary indexes (memory: 40 bytes per event in scope); bodies are read from the store.
+pub struct ScopedStore<'s> {
+    store: &'s Store,
+    set: MemSet,
+}
+
+impl<'s> ScopedStore<'s> {
+    /// Gathers the keys of the events in `scope`.
+    pub fn new(store: &'s Store, scope: &Scope) -> Result<ScopedStore<'s>, ViewError> {
+        let filter = Filter {
+            authors: scope.authors.clone(),
+            topics: scope.topics.clone(),
+            since: scope.since,
+            until: scope.until,
+            ..Filter::default()
+        };
+        let txn = store.read()?;
+        let mut keys = Vec::new();
+        txn.scan(&filter, &mut |ev| {
+            keys.push(SetKey {
+                created_at: ev.created_at(),
+                id: *ev.id(),
+            });
+            ControlFlow::Continue(())
+        })?;
+        Ok(ScopedStore {
+            store,
+            set: MemSet::from_keys(keys),
+        })
+    }
+
+    /// Events in scope.
+    pub fn len(&self) -> usize {
+        self.set.keys().len()
+    }
+
+    /// Whether no event is in scope.
+    pub fn is_empty(&self) -> bool {
+        self.set.keys().is_empty()
+    }
+}
+
+/// The gathered keys and a read transaction for bodies.
+struct ScopedView<'a, 't> {
+    set: &'a MemSet,
+    txn: &'a ReadTxn<'t>,
+}
+
+impl SetView for ScopedView<'_, '_> {
+    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
+        self.set.accumulate(lo, hi)
+    }
+
+    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
+        self.set.rank(key)
+    }
+
+    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
+        self.set.nth(rank)
+    }
+
+    fn for_each_in(
+        &self,
+        lo: &SetKey,
+        hi: &SetKey,
+        f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
+    ) -> Result<(), ViewError> {
+        self.set.for_each_in(lo, hi, f)
+    }
+
+    fn is_dropped(&self, id: &EventId) -> Result<bool, ViewError> {
+        Ok(self.txn.is_dropped(id)?)
+    }
+}
+
+impl SyncSource for ScopedView<'_, '_> {
+    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
+        self.txn.with_body(id, f)
+    }
+}
+
+impl Peer for ScopedStore<'_> {
+    fn with_source(
+        &self,
+        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
+    ) -> Result<(), LocalError> {
+        let txn = self.store.read().map_err(ViewError::from)?;
+        f(&ScopedView {
+            set: &self.set,
+            txn: &txn,
+        })
+    }
+
+    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<(), PeerError> {
+        let mut store = self.store.clone();
+        Peer::store(&mut store, events)
     }
 }

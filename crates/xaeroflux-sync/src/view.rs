@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, ReadError, SetKey};
+use xaeroflux_store::{Accum, QueryError, ReadError, SetKey};
 
 /// Why a set could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,9 @@ pub enum ViewError {
     /// The store failed to read. Fix: see the inner error.
     #[error("store read failed: {0}")]
     Store(#[from] ReadError),
+    /// The store refused a query. Fix: see the inner error.
+    #[error("store query failed: {0}")]
+    Query(#[from] QueryError),
 }
 
 /// An ordered set of keys, read-only for the length of one call.

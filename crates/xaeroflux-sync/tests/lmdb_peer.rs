@@ -203,3 +203,53 @@ fn a_fresh_store_is_bootstrapped_in_bulk_and_resumes() {
         "bulk costs about the events: {bytes}"
     );
 }
+
+#[test]
+fn a_scope_of_authors_and_topics_moves_only_its_events() {
+    let m = mask(17, 96);
+    let (_da, a) = lmdb_with(side(&m, 1));
+    let (_db, b) = lmdb_with(side(&m, 2));
+    let author = *pool()[0].as_ref().author();
+    let topic = *pool()[0].as_ref().topic();
+    let scope = Scope {
+        authors: vec![author],
+        topics: vec![topic],
+        ..Scope::all()
+    };
+    let in_scope = |e: &xaeroflux_event::VerifiedEvent| {
+        e.as_ref().author() == &author && e.as_ref().topic() == &topic
+    };
+    let expected: std::collections::BTreeSet<SetKey> = side(&m, 3)
+        .iter()
+        .filter(|e| in_scope(e))
+        .map(common::key)
+        .collect();
+    let others_before = (
+        a.read().unwrap().len().unwrap(),
+        b.read().unwrap().len().unwrap(),
+    );
+    let mut sa = xaeroflux_sync::ScopedStore::new(&a, &scope).unwrap();
+    let mut sb = xaeroflux_sync::ScopedStore::new(&b, &scope).unwrap();
+    let r = run_local(
+        &mut sa,
+        &mut sb,
+        scope.clone(),
+        SyncConfig::default(),
+        6,
+        NOW_MS,
+        LinkOptions::default(),
+    )
+    .unwrap();
+    let moved = r.initiator.events_received + r.responder.events_received;
+    assert!(moved > 0);
+    for store in [&a, &b] {
+        let after = xaeroflux_sync::ScopedStore::new(store, &scope).unwrap();
+        assert_eq!(after.len(), expected.len());
+    }
+    let total_after = a.read().unwrap().len().unwrap() + b.read().unwrap().len().unwrap();
+    assert_eq!(
+        total_after,
+        others_before.0 + others_before.1 + moved,
+        "only scoped events moved"
+    );
+}
