@@ -107,7 +107,7 @@ impl Reply {
     }
 
     fn finish(mut self, lower: SetKey, upper: SetKey, hello: Option<Hello>) -> Recon {
-        self.ranges.sort_by(|a, b| a.0.cmp(&b.0));
+        self.ranges.sort_by_key(|r| r.0);
         let mut ranges: Vec<(SetKey, Mode)> = Vec::with_capacity(self.ranges.len() * 2 + 1);
         let mut cursor = lower;
         for (lo, hi, mode) in self.ranges {
@@ -205,22 +205,7 @@ impl Reconciler {
         if reply.is_empty() && !msg_was_open(&msg.ranges, &msg.more) {
             return Ok(None);
         }
-        let out = reply.finish(self.lower, self.upper, None);
-        if std::env::var_os("XF_TRACE").is_some() {
-            let mut c = [0usize; 6];
-            for (_, m) in &out.ranges {
-                c[match m {
-                    Mode::Skip => 0,
-                    Mode::Fp { .. } => 1,
-                    Mode::Ids(_) => 2,
-                    Mode::Pool { .. } => 3,
-                    Mode::NeedAll => 4,
-                    Mode::HaveAll => 5,
-                }] += 1;
-            }
-            eprintln!("TRACE turn {} skip {} fp {} ids {} pool {} needall {} haveall {} symbols {:?} more {:?} need {} give {}", self.turns, c[0], c[1], c[2], c[3], c[4], c[5], out.pools.iter().map(|p| p.symbols.len()).collect::<Vec<_>>(), out.more, out.need.len(), out.give.len());
-        }
-        Ok(Some(out))
+        Ok(Some(reply.finish(self.lower, self.upper, None)))
     }
 
     fn count_ids(&mut self, n: usize) -> Result<(), SyncError> {
@@ -371,15 +356,12 @@ impl Reconciler {
         from: u64,
         to: u64,
     ) -> Result<Vec<Symbol>, SyncError> {
-        let t0 = std::time::Instant::now();
-        let mut items = 0usize;
         let mut enc = riblt::Encoder::with_range(self.salt, from as usize, to as usize);
         // Ids go to the encoder in groups, which it codes several at a time.
         let mut group: Vec<EventId> = Vec::with_capacity(ENCODE_GROUP);
         for (lo, hi) in ranges {
             view.for_each_in(lo, hi, &mut |k| {
                 group.push(k.id);
-                items += 1;
                 if group.len() == ENCODE_GROUP {
                     enc.extend(group.iter());
                     group.clear();
@@ -388,12 +370,6 @@ impl Reconciler {
             })?;
         }
         enc.extend(group.iter());
-        if std::env::var_os("XF_TRACE").is_some() {
-            eprintln!(
-                "TRACE encode {items} items [{from},{to}) in {:?}",
-                t0.elapsed()
-            );
-        }
         Ok(enc.into_symbols())
     }
 
