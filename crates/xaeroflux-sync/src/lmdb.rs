@@ -7,7 +7,7 @@ use xaeroflux_event::{EventId, VerifiedEvent};
 use xaeroflux_store::{Accum, Durability, Filter, ReadTxn, SetKey, Store};
 
 use crate::local::{LocalError, Peer, PeerError};
-use crate::view::{MemSet, SetView, SyncSource, ViewError};
+use crate::view::{set_view_via_mem_set, MemSet, SetView, SyncSource, ViewError};
 use crate::Scope;
 
 /// The LMDB store's persistent index, read inside one read transaction.
@@ -119,32 +119,9 @@ struct ScopedView<'a, 't> {
     txn: &'a ReadTxn<'t>,
 }
 
-impl SetView for ScopedView<'_, '_> {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
-        self.set.accumulate(lo, hi)
-    }
-
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
-        self.set.rank(key)
-    }
-
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
-        self.set.nth(rank)
-    }
-
-    fn for_each_in(
-        &self,
-        lo: &SetKey,
-        hi: &SetKey,
-        f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
-        self.set.for_each_in(lo, hi, f)
-    }
-
-    fn is_dropped(&self, id: &EventId) -> Result<bool, ViewError> {
-        Ok(self.txn.is_dropped(id)?)
-    }
-}
+set_view_via_mem_set!(ScopedView<'_, '_>, set, |this, id| Ok(this
+    .txn
+    .is_dropped(id)?));
 
 impl SyncSource for ScopedView<'_, '_> {
     fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {

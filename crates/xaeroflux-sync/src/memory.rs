@@ -2,12 +2,11 @@
 //! [`SyncSource`] the LMDB store provides, over a [`MemSet`] and a map of bodies.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::ControlFlow;
 
 use xaeroflux_event::{EventId, VerifiedEvent};
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_store::SetKey;
 
-use crate::view::{MemSet, SetView, SyncSource, ViewError};
+use crate::view::{set_view_via_mem_set, MemSet, SyncSource, ViewError};
 
 /// Events held in memory, keyed for reconciliation.
 #[derive(Clone, Debug, Default)]
@@ -78,32 +77,7 @@ fn key_of(e: &VerifiedEvent) -> SetKey {
     }
 }
 
-impl SetView for MemStore {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
-        self.set.accumulate(lo, hi)
-    }
-
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
-        self.set.rank(key)
-    }
-
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
-        self.set.nth(rank)
-    }
-
-    fn for_each_in(
-        &self,
-        lo: &SetKey,
-        hi: &SetKey,
-        f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
-        self.set.for_each_in(lo, hi, f)
-    }
-
-    fn is_dropped(&self, id: &EventId) -> Result<bool, ViewError> {
-        Ok(self.dropped.contains(id))
-    }
-}
+set_view_via_mem_set!(MemStore, set, |this, id| Ok(this.dropped.contains(id)));
 
 impl SyncSource for MemStore {
     fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {

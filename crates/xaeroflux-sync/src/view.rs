@@ -57,6 +57,51 @@ pub trait SyncSource: SetView {
     fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError>;
 }
 
+/// Implements [`SetView`] for a type whose keys live in the [`MemSet`] field `$set`;
+/// `is_dropped` is answered by `$dropped` with `$this` bound to `self` and `$id` to the id.
+macro_rules! set_view_via_mem_set {
+    ($ty:ty, $set:ident, |$this:ident, $id:ident| $dropped:expr) => {
+        impl $crate::view::SetView for $ty {
+            fn accumulate(
+                &self,
+                lo: &xaeroflux_store::SetKey,
+                hi: &xaeroflux_store::SetKey,
+            ) -> Result<xaeroflux_store::Accum, $crate::view::ViewError> {
+                self.$set.accumulate(lo, hi)
+            }
+
+            fn rank(&self, key: &xaeroflux_store::SetKey) -> Result<u64, $crate::view::ViewError> {
+                self.$set.rank(key)
+            }
+
+            fn nth(
+                &self,
+                rank: u64,
+            ) -> Result<Option<xaeroflux_store::SetKey>, $crate::view::ViewError> {
+                self.$set.nth(rank)
+            }
+
+            fn for_each_in(
+                &self,
+                lo: &xaeroflux_store::SetKey,
+                hi: &xaeroflux_store::SetKey,
+                f: &mut dyn FnMut(&xaeroflux_store::SetKey) -> std::ops::ControlFlow<()>,
+            ) -> Result<(), $crate::view::ViewError> {
+                self.$set.for_each_in(lo, hi, f)
+            }
+
+            fn is_dropped(
+                &self,
+                $id: &xaeroflux_event::EventId,
+            ) -> Result<bool, $crate::view::ViewError> {
+                let $this = self;
+                $dropped
+            }
+        }
+    };
+}
+pub(crate) use set_view_via_mem_set;
+
 /// An in-memory ordered set with prefix sums: `accumulate`, `rank` and `nth` in O(log n),
 /// inserts in O(n).
 #[derive(Clone, Debug, Default)]

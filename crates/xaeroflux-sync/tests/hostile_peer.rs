@@ -129,29 +129,45 @@ fn out_of_order_and_uncovering_ranges_are_refused() {
     );
 }
 
-/// A peer whose fingerprints lie: every range looks different, with random counts.
-#[derive(Clone)]
-struct Liar {
+/// A peer that misbehaves in one of several ways over an honest in-memory store.
+struct Hostile {
     inner: MemStore,
-    seed: std::cell::Cell<u64>,
+    /// Fingerprints lie: random sums and counts, from this xorshift state.
+    lie: Option<std::cell::Cell<u64>>,
+    /// This event's body goes out with a flipped signature bit.
+    forge: Option<EventId>,
+    /// Range walks ignore their lower bound (events outside the scope leak out).
+    leak_below: bool,
 }
 
-impl Liar {
+impl Hostile {
+    fn new(inner: MemStore) -> Hostile {
+        Hostile {
+            inner,
+            lie: None,
+            forge: None,
+            leak_below: false,
+        }
+    }
+
     fn noise(&self) -> u64 {
-        let mut x = self.seed.get();
+        let state = self.lie.as_ref().expect("lying peer");
+        let mut x = state.get();
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.seed.set(x);
+        state.set(x);
         x
     }
 }
 
-impl SetView for Liar {
+impl SetView for Hostile {
     fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
         let mut acc = self.inner.accumulate(lo, hi)?;
-        acc.sum[0] ^= self.noise();
-        acc.count = acc.count.max(1) + self.noise() % 3;
+        if self.lie.is_some() {
+            acc.sum[0] ^= self.noise();
+            acc.count = acc.count.max(1) + self.noise() % 3;
+        }
         Ok(acc)
     }
     fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
@@ -166,17 +182,26 @@ impl SetView for Liar {
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
     ) -> Result<(), ViewError> {
+        let lo = if self.leak_below { &SetKey::MIN } else { lo };
         self.inner.for_each_in(lo, hi, f)
     }
 }
 
-impl SyncSource for Liar {
+impl SyncSource for Hostile {
     fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
-        self.inner.with_body(id, f)
+        let forged = self.forge == Some(*id);
+        self.inner.with_body(id, &mut |body| {
+            let mut b = body.to_vec();
+            if forged {
+                let at = b.len() - 11;
+                b[at] ^= 1;
+            }
+            f(&b)
+        })
     }
 }
 
-impl Peer for Liar {
+impl Peer for Hostile {
     fn with_source(
         &self,
         f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
@@ -194,9 +219,9 @@ fn lying_fingerprints_end_within_the_turn_limit() {
     let (mut honest, liar_store) = split(&m);
     let before = keys(&honest);
     let real: BTreeSet<SetKey> = pool().iter().map(common::key).collect();
-    let mut liar = Liar {
-        inner: liar_store,
-        seed: std::cell::Cell::new(99),
+    let mut liar = Hostile {
+        lie: Some(std::cell::Cell::new(99)),
+        ..Hostile::new(liar_store)
     };
     let cfg = SyncConfig {
         rounds_max: 16,
@@ -227,67 +252,15 @@ fn lying_fingerprints_end_within_the_turn_limit() {
     );
 }
 
-/// A peer that serves one forged event (a flipped signature bit) among real ones.
-struct Forger {
-    inner: MemStore,
-    forged: EventId,
-}
-
-impl Peer for Forger {
-    fn with_source(
-        &self,
-        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-    ) -> Result<(), LocalError> {
-        f(self)
-    }
-    fn store(&mut self, events: Vec<xaeroflux_event::VerifiedEvent>) -> Result<(), PeerError> {
-        Peer::store(&mut self.inner, events)
-    }
-}
-
-impl SetView for Forger {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
-        self.inner.accumulate(lo, hi)
-    }
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
-        self.inner.rank(key)
-    }
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
-        self.inner.nth(rank)
-    }
-    fn for_each_in(
-        &self,
-        lo: &SetKey,
-        hi: &SetKey,
-        f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
-        self.inner.for_each_in(lo, hi, f)
-    }
-}
-
-impl SyncSource for Forger {
-    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
-        let forged = *id == self.forged;
-        self.inner.with_body(id, &mut |body| {
-            let mut b = body.to_vec();
-            if forged {
-                let last = b.len() - 1;
-                b[last - 10] ^= 1;
-            }
-            f(&b)
-        })
-    }
-}
-
 #[test]
 fn a_forged_event_ends_the_session_and_is_not_stored() {
     let m = mask(33, 100);
     let (mut honest, other) = split(&m);
     let missing: Vec<SetKey> = keys(&other).difference(&keys(&honest)).copied().collect();
     let forged = missing[missing.len() / 2].id;
-    let mut forger = Forger {
-        inner: other,
-        forged,
+    let mut forger = Hostile {
+        forge: Some(forged),
+        ..Hostile::new(other)
     };
     let err = run_local(
         &mut honest,
@@ -315,46 +288,10 @@ fn a_forged_event_ends_the_session_and_is_not_stored() {
 #[test]
 fn events_outside_the_scope_are_refused() {
     // The initiator asks for the newest half only; a peer that pushes older events anyway is
-    // cut off. Simulated by a responder whose view ignores the scope's lower bound.
+    // cut off. Simulated by a responder whose range walks ignore the scope's lower bound.
     let m = mask(8, 0);
     let (mut a, b) = split(&m);
     let since = common::key(&pool()[2000]).created_at;
-    struct Pusher(MemStore);
-    impl SetView for Pusher {
-        fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
-            self.0.accumulate(lo, hi)
-        }
-        fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
-            self.0.rank(key)
-        }
-        fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
-            self.0.nth(rank)
-        }
-        fn for_each_in(
-            &self,
-            _lo: &SetKey,
-            hi: &SetKey,
-            f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-        ) -> Result<(), ViewError> {
-            self.0.for_each_in(&SetKey::MIN, hi, f)
-        }
-    }
-    impl SyncSource for Pusher {
-        fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
-            self.0.with_body(id, f)
-        }
-    }
-    impl Peer for Pusher {
-        fn with_source(
-            &self,
-            f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-        ) -> Result<(), LocalError> {
-            f(self)
-        }
-        fn store(&mut self, events: Vec<xaeroflux_event::VerifiedEvent>) -> Result<(), PeerError> {
-            Peer::store(&mut self.0, events)
-        }
-    }
     let old = |store: &MemStore| -> BTreeSet<SetKey> {
         keys(store)
             .into_iter()
@@ -362,7 +299,10 @@ fn events_outside_the_scope_are_refused() {
             .collect()
     };
     let old_before = old(&a);
-    let mut pusher = Pusher(b);
+    let mut pusher = Hostile {
+        leak_below: true,
+        ..Hostile::new(b)
+    };
     let scope = Scope {
         since: Some(since),
         ..Scope::all()
