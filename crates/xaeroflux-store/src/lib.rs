@@ -29,7 +29,7 @@ pub use error::{OpenError, QueryError, ReadError, WriteError};
 pub use query::{
     Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
 };
-pub use read::{ReadTxn, SetRoot, Stats, TableStats};
+pub use read::{ReadTxn, SetBoundary, SetRoot, Stats, TableStats};
 pub use set::{Accum, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use writer::{Durability, Outcome, Ticket};

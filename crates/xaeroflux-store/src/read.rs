@@ -62,6 +62,17 @@ pub struct Stats {
     pub set: SetRoot,
 }
 
+/// A key found by rank: see [`ReadTxn::set_boundary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetBoundary {
+    /// The key just before `at`; `None` for the first key.
+    pub before: Option<SetKey>,
+    /// The key at the rank asked for.
+    pub at: SetKey,
+    /// Sum and count of every key below `at`.
+    pub below: Accum,
+}
+
 /// The whole reconciled set as the Merkle index names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetRoot {
@@ -208,6 +219,31 @@ impl<'s> ReadTxn<'s> {
         let mut acc = tree.prefix(&hi.encode(), true)?;
         acc.sub(&tree.prefix(&lo.encode(), true)?);
         Ok(acc)
+    }
+
+    /// Summary of the stored events whose key is below `key`: one descent.
+    pub fn set_prefix(&self, key: &SetKey) -> Result<Accum, ReadError> {
+        Ok(self.set_tree()?.prefix(&key.encode(), true)?)
+    }
+
+    /// The key with `rank` keys below it, the key just before it, and the summary of every key
+    /// below it, in one descent (a second only when the key opens a leaf). `None` if fewer
+    /// than `rank + 1` events are stored.
+    pub fn set_boundary(&self, rank: u64) -> Result<Option<SetBoundary>, ReadError> {
+        let tree = self.set_tree()?;
+        let Some(b) = tree.boundary(rank)? else {
+            return Ok(None);
+        };
+        let before = match (b.before, rank) {
+            (Some(k), _) => Some(k),
+            (None, 0) => None,
+            (None, r) => tree.nth(r - 1)?,
+        };
+        Ok(Some(SetBoundary {
+            before: before.map(|k| SetKey::decode(&k)),
+            at: SetKey::decode(&b.at),
+            below: b.below,
+        }))
     }
 
     /// Number of stored events whose key is below `key`.

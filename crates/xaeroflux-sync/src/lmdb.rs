@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use xaeroflux_event::{EventId, VerifiedEvent};
-use xaeroflux_store::{Accum, Durability, Filter, ReadTxn, SetKey, Store};
+use xaeroflux_store::{Accum, Durability, Filter, ReadTxn, SetBoundary, SetKey, Store};
 
 use crate::local::{LocalError, Peer, PeerError};
 use crate::view::{set_view_via_mem_set, MemSet, SetView, SyncSource, ViewError};
@@ -35,6 +35,14 @@ impl SetView for ReadTxn<'_> {
 
     fn is_dropped(&self, id: &EventId) -> Result<bool, ViewError> {
         Ok(ReadTxn::is_dropped(self, id)?)
+    }
+
+    fn prefix(&self, key: &SetKey) -> Result<Accum, ViewError> {
+        Ok(self.set_prefix(key)?)
+    }
+
+    fn boundary(&self, rank: u64) -> Result<Option<SetBoundary>, ViewError> {
+        Ok(self.set_boundary(rank)?)
     }
 }
 

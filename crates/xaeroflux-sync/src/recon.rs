@@ -72,6 +72,33 @@ struct Mismatch {
     hi: SetKey,
     mine: u64,
     theirs: u64,
+    /// Summary of this side's keys below `lo`.
+    lo_prefix: Accum,
+    /// Summary of this side's keys in the range.
+    acc: Accum,
+}
+
+/// The last prefix sum read, reused when the next range starts where the last one ended.
+#[derive(Default)]
+struct Prefixes {
+    last: Option<(SetKey, Accum)>,
+}
+
+impl Prefixes {
+    fn at(&mut self, view: &dyn SetView, key: &SetKey) -> Result<Accum, SyncError> {
+        if let Some((k, acc)) = self.last {
+            if k == *key {
+                return Ok(acc);
+            }
+        }
+        let acc = if *key == SetKey::MAX {
+            view.accumulate(&SetKey::MIN, &SetKey::MAX)?
+        } else {
+            view.prefix(key)?
+        };
+        self.last = Some((*key, acc));
+        Ok(acc)
+    }
 }
 
 impl Mismatch {
@@ -251,12 +278,17 @@ impl Reconciler {
         let mut trials = Vec::new();
         let mut new_pools: BTreeMap<u32, Vec<KeyRange>> = BTreeMap::new();
         let mut lo = self.lower;
+        // Neighbouring ranges share a bound: each bound's prefix sum is read once.
+        let mut prefixes = Prefixes::default();
         for (hi, mode) in ranges {
             let hi = *hi;
             match mode {
                 Mode::Skip => {}
                 Mode::Fp { fp, count } => {
-                    let acc = view.accumulate(&lo, &hi)?;
+                    let lo_prefix = prefixes.at(view, &lo)?;
+                    let hi_prefix = prefixes.at(view, &hi)?;
+                    let mut acc = hi_prefix;
+                    acc.sub(&lo_prefix);
                     let size = (acc.count + count) as f64 / 2.0;
                     let same = self.fp(&acc) == *fp;
                     trials.push(Trial {
@@ -277,6 +309,8 @@ impl Reconciler {
                             hi,
                             mine: acc.count,
                             theirs: *count,
+                            lo_prefix,
+                            acc,
                         });
                     }
                 }
@@ -512,13 +546,12 @@ impl Reconciler {
             } else if smaller {
                 // The peer holds most of this range (a fresh or interrupted peer catching up):
                 // its split finds the parts this side lacks entirely, which then move in bulk.
-                let acc = view.accumulate(&m.lo, &m.hi)?;
                 reply.ranges.push((
                     m.lo,
                     m.hi,
                     Mode::Fp {
-                        fp: self.fp(&acc),
-                        count: acc.count,
+                        fp: self.fp(&m.acc),
+                        count: m.acc.count,
                     },
                 ));
             } else if m.lopsided() {
@@ -584,16 +617,21 @@ impl Reconciler {
             Split::Estimated => by_size(self.cfg.leaf_items).min(by_diff),
         };
         let parts = parts.clamp(2, self.cfg.branch_max as u64).min(m.mine);
-        let first = view.rank(&m.lo)?;
+        let first = m.lo_prefix.count;
         let mut lo = m.lo;
+        let mut lo_prefix = m.lo_prefix;
         for i in 1..=parts {
-            let hi = if i == parts {
-                m.hi
+            let (hi, hi_prefix) = if i == parts {
+                let mut end = m.lo_prefix;
+                end.add(&m.acc);
+                (m.hi, end)
             } else {
+                // The bound between the items at ranks `at - 1` and `at`; every key below it
+                // is below the item at `at`, so that item's prefix is the bound's.
                 let at = first + i * m.mine / parts;
-                match (view.nth(at - 1)?, view.nth(at)?) {
-                    (Some(prev), Some(next)) if next < m.hi && prev >= lo => {
-                        min_bound(&prev, &next)
+                match view.boundary(at)? {
+                    Some(b) if b.at < m.hi && b.before.is_some_and(|p| p >= lo) => {
+                        (min_bound(&b.before.unwrap_or(lo), &b.at), b.below)
                     }
                     _ => continue,
                 }
@@ -601,13 +639,18 @@ impl Reconciler {
             if hi <= lo {
                 continue;
             }
-            let acc = view.accumulate(&lo, &hi)?;
-            let mode = Mode::Fp {
-                fp: self.fp(&acc),
-                count: acc.count,
-            };
-            reply.ranges.push((lo, hi, mode));
+            let mut acc = hi_prefix;
+            acc.sub(&lo_prefix);
+            reply.ranges.push((
+                lo,
+                hi,
+                Mode::Fp {
+                    fp: self.fp(&acc),
+                    count: acc.count,
+                },
+            ));
             lo = hi;
+            lo_prefix = hi_prefix;
         }
         debug_assert_eq!(lo, m.hi, "sub-ranges cover the range");
         Ok(())

@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, QueryError, ReadError, SetKey};
+use xaeroflux_store::{Accum, QueryError, ReadError, SetBoundary, SetKey};
 
 /// Why a set could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,26 @@ pub trait SetView {
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
     ) -> Result<(), ViewError>;
+    /// Summary of the keys below `key`.
+    fn prefix(&self, key: &SetKey) -> Result<Accum, ViewError> {
+        self.accumulate(&SetKey::MIN, key)
+    }
+    /// The key with `rank` keys below it, the key before it and the summary of the keys below
+    /// it (the store answers in one descent).
+    fn boundary(&self, rank: u64) -> Result<Option<SetBoundary>, ViewError> {
+        let Some(at) = self.nth(rank)? else {
+            return Ok(None);
+        };
+        let before = match rank.checked_sub(1) {
+            Some(r) => self.nth(r)?,
+            None => None,
+        };
+        Ok(Some(SetBoundary {
+            before,
+            at,
+            below: self.prefix(&at)?,
+        }))
+    }
     /// Number of keys in the whole set.
     fn len(&self) -> Result<u64, ViewError> {
         Ok(self.accumulate(&SetKey::MIN, &SetKey::MAX)?.count)

@@ -36,6 +36,8 @@ proptest! {
             prop_assert_eq!(txn.accumulate(&lo, &hi).unwrap(), mem.accumulate(&lo, &hi).unwrap());
             prop_assert_eq!(txn.rank(&hi).unwrap(), mem.rank(&hi).unwrap());
             prop_assert_eq!(txn.nth(x as u64).unwrap(), mem.nth(x as u64).unwrap());
+            prop_assert_eq!(txn.boundary(y as u64).unwrap(), mem.boundary(y as u64).unwrap());
+            prop_assert_eq!(txn.prefix(&lo).unwrap(), mem.prefix(&lo).unwrap());
         }
         prop_assert_eq!(txn.accumulate(&SetKey::MIN, &SetKey::MAX).unwrap(), mem.accumulate(&SetKey::MIN, &SetKey::MAX).unwrap());
     }

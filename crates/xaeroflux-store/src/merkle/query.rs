@@ -11,6 +11,15 @@ use super::{page_key, read_meta, MerkleError, TreeMeta};
 use crate::set::Accum;
 use crate::tables::{Table, Tables};
 
+/// A key found by rank, with what lies below it.
+pub(crate) struct Boundary {
+    /// The key just below, when it is on the same leaf.
+    pub before: Option<Key>,
+    pub at: Key,
+    /// Sum and count of every key below `at`.
+    pub below: Accum,
+}
+
 /// The index as of one transaction.
 pub(crate) struct Tree<'a, 'e> {
     txn: &'a RoTxn<'e>,
@@ -80,6 +89,47 @@ impl<'a, 'e> Tree<'a, 'e> {
                 acc.count += (0..c).map(|i| page.child_total(i)).sum::<u64>();
             }
             page = self.page(page.child(c), page.level() - 1)?;
+        }
+    }
+
+    /// The key with `rank` keys below it, the key just below it when it shares the leaf (else
+    /// `None`), and the sum and count of the keys below it: one descent.
+    pub(crate) fn boundary(&self, rank: u64) -> Result<Option<Boundary>, MerkleError> {
+        let Some(mut page) = self.root()? else {
+            return Ok(None);
+        };
+        if rank >= page.summary().accum.count {
+            return Ok(None);
+        }
+        let mut below = Accum::ZERO;
+        let mut left = rank;
+        loop {
+            if page.is_leaf() {
+                let i = usize::try_from(left)
+                    .ok()
+                    .filter(|i| *i < page.count())
+                    .ok_or_else(|| PageError::new(page.no(), "total exceeds its entries"))?;
+                below.add(&page.accum_of(0..i));
+                return Ok(Some(Boundary {
+                    before: i.checked_sub(1).map(|j| *page.key(j)),
+                    at: *page.key(i),
+                    below,
+                }));
+            }
+            let mut next = None;
+            for i in 0..page.count() {
+                let total = page.child_total(i);
+                if left < total {
+                    next = Some(i);
+                    break;
+                }
+                left -= total;
+            }
+            let Some(i) = next else {
+                return Err(PageError::new(page.no(), "total exceeds its children's").into());
+            };
+            below.add(&page.accum_of(0..i));
+            page = self.page(page.child(i), page.level() - 1)?;
         }
     }
 
