@@ -8,6 +8,7 @@ use xaeroflux_event::VerifiedEvent;
 
 use crate::error::SyncError;
 use crate::memory::MemStore;
+use crate::recon::Found;
 use crate::session::{Session, SessionStats};
 use crate::view::{SyncSource, ViewError};
 use crate::{Scope, SyncConfig};
@@ -56,7 +57,7 @@ pub enum LocalError {
 }
 
 /// What a finished local sync did, from both sides.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LinkReport {
     /// The initiator's counters.
     pub initiator: SessionStats,
@@ -67,6 +68,10 @@ pub struct LinkReport {
     pub initiator_busy: Duration,
     /// Time spent inside the responder's session calls, likewise.
     pub responder_busy: Duration,
+    /// What the initiator found: ids it had that the responder lacked, ids it needed.
+    pub initiator_found: Found,
+    /// What the responder found.
+    pub responder_found: Found,
 }
 
 /// How the link behaves.
@@ -123,6 +128,8 @@ pub fn run_local(
         responder: ends[1].session.stats(),
         initiator_busy: ends[0].busy,
         responder_busy: ends[1].busy,
+        initiator_found: ends[0].session.found().clone(),
+        responder_found: ends[1].session.found().clone(),
     })
 }
 

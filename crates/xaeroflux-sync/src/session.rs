@@ -12,7 +12,7 @@ use xaeroflux_event::{
 use xaeroflux_store::SetKey;
 
 use crate::error::SyncError;
-use crate::recon::{KeyRange, Reconciler};
+use crate::recon::{Found, KeyRange, Reconciler};
 use crate::view::SyncSource;
 use crate::wire::{self, Assembler, DecodeLimits, Hello, Message, Recon};
 use crate::{Scope, SyncConfig};
@@ -90,6 +90,7 @@ pub struct Session {
     sent_done: bool,
     peer_done: bool,
     stats: SessionStats,
+    found: Found,
     now_ms: u64,
 }
 
@@ -125,6 +126,7 @@ impl Session {
             sent_done: false,
             peer_done: false,
             stats: SessionStats::default(),
+            found: Found::default(),
             now_ms: 0,
         }
     }
@@ -142,6 +144,13 @@ impl Session {
     /// Counters so far.
     pub fn stats(&self) -> SessionStats {
         self.stats
+    }
+
+    /// What reconciliation has found so far: the ids this side has that the peer lacks, the
+    /// ids it needs, and the ranges that move whole (one side held nothing there). Complete
+    /// once [`Session::is_reconciled`].
+    pub fn found(&self) -> &Found {
+        &self.found
     }
 
     /// Whether both sides have finished: everything owed was sent and received.
@@ -301,7 +310,7 @@ impl Session {
         Ok(())
     }
 
-    /// Moves what reconciliation found into the transfer queues.
+    /// Moves what reconciliation found into the transfer queues (and the record of it).
     fn absorb_found(&mut self) {
         let Some(recon) = self.recon.as_mut() else {
             return;
@@ -309,6 +318,10 @@ impl Session {
         let found = std::mem::take(&mut recon.found);
         self.stats.have += found.have.len() as u64;
         self.stats.need += found.need.len() as u64;
+        self.found.have.extend_from_slice(&found.have);
+        self.found.need.extend_from_slice(&found.need);
+        self.found.have_ranges.extend_from_slice(&found.have_ranges);
+        self.found.need_ranges.extend_from_slice(&found.need_ranges);
         self.send_ids.extend(found.have);
         self.send_ranges.extend(found.have_ranges);
         self.want_ids.extend(found.need);

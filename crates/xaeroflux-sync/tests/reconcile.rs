@@ -60,6 +60,7 @@ proptest! {
         until in proptest::option::of(0usize..POOL),
     ) {
         let (mut a, mut b) = split(&mask);
+        let (keys_a, keys_b) = (keys(&a), keys(&b));
         let at = |i: usize| key(&pool()[i]).created_at;
         let (since, until) = match (since, until) {
             (Some(s), Some(u)) if u < s => (Some(u), Some(s)),
@@ -77,6 +78,26 @@ proptest! {
         prop_assert_eq!(&got_a, &in_scope);
         prop_assert_eq!(&got_b, &in_scope);
         prop_assert!(r.initiator.frames_sent > 0);
+        // Each side found exactly the ids of the difference (whole ranges aside, which move
+        // without ids: one side held nothing there).
+        let only = |x: &BTreeSet<SetKey>, y: &BTreeSet<SetKey>| -> BTreeSet<xaeroflux_event::EventId> {
+            x.difference(y).filter(|k| inside(k)).map(|k| k.id).collect()
+        };
+        let in_ranges = |ranges: &[(SetKey, SetKey)], id: &xaeroflux_event::EventId| {
+            union.iter().any(|k| k.id == *id && ranges.iter().any(|(lo, hi)| k >= lo && k < hi))
+        };
+        let (fi, fr) = (&r.initiator_found, &r.responder_found);
+        let i_have: BTreeSet<_> = fi.have.iter().copied().collect();
+        let i_need: BTreeSet<_> = fi.need.iter().copied().collect();
+        let r_have: BTreeSet<_> = fr.have.iter().copied().collect();
+        prop_assert_eq!(&i_have, &r.responder_found.need.iter().copied().collect::<BTreeSet<_>>());
+        prop_assert_eq!(&i_need, &r_have);
+        for id in only(&keys_a, &keys_b) {
+            prop_assert!(i_have.contains(&id) || in_ranges(&fi.have_ranges, &id));
+        }
+        for id in only(&keys_b, &keys_a) {
+            prop_assert!(i_need.contains(&id) || in_ranges(&fi.need_ranges, &id));
+        }
         prop_assert_eq!(a.accumulate(&lower, &upper).unwrap(), b.accumulate(&lower, &upper).unwrap());
     }
 }
