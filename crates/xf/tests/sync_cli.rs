@@ -145,7 +145,7 @@ fn a_time_window_moves_only_that_window() {
     let p = overlapping();
     let until = GENERATED_UNTIL_MS.to_string();
     let r = sync(&p.a, &p.b, &["--since", "0", "--until", &until]);
-    assert_eq!(r["window"]["equal"], true, "{r}");
+    assert_eq!(r["scoped"]["equal"], true, "{r}");
     assert_eq!(r["equal"], true, "{r}");
     assert_eq!(
         r["root"]["equal"], false,
@@ -169,6 +169,49 @@ fn a_time_window_moves_only_that_window() {
         ],
     );
     assert!(failure(&out).contains("--since is after --until"));
+}
+
+#[test]
+fn an_author_or_topic_scope_moves_only_its_events() {
+    let p = overlapping();
+    let b_key = ok_json(&p.b, &["init"])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = sync(&p.a, &p.b, &["--author", &b_key]);
+    assert_eq!(r["scoped"]["equal"], true, "{r}");
+    assert_eq!(r["scoped"]["here"]["events"], 1, "{r}");
+    assert_eq!(
+        (
+            r["sent"]["events"].as_u64(),
+            r["received"]["events"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        ok_json(&p.a, &["get", &p.b_posts[0]])["id"],
+        p.b_posts[0].as_str()
+    );
+    assert_eq!(r["root"]["equal"], false, "the rest stays where it is: {r}");
+
+    let in_topic = ok_json(&p.a, &["post", "about tea", "--topic", "tea"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = sync(&p.a, &p.b, &["--topic", "tea"]);
+    assert_eq!(r["scoped"]["equal"], true, "{r}");
+    assert_eq!(
+        (
+            r["sent"]["events"].as_u64(),
+            r["received"]["events"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(ok_json(&p.b, &["get", &in_topic])["id"], in_topic.as_str());
+    let out = xf(&p.b, &["get", &p.a_posts[0]]);
+    assert!(failure(&out).contains("no event"), "outside the topic");
 }
 
 #[test]
