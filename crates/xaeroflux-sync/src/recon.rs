@@ -120,17 +120,12 @@ struct Reply {
 }
 
 impl Reply {
-    fn is_open(&self) -> bool {
-        !self.pools.is_empty()
-            || !self.more.is_empty()
-            || self
-                .ranges
-                .iter()
-                .any(|(_, _, m)| matches!(m, Mode::Fp { .. } | Mode::Ids(_) | Mode::Pool { .. }))
-    }
-
     fn is_empty(&self) -> bool {
-        self.ranges.is_empty() && self.need.is_empty() && self.give.is_empty() && !self.is_open()
+        self.ranges.is_empty()
+            && self.pools.is_empty()
+            && self.more.is_empty()
+            && self.need.is_empty()
+            && self.give.is_empty()
     }
 
     fn finish(mut self, lower: SetKey, upper: SetKey, hello: Option<Hello>) -> Recon {
@@ -219,6 +214,7 @@ impl Reconciler {
                 max: self.cfg.rounds_max,
             });
         }
+        let was_open = msg.is_open();
         let mut reply = Reply::default();
         self.take_lists(view, msg.need, msg.give)?;
         let (mismatches, trials) = self.walk_ranges(view, &msg.ranges, &msg.pools, &mut reply)?;
@@ -229,7 +225,7 @@ impl Reconciler {
             self.decode_pool(view, block, &mut reply)?;
         }
         self.plan(view, mismatches, &trials, &mut reply)?;
-        if reply.is_empty() && !msg_was_open(&msg.ranges, &msg.more) {
+        if reply.is_empty() && !was_open {
             return Ok(None);
         }
         Ok(Some(reply.finish(self.lower, self.upper, None)))
@@ -655,13 +651,6 @@ impl Reconciler {
         debug_assert_eq!(lo, m.hi, "sub-ranges cover the range");
         Ok(())
     }
-}
-
-fn msg_was_open(ranges: &[(SetKey, Mode)], more: &[MoreSymbols]) -> bool {
-    !more.is_empty()
-        || ranges
-            .iter()
-            .any(|(_, m)| matches!(m, Mode::Fp { .. } | Mode::Ids(_) | Mode::Pool { .. }))
 }
 
 /// First batch of symbols for an estimated difference `d`.

@@ -279,7 +279,7 @@ impl Session {
         let after: usize = self.outbox.iter().map(Vec::len).sum();
         self.stats.recon_messages_sent += 1;
         self.stats.recon_bytes_sent += (after - before) as u64;
-        self.recon_done = !recon_is_open(r);
+        self.recon_done = !r.is_open();
     }
 
     fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
@@ -295,7 +295,7 @@ impl Session {
             ));
             self.scope = Some(hello.scope.clone());
         }
-        if self.recon_done && recon_is_open(&r) {
+        if self.recon_done && r.is_open() {
             return Err(SyncError::Protocol("reconciliation message after the end"));
         }
         let recon = self
@@ -420,15 +420,4 @@ impl Batch {
         self.bytes += body.len() + 3;
         self.out.push(body.to_vec());
     }
-}
-
-fn recon_is_open(r: &Recon) -> bool {
-    !r.pools.is_empty()
-        || !r.more.is_empty()
-        || r.ranges.iter().any(|(_, m)| {
-            matches!(
-                m,
-                wire::Mode::Fp { .. } | wire::Mode::Ids(_) | wire::Mode::Pool { .. }
-            )
-        })
 }

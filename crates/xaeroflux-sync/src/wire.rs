@@ -294,6 +294,13 @@ pub(crate) enum Mode {
     HaveAll,
 }
 
+impl Mode {
+    /// Whether the receiver must answer this range.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self, Mode::Fp { .. } | Mode::Ids(_) | Mode::Pool { .. })
+    }
+}
+
 const MODE_SKIP: u8 = 0;
 const MODE_FP: u8 = 1;
 const MODE_IDS: u8 = 2;
@@ -336,6 +343,15 @@ pub(crate) struct Recon {
     pub need: Vec<EventId>,
     /// Ids the sender has, the receiver lacks; the sender sends them.
     pub give: Vec<EventId>,
+}
+
+impl Recon {
+    /// Whether the receiver must answer: an open range, symbols to decode or a request.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.pools.is_empty()
+            || !self.more.is_empty()
+            || self.ranges.iter().any(|(_, m)| m.is_open())
+    }
 }
 
 /// Every message of a session.
