@@ -91,11 +91,7 @@ impl Prefixes {
                 return Ok(acc);
             }
         }
-        let acc = if *key == SetKey::MAX {
-            view.accumulate(&SetKey::MIN, &SetKey::MAX)?
-        } else {
-            view.prefix(key)?
-        };
+        let acc = view.prefix(key)?;
         self.last = Some((*key, acc));
         Ok(acc)
     }
@@ -128,7 +124,7 @@ impl Reply {
             && self.give.is_empty()
     }
 
-    fn finish(mut self, lower: SetKey, upper: SetKey, hello: Option<Hello>) -> Recon {
+    fn finish(mut self, lower: SetKey, upper: SetKey) -> Recon {
         self.ranges.sort_by_key(|r| r.0);
         let mut ranges: Vec<(SetKey, Mode)> = Vec::with_capacity(self.ranges.len() * 2 + 1);
         let mut cursor = lower;
@@ -144,7 +140,7 @@ impl Reply {
             ranges.push((upper, Mode::Skip));
         }
         Recon {
-            hello,
+            hello: None,
             ranges,
             pools: self.pools,
             more: self.more,
@@ -228,7 +224,7 @@ impl Reconciler {
         if reply.is_empty() && !was_open {
             return Ok(None);
         }
-        Ok(Some(reply.finish(self.lower, self.upper, None)))
+        Ok(Some(reply.finish(self.lower, self.upper)))
     }
 
     fn count_ids(&mut self, n: usize) -> Result<(), SyncError> {
