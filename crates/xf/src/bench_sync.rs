@@ -7,6 +7,7 @@
 //! are only in A and ⌊D/2⌋ more only in B, at random positions in time. The shared events are
 //! ingested once into a base store whose data file is copied for the other side.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -88,40 +89,142 @@ fn places(total: usize, only_a: usize, only_b: usize, seed: u64) -> Vec<Place> {
     out
 }
 
-/// Writes events with relaxed durability, a few batches in flight; returns how many were new.
-fn ingest(store: &Store, events: impl Iterator<Item = VerifiedEvent>) -> Result<u64> {
-    let mut stored = 0u64;
-    let mut pending = std::collections::VecDeque::new();
-    let mut wait = |t: xaeroflux::Ticket| -> Result<()> {
-        let outcomes = t.wait()?;
-        stored += outcomes
+/// Writes events with relaxed durability in big batches, a few in flight.
+struct BatchWriter<'s> {
+    store: &'s Store,
+    batch: Vec<VerifiedEvent>,
+    pending: VecDeque<xaeroflux::Ticket>,
+    stored: u64,
+}
+
+impl<'s> BatchWriter<'s> {
+    fn new(store: &'s Store) -> BatchWriter<'s> {
+        BatchWriter {
+            store,
+            batch: Vec::with_capacity(INGEST_BATCH),
+            pending: VecDeque::new(),
+            stored: 0,
+        }
+    }
+
+    fn push(&mut self, event: VerifiedEvent) -> Result<()> {
+        self.batch.push(event);
+        if self.batch.len() == INGEST_BATCH {
+            let batch = std::mem::take(&mut self.batch);
+            self.pending
+                .push_back(self.store.submit(batch, Durability::Relaxed)?);
+            if self.pending.len() > INGEST_IN_FLIGHT {
+                self.wait_oldest()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<()> {
+        let ticket = self.pending.pop_front().expect("a batch in flight");
+        let outcomes = ticket.wait()?;
+        self.stored += outcomes
             .iter()
             .filter(|o| matches!(o, Outcome::Stored { .. }))
             .count() as u64;
         Ok(())
-    };
-    let mut batch = Vec::with_capacity(INGEST_BATCH);
-    for event in events {
-        batch.push(event);
-        if batch.len() == INGEST_BATCH {
-            pending.push_back(store.submit(std::mem::take(&mut batch), Durability::Relaxed)?);
-            if pending.len() > INGEST_IN_FLIGHT {
-                wait(pending.pop_front().expect("non-empty"))?;
-            }
+    }
+
+    /// Writes what is left, flushes the store, and returns how many events were new.
+    fn finish(mut self) -> Result<u64> {
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            self.pending
+                .push_back(self.store.submit(batch, Durability::Relaxed)?);
         }
+        while !self.pending.is_empty() {
+            self.wait_oldest()?;
+        }
+        self.store.sync()?;
+        Ok(self.stored)
     }
-    if !batch.is_empty() {
-        pending.push_back(store.submit(batch, Durability::Relaxed)?);
+}
+
+fn ingest(store: &Store, events: Vec<VerifiedEvent>) -> Result<u64> {
+    let mut w = BatchWriter::new(store);
+    for e in events {
+        w.push(e)?;
     }
-    for t in pending {
-        wait(t)?;
-    }
-    store.sync()?;
-    Ok(stored)
+    w.finish()
 }
 
 fn set_count(store: &Store) -> Result<u64> {
     Ok(store.read()?.set_root()?.accum.count)
+}
+
+/// What drawing the workload left outside the base store.
+#[derive(Default)]
+struct Drawn {
+    neg_a: NegentropyStorageVector,
+    neg_b: NegentropyStorageVector,
+    ids_a: Vec<[u8; 32]>,
+    ids_b: Vec<[u8; 32]>,
+    unique_a: Vec<VerifiedEvent>,
+    unique_b: Vec<VerifiedEvent>,
+    diff_event_bytes: u64,
+    shared_stored: u64,
+}
+
+/// Generates the events and routes each by its place: shared ones into `base`, each side's
+/// own ones kept for later; every one into the reference's sets. With an empty peer every
+/// event is shared-path (`base` becomes A) and counts as a difference.
+fn draw(base: &Store, b: &BenchArgs, authors: u32, place: &[Place]) -> Result<Drawn> {
+    let total = place.len();
+    // Enough drafts for `total` kept events: about 96% of the steady stream is kept, and each
+    // author's profile and follow list come first.
+    let drafts = total as u64 + total as u64 / 16 + 2 * u64::from(authors) + 4096;
+    let kept = generate(&GenParams::new(drafts, authors, b.seed))
+        .filter(|e| matches!(e.as_ref().kind(), Kind::POST | Kind::REPLY | Kind::REACTION));
+    let mut d = Drawn {
+        neg_a: NegentropyStorageVector::with_capacity(total),
+        neg_b: NegentropyStorageVector::with_capacity(if b.empty_peer { 0 } else { total }),
+        ..Drawn::default()
+    };
+    let mut writer = BatchWriter::new(base);
+    let mut drawn = 0;
+    for (&p, e) in place.iter().zip(kept) {
+        drawn += 1;
+        let (at, id) = (e.as_ref().created_at(), e.id().0);
+        if p != Place::OnlyB {
+            d.neg_a.insert(at, Id::from_byte_array(id))?;
+        }
+        if p != Place::OnlyA && !b.empty_peer {
+            d.neg_b.insert(at, Id::from_byte_array(id))?;
+        }
+        if p != Place::Both || b.empty_peer {
+            d.diff_event_bytes += e.as_bytes().len() as u64;
+        }
+        match p {
+            Place::Both if b.empty_peer => {
+                d.ids_a.push(id);
+                writer.push(e)?;
+            }
+            Place::Both => writer.push(e)?,
+            Place::OnlyA => {
+                d.ids_a.push(id);
+                d.unique_a.push(e);
+            }
+            Place::OnlyB => {
+                d.ids_b.push(id);
+                d.unique_b.push(e);
+            }
+        }
+    }
+    ensure!(
+        drawn == total,
+        "the generator ran dry after {drawn} of {total} events"
+    );
+    d.shared_stored = writer.finish()?;
+    d.neg_a.seal()?;
+    d.neg_b.seal()?;
+    d.ids_a.sort_unstable();
+    d.ids_b.sort_unstable();
+    Ok(d)
 }
 
 fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
@@ -139,81 +242,23 @@ fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
         b.diff
     );
     let total = n + only_b;
-    let place = places(total, only_a, only_b, b.seed);
-    // Enough drafts for `total` kept events: about 96% of the steady stream is kept, and each
-    // author's profile and follow list come first.
-    let drafts = total as u64 + total as u64 / 16 + 2 * u64::from(authors) + 4096;
-    let kept = generate(&GenParams::new(drafts, authors, b.seed))
-        .filter(|e| matches!(e.as_ref().kind(), Kind::POST | Kind::REPLY | Kind::REACTION));
-
-    let dir = tempfile::Builder::new()
-        .prefix("xf-bench-sync-")
-        .tempdir()?;
-    let base_dir = dir.path().join("base");
-    let base = Store::open(&base_dir)?;
-    let mut neg_a = NegentropyStorageVector::with_capacity(n);
-    let mut neg_b = NegentropyStorageVector::with_capacity(if b.empty_peer { 0 } else { n });
-    let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
-    let (mut unique_a, mut unique_b) = (Vec::new(), Vec::new());
-    let mut diff_event_bytes = 0u64;
-    let mut drawn = 0usize;
-    let mut visit = |e: VerifiedEvent| -> Result<Option<VerifiedEvent>> {
-        let (at, id) = (e.as_ref().created_at(), e.id().0);
-        let p = place[drawn];
-        drawn += 1;
-        if p != Place::OnlyB {
-            neg_a.insert(at, Id::from_byte_array(id))?;
-        }
-        if p != Place::OnlyA && !b.empty_peer {
-            neg_b.insert(at, Id::from_byte_array(id))?;
-        }
-        let portable = e.as_bytes().len() as u64;
-        match p {
-            Place::Both if b.empty_peer => {
-                ids_a.push(id);
-                diff_event_bytes += portable;
-                Ok(Some(e))
-            }
-            Place::Both => Ok(Some(e)),
-            Place::OnlyA => {
-                ids_a.push(id);
-                diff_event_bytes += portable;
-                unique_a.push(e);
-                Ok(None)
-            }
-            Place::OnlyB => {
-                ids_b.push(id);
-                diff_event_bytes += portable;
-                unique_b.push(e);
-                Ok(None)
-            }
-        }
-    };
     eprintln!(
         "sync bench: generating {total} events ({only_a} only in A, {only_b} only in B{}) and \
          storing the shared ones once…",
         if b.empty_peer { ", B empty" } else { "" }
     );
-    let mut failed = None;
-    let shared = kept.take(total).map_while(|e| match visit(e) {
-        Ok(x) => Some(x),
-        Err(err) => {
-            failed = Some(err);
-            None
-        }
-    });
-    let stored_base = ingest(&base, shared.flatten())?;
-    if let Some(err) = failed {
-        return Err(err);
-    }
+    let dir = tempfile::Builder::new()
+        .prefix("xf-bench-sync-")
+        .tempdir()?;
+    let base_dir = dir.path().join("base");
+    let base = Store::open(&base_dir)?;
+    let place = places(total, only_a, only_b, b.seed);
+    let d = draw(&base, b, authors, &place)?;
+    let shared = (total - only_a - only_b) as u64;
     ensure!(
-        drawn == total,
-        "the generator ran dry after {drawn} of {total} events"
-    );
-    let shared_count = (total - only_a - only_b) as u64;
-    ensure!(
-        stored_base == shared_count,
-        "base store: {stored_base} of {shared_count} shared events stored"
+        d.shared_stored == shared,
+        "base store: {} of {shared} shared events stored",
+        d.shared_stored
     );
     // Closing the base store (its writer joins) leaves a data file that is safe to copy.
     drop(base);
@@ -229,8 +274,8 @@ fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
     }
     let a = Store::open(&a_dir)?;
     let b_store = Store::open(&b_dir)?;
-    let stored_a = ingest(&a, unique_a.into_iter())?;
-    let stored_b = ingest(&b_store, unique_b.into_iter())?;
+    let stored_a = ingest(&a, d.unique_a)?;
+    let stored_b = ingest(&b_store, d.unique_b)?;
     ensure!(
         stored_a == only_a as u64 && stored_b == only_b as u64,
         "own events stored: A {stored_a} of {only_a}, B {stored_b} of {only_b}"
@@ -238,27 +283,22 @@ fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
     let want_b = if b.empty_peer {
         0
     } else {
-        (n - only_a + only_b) as u64
+        shared + only_b as u64
     };
+    let (count_a, count_b) = (set_count(&a)?, set_count(&b_store)?);
     ensure!(
-        set_count(&a)? == n as u64 && set_count(&b_store)? == want_b,
-        "stores hold {} and {} events, expected {n} and {want_b}",
-        set_count(&a)?,
-        set_count(&b_store)?
+        count_a == n as u64 && count_b == want_b,
+        "stores hold {count_a} and {count_b} events, expected {n} and {want_b}"
     );
-    neg_a.seal()?;
-    neg_b.seal()?;
-    ids_a.sort_unstable();
-    ids_b.sort_unstable();
     Ok(Workload {
         _dir: dir,
         a,
         b: b_store,
-        neg_a,
-        neg_b,
-        only_a: ids_a,
-        only_b: ids_b,
-        diff_event_bytes,
+        neg_a: d.neg_a,
+        neg_b: d.neg_b,
+        only_a: d.ids_a,
+        only_b: d.ids_b,
+        diff_event_bytes: d.diff_event_bytes,
         setup: started.elapsed(),
     })
 }
