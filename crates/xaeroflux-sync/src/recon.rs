@@ -50,6 +50,9 @@ pub struct Found {
     pub have_ranges: Vec<KeyRange>,
     /// Ranges this side holds nothing of: the peer sends all it has there.
     pub need_ranges: Vec<KeyRange>,
+    /// Ids the peer will send that this side dropped on purpose (deleted by their author, or
+    /// older replaceable events): they are discarded on arrival.
+    pub declined: Vec<EventId>,
 }
 
 pub(crate) struct Reconciler {
@@ -247,7 +250,9 @@ impl Reconciler {
         self.count_ids(need.len() + give.len())?;
         self.found.have.extend(need);
         for id in give {
-            if !view.is_dropped(&id)? {
+            if view.is_dropped(&id)? {
+                self.found.declined.push(id);
+            } else {
                 self.found.need.push(id);
             }
         }

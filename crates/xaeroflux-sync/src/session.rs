@@ -51,12 +51,16 @@ pub struct SessionStats {
     pub events_received: u64,
     /// Bytes of the events sent, in their portable form (`id ‖ header ‖ signature ‖ payload`).
     pub event_bytes_sent: u64,
+    /// Bytes of the events received and verified, in the same form.
+    pub event_bytes_received: u64,
     /// Events this side found the peer lacks.
     pub have: u64,
     /// Events this side found it lacks (by id; whole ranges count as they arrive).
     pub need: u64,
     /// Ids promised by the peer that never came (deleted there meanwhile, or a lying peer).
     pub missing: u64,
+    /// Events the peer sent that this side had dropped on purpose, discarded.
+    pub declined: u64,
 }
 
 impl SessionStats {
@@ -87,6 +91,8 @@ pub struct Session {
     send_ranges: VecDeque<KeyRange>,
     want_ids: HashSet<EventId>,
     want_ranges: Vec<KeyRange>,
+    /// Offered ids this side dropped on purpose: discarded when they arrive.
+    declined: HashSet<EventId>,
     sent_done: bool,
     peer_done: bool,
     stats: SessionStats,
@@ -123,6 +129,7 @@ impl Session {
             send_ranges: VecDeque::new(),
             want_ids: HashSet::new(),
             want_ranges: Vec::new(),
+            declined: HashSet::new(),
             sent_done: false,
             peer_done: false,
             stats: SessionStats::default(),
@@ -322,6 +329,8 @@ impl Session {
         self.found.need.extend_from_slice(&found.need);
         self.found.have_ranges.extend_from_slice(&found.have_ranges);
         self.found.need_ranges.extend_from_slice(&found.need_ranges);
+        self.found.declined.extend_from_slice(&found.declined);
+        self.declined.extend(found.declined);
         self.send_ids.extend(found.have);
         self.send_ranges.extend(found.have_ranges);
         self.want_ids.extend(found.need);
@@ -392,6 +401,11 @@ impl Session {
                 created_at: ev.created_at(),
                 id: *ev.id(),
             };
+            if self.declined.remove(ev.id()) {
+                // Offered, verified, and not wanted here: the store would drop it again.
+                self.stats.declined += 1;
+                continue;
+            }
             let wanted = self.want_ids.remove(ev.id())
                 || self
                     .want_ranges
@@ -403,6 +417,10 @@ impl Session {
             events.push(event);
         }
         self.stats.events_received += events.len() as u64;
+        self.stats.event_bytes_received += events
+            .iter()
+            .map(|e| e.as_bytes().len() as u64)
+            .sum::<u64>();
         Ok(Received { events })
     }
 }

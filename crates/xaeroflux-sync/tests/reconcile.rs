@@ -101,3 +101,51 @@ proptest! {
         prop_assert_eq!(a.accumulate(&lower, &upper).unwrap(), b.accumulate(&lower, &upper).unwrap());
     }
 }
+
+#[test]
+fn events_one_side_dropped_are_neither_asked_for_nor_kept() {
+    // One peer deleted (dropped) some of the other's events: whichever side decodes the
+    // difference, they are not requested, and if offered they are discarded on arrival.
+    let mut declined = 0;
+    for salt in 0..6u64 {
+        for initiator_dropped in [false, true] {
+            let m = common::mask(40 + salt, 64);
+            let (mut a, mut b) = split(&m);
+            let (holder, dropper) = if initiator_dropped {
+                (&b, &mut a)
+            } else {
+                (&a, &mut b)
+            };
+            let dropped: Vec<_> = keys(holder)
+                .difference(&keys(dropper))
+                .step_by(7)
+                .map(|k| k.id)
+                .collect();
+            for id in &dropped {
+                dropper.drop_id(*id);
+            }
+            let r = run_local(
+                &mut a,
+                &mut b,
+                Scope::all(),
+                SyncConfig::default(),
+                salt,
+                NOW_MS,
+                LinkOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("salt {salt}: {e}"));
+            let dropper = if initiator_dropped { &a } else { &b };
+            for id in &dropped {
+                assert!(
+                    !keys(dropper).iter().any(|k| k.id == *id),
+                    "salt {salt}: a dropped event came back"
+                );
+            }
+            declined += r.initiator.declined + r.responder.declined;
+        }
+    }
+    assert!(
+        declined > 0,
+        "some dropped events were offered and discarded on arrival"
+    );
+}
