@@ -180,7 +180,7 @@ impl Session {
             scope: scope.clone(),
         };
         let msg = recon.open(view, hello)?;
-        self.queue_recon(&msg);
+        self.queue_recon(msg);
         Ok(())
     }
 
@@ -280,13 +280,13 @@ impl Session {
         self.outbox.extend(frames);
     }
 
-    fn queue_recon(&mut self, r: &Recon) {
+    fn queue_recon(&mut self, r: Recon) {
+        self.recon_done = !r.is_open();
         let before: usize = self.outbox.iter().map(Vec::len).sum();
-        self.queue(&Message::Recon(r.clone()));
+        self.queue(&Message::Recon(r));
         let after: usize = self.outbox.iter().map(Vec::len).sum();
         self.stats.recon_messages_sent += 1;
         self.stats.recon_bytes_sent += (after - before) as u64;
-        self.recon_done = !r.is_open();
     }
 
     fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
@@ -310,7 +310,7 @@ impl Session {
             .as_mut()
             .ok_or(SyncError::Protocol("first message without hello"))?;
         match recon.answer(view, r)? {
-            Some(reply) => self.queue_recon(&reply),
+            Some(reply) => self.queue_recon(reply),
             None => self.recon_done = true,
         }
         self.absorb_found();
