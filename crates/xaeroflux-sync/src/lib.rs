@@ -19,7 +19,7 @@ mod wire;
 
 pub use error::{SyncError, WireError};
 pub use lmdb::ScopedStore;
-pub use local::{run_local, LinkOptions, LinkReport, LocalError, Peer, PeerError};
+pub use local::{run_local, LinkOptions, LinkReport, LocalError, Peer, PeerError, PendingWrite};
 pub use memory::MemStore;
 pub use negentropy::{
     NegentropyError, NegentropyResponder, NegentropySession, NEGENTROPY_FRAME_BYTES_MIN,

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use xaeroflux_event::{EventId, VerifiedEvent};
 use xaeroflux_store::{Accum, Durability, Filter, ReadTxn, SetBoundary, SetKey, Store};
 
-use crate::local::{LocalError, Peer, PeerError};
+use crate::local::{LocalError, Peer, PeerError, PendingWrite};
 use crate::view::{set_view_via_mem_set, MemSet, SetView, SyncSource, ViewError};
 use crate::Scope;
 
@@ -69,11 +69,16 @@ impl Peer for Store {
         f(&txn)
     }
 
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<(), PeerError> {
-        self.submit(events, Durability::Relaxed)
-            .and_then(|t| t.wait())
-            .map(|_| ())
-            .map_err(|e| PeerError(e.to_string()))
+    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
+        let ticket = self
+            .submit(events, Durability::Relaxed)
+            .map_err(|e| PeerError(e.to_string()))?;
+        Ok(Some(Box::new(move || {
+            ticket
+                .wait()
+                .map(|_| ())
+                .map_err(|e| PeerError(e.to_string()))
+        })))
     }
 }
 
@@ -149,7 +154,7 @@ impl Peer for ScopedStore<'_> {
         })
     }
 
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<(), PeerError> {
+    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
         let mut store = self.store.clone();
         Peer::store(&mut store, events)
     }

@@ -20,9 +20,16 @@ pub trait Peer {
         &self,
         f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
     ) -> Result<(), LocalError>;
-    /// Stores verified events that arrived.
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<(), PeerError>;
+    /// Starts storing verified events that arrived. A write still in flight comes back as a
+    /// handle; the link waits on it later, so verification and writing overlap.
+    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError>;
 }
+
+/// A write still in flight: calling it waits for the write and says how it ended.
+pub type PendingWrite = Box<dyn FnOnce() -> Result<(), PeerError> + Send>;
+
+/// Writes a link lets run ahead of the session before it waits for the oldest.
+const WRITES_AHEAD: usize = 8;
 
 /// A peer failed to store events.
 #[derive(Debug, thiserror::Error)]
@@ -114,15 +121,25 @@ pub fn run_local(
         delivered: 0,
         now_ms,
         frames: VecDeque::new(),
+        writes: VecDeque::new(),
     };
-    while !(ends[0].session.is_finished() && ends[1].session.is_finished()) {
-        let [ea, eb] = &mut ends;
-        let mut progress = link.pump(&*a, b, ea, eb)?;
-        progress |= link.pump(&*b, a, eb, ea)?;
-        if !progress {
-            return Err(LocalError::Stalled);
+    let mut run = || -> Result<(), LocalError> {
+        while !(ends[0].session.is_finished() && ends[1].session.is_finished()) {
+            let [ea, eb] = &mut ends;
+            let mut progress = link.pump(&*a, b, ea, eb)?;
+            progress |= link.pump(&*b, a, eb, ea)?;
+            if !progress {
+                return Err(LocalError::Stalled);
+            }
         }
-    }
+        Ok(())
+    };
+    let outcome = run();
+    // Whatever ended the session, every write it started finishes before this returns: a
+    // caller that resumes later sees all that was stored.
+    let flushed = link.wait_writes(0);
+    outcome?;
+    flushed?;
     Ok(LinkReport {
         initiator: ends[0].session.stats(),
         responder: ends[1].session.stats(),
@@ -155,6 +172,7 @@ struct Link {
     delivered: u64,
     now_ms: u64,
     frames: VecDeque<Vec<u8>>,
+    writes: VecDeque<PendingWrite>,
 }
 
 impl Link {
@@ -200,10 +218,28 @@ impl Link {
             })?;
             to.busy += started.elapsed();
             if !events.is_empty() {
-                to_peer.store(events)?;
+                if let Some(write) = to_peer.store(events)? {
+                    self.writes.push_back(write);
+                    self.wait_writes(WRITES_AHEAD)?;
+                }
             }
         }
         Ok(moved)
+    }
+}
+
+impl Link {
+    /// Waits for the oldest writes until at most `left` are in flight; the first failure wins.
+    fn wait_writes(&mut self, left: usize) -> Result<(), LocalError> {
+        let mut first_error = None;
+        while self.writes.len() > left {
+            if let Some(write) = self.writes.pop_front() {
+                if let Err(e) = write() {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(e.into()))
     }
 }
 
@@ -215,10 +251,10 @@ impl Peer for MemStore {
         f(self)
     }
 
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<(), PeerError> {
+    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
         for e in &events {
             self.insert(e);
         }
-        Ok(())
+        Ok(None)
     }
 }

@@ -208,7 +208,10 @@ impl Peer for Hostile {
     ) -> Result<(), LocalError> {
         f(self)
     }
-    fn store(&mut self, events: Vec<xaeroflux_event::VerifiedEvent>) -> Result<(), PeerError> {
+    fn store(
+        &mut self,
+        events: Vec<xaeroflux_event::VerifiedEvent>,
+    ) -> Result<Option<xaeroflux_sync::PendingWrite>, PeerError> {
         Peer::store(&mut self.inner, events)
     }
 }
