@@ -231,7 +231,7 @@ impl<'s> ReadTxn<'s> {
     /// than `rank + 1` events are stored.
     pub fn set_boundary(&self, rank: u64) -> Result<Option<SetBoundary>, ReadError> {
         let tree = self.set_tree()?;
-        let Some(b) = tree.boundary(rank)? else {
+        let Some(b) = tree.boundary(rank, true)? else {
             return Ok(None);
         };
         let before = match (b.before, rank) {

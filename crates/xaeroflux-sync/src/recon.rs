@@ -365,17 +365,34 @@ impl Reconciler {
                 ControlFlow::Continue(())
             }
         })?;
-        let mut need = Vec::new();
-        for id in theirs {
-            if !mine.contains(id) && !view.is_dropped(id)? {
+        let theirs_only: Vec<EventId> = theirs
+            .iter()
+            .filter(|id| !mine.contains(id))
+            .copied()
+            .collect();
+        self.settle(view, &theirs_only, give, reply)
+    }
+
+    /// Records a settled difference: `theirs_only` is asked for (unless this side dropped it on
+    /// purpose), `mine_only` offered; both go into the reply.
+    fn settle(
+        &mut self,
+        view: &dyn SetView,
+        theirs_only: &[EventId],
+        mine_only: Vec<EventId>,
+        reply: &mut Reply,
+    ) -> Result<(), SyncError> {
+        let mut need = Vec::with_capacity(theirs_only.len());
+        for id in theirs_only {
+            if !view.is_dropped(id)? {
                 need.push(*id);
             }
         }
-        self.count_ids(need.len() + give.len())?;
-        self.found.have.extend_from_slice(&give);
+        self.count_ids(need.len() + mine_only.len())?;
         self.found.need.extend_from_slice(&need);
-        reply.give.extend(give);
+        self.found.have.extend_from_slice(&mine_only);
         reply.need.extend(need);
+        reply.give.extend(mine_only);
         Ok(())
     }
 
@@ -451,17 +468,7 @@ impl Reconciler {
         match pool.decoder.decode() {
             Ok(DecodeState::Decoded) => {
                 let local_only = pool.decoder.local_only().to_vec();
-                let mut need = Vec::with_capacity(pool.decoder.remote_only().len());
-                for id in pool.decoder.remote_only() {
-                    if !view.is_dropped(id)? {
-                        need.push(*id);
-                    }
-                }
-                self.count_ids(need.len() + local_only.len())?;
-                self.found.need.extend_from_slice(&need);
-                self.found.have.extend_from_slice(&local_only);
-                reply.need.extend(need);
-                reply.give.extend(local_only);
+                self.settle(view, pool.decoder.remote_only(), local_only, reply)?;
             }
             Ok(DecodeState::NeedMore) if (to as usize) < self.cfg.symbols_max => {
                 // Rateless: ask for half as many again. The first batch was sized for the

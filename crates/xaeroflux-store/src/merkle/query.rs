@@ -93,8 +93,13 @@ impl<'a, 'e> Tree<'a, 'e> {
     }
 
     /// The key with `rank` keys below it, the key just below it when it shares the leaf (else
-    /// `None`), and the sum and count of the keys below it: one descent.
-    pub(crate) fn boundary(&self, rank: u64) -> Result<Option<Boundary>, MerkleError> {
+    /// `None`), and (with `with_sum`; else only the count) the summary of the keys below it:
+    /// one descent.
+    pub(crate) fn boundary(
+        &self,
+        rank: u64,
+        with_sum: bool,
+    ) -> Result<Option<Boundary>, MerkleError> {
         let Some(mut page) = self.root()? else {
             return Ok(None);
         };
@@ -109,7 +114,10 @@ impl<'a, 'e> Tree<'a, 'e> {
                     .ok()
                     .filter(|i| *i < page.count())
                     .ok_or_else(|| PageError::new(page.no(), "total exceeds its entries"))?;
-                below.add(&page.accum_of(0..i));
+                if with_sum {
+                    below.add(&page.accum_of(0..i));
+                }
+                below.count = rank;
                 return Ok(Some(Boundary {
                     before: i.checked_sub(1).map(|j| *page.key(j)),
                     at: *page.key(i),
@@ -128,42 +136,16 @@ impl<'a, 'e> Tree<'a, 'e> {
             let Some(i) = next else {
                 return Err(PageError::new(page.no(), "total exceeds its children's").into());
             };
-            below.add(&page.accum_of(0..i));
+            if with_sum {
+                below.add(&page.accum_of(0..i));
+            }
             page = self.page(page.child(i), page.level() - 1)?;
         }
     }
 
     /// The key with `rank` keys below it.
     pub(crate) fn nth(&self, rank: u64) -> Result<Option<Key>, MerkleError> {
-        let Some(mut page) = self.root()? else {
-            return Ok(None);
-        };
-        if rank >= page.summary().accum.count {
-            return Ok(None);
-        }
-        let mut left = rank;
-        loop {
-            if page.is_leaf() {
-                return usize::try_from(left)
-                    .ok()
-                    .filter(|i| *i < page.count())
-                    .map(|i| Some(*page.key(i)))
-                    .ok_or_else(|| PageError::new(page.no(), "total exceeds its entries").into());
-            }
-            let mut next = None;
-            for i in 0..page.count() {
-                let total = page.child_total(i);
-                if left < total {
-                    next = Some(i);
-                    break;
-                }
-                left -= total;
-            }
-            let Some(i) = next else {
-                return Err(PageError::new(page.no(), "total exceeds its children's").into());
-            };
-            page = self.page(page.child(i), page.level() - 1)?;
-        }
+        Ok(self.boundary(rank, false)?.map(|b| b.at))
     }
 
     /// Visits the keys in `[lo, hi)` in ascending order until `f` breaks. Checks that the keys
