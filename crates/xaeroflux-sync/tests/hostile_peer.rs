@@ -230,15 +230,7 @@ fn lying_fingerprints_end_within_the_turn_limit() {
         rounds_max: 16,
         ..SyncConfig::default()
     };
-    let outcome = run_local(
-        &mut honest,
-        &mut liar,
-        Scope::all(),
-        cfg,
-        5,
-        NOW_MS,
-        LinkOptions::default(),
-    );
+    let outcome = common::sync_all(&mut honest, &mut liar, cfg, 5);
     // Either the lies are survived (the exchange degenerates to id lists and symbols, which do
     // not lie) or the session stops at the turn limit; it never loops on.
     match outcome {
@@ -265,16 +257,8 @@ fn a_forged_event_ends_the_session_and_is_not_stored() {
         forge: Some(forged),
         ..Hostile::new(other)
     };
-    let err = run_local(
-        &mut honest,
-        &mut forger,
-        Scope::all(),
-        SyncConfig::default(),
-        2,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .expect_err("the forged event must end the session");
+    let err = common::sync_all(&mut honest, &mut forger, SyncConfig::default(), 2)
+        .expect_err("the forged event must end the session");
     assert!(
         matches!(err, LocalError::Initiator(SyncError::InvalidEvent(_))),
         "{err}"

@@ -49,16 +49,7 @@ fn two_stores_converge_to_one_root() {
     let (_da, mut a) = lmdb_with(side(&m, 1));
     let (_db, mut b) = lmdb_with(side(&m, 2));
     assert_ne!(root(&a), root(&b));
-    let r = run_local(
-        &mut a,
-        &mut b,
-        Scope::all(),
-        SyncConfig::default(),
-        3,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .unwrap();
+    let r = common::sync_all(&mut a, &mut b, SyncConfig::default(), 3).unwrap();
     assert_eq!(root(&a), root(&b));
     let (ma, mb) = split(&m);
     let union = ma
@@ -74,16 +65,7 @@ fn two_stores_converge_to_one_root() {
         2 * union - ma.len() as u64 - mb.len() as u64
     );
     // Nothing left to do: one round trip, nothing moves.
-    let again = run_local(
-        &mut a,
-        &mut b,
-        Scope::all(),
-        SyncConfig::default(),
-        4,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .unwrap();
+    let again = common::sync_all(&mut a, &mut b, SyncConfig::default(), 4).unwrap();
     assert_eq!(again.initiator.round_trips(), 1);
     assert_eq!(
         again.initiator.events_sent + again.initiator.events_received,
@@ -147,16 +129,7 @@ fn a_cut_session_resumes_with_only_what_is_missing() {
         moved_before > 0 && moved_before < missing_total,
         "the cut fell mid-transfer: {moved_before} of {missing_total}"
     );
-    let r = run_local(
-        &mut a,
-        &mut b,
-        Scope::all(),
-        cfg,
-        9,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .unwrap();
+    let r = common::sync_all(&mut a, &mut b, cfg, 9).unwrap();
     let moved_after = r.initiator.events_received + r.responder.events_received;
     assert_eq!(
         moved_before + moved_after,
@@ -187,16 +160,7 @@ fn a_fresh_store_is_bootstrapped_in_bulk_and_resumes() {
     assert!(matches!(cut, Err(LocalError::Cut { .. })));
     let have = b.read().unwrap().len().unwrap();
     assert!(have > 0 && have < POOL as u64);
-    let r = run_local(
-        &mut a,
-        &mut b,
-        Scope::all(),
-        cfg,
-        2,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .unwrap();
+    let r = common::sync_all(&mut a, &mut b, cfg, 2).unwrap();
     assert_eq!(r.initiator.events_sent, POOL as u64 - have);
     assert_eq!(root(&a), root(&b));
     let bytes = r.initiator.bytes_sent + r.initiator.bytes_received;

@@ -12,16 +12,7 @@ use xaeroflux_sync::{run_local, LinkOptions, Scope, SetView, SyncConfig};
 #[test]
 fn identical_sets_take_one_round_trip() {
     let (mut a, mut b) = split(&vec![3u8; POOL]);
-    let r = run_local(
-        &mut a,
-        &mut b,
-        Scope::all(),
-        SyncConfig::default(),
-        7,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .unwrap();
+    let r = common::sync_all(&mut a, &mut b, SyncConfig::default(), 7).unwrap();
     assert_eq!(r.initiator.round_trips(), 1);
     assert!(
         r.initiator.bytes_sent + r.initiator.bytes_received <= 100,
@@ -33,16 +24,7 @@ fn identical_sets_take_one_round_trip() {
 #[test]
 fn fresh_peer_gets_everything_in_bulk() {
     let (mut a, mut b) = split(&vec![2u8; POOL]);
-    let r = run_local(
-        &mut a,
-        &mut b,
-        Scope::all(),
-        SyncConfig::default(),
-        9,
-        NOW_MS,
-        LinkOptions::default(),
-    )
-    .unwrap();
+    let r = common::sync_all(&mut a, &mut b, SyncConfig::default(), 9).unwrap();
     assert_eq!(keys(&a), keys(&b));
     assert_eq!(a.len(), POOL);
     assert_eq!(r.initiator.events_received, POOL as u64);
@@ -124,16 +106,8 @@ fn events_one_side_dropped_are_neither_asked_for_nor_kept() {
             for id in &dropped {
                 dropper.drop_id(*id);
             }
-            let r = run_local(
-                &mut a,
-                &mut b,
-                Scope::all(),
-                SyncConfig::default(),
-                salt,
-                NOW_MS,
-                LinkOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("salt {salt}: {e}"));
+            let r = common::sync_all(&mut a, &mut b, SyncConfig::default(), salt)
+                .unwrap_or_else(|e| panic!("salt {salt}: {e}"));
             let dropper = if initiator_dropped { &a } else { &b };
             for id in &dropped {
                 assert!(

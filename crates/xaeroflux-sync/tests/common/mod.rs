@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use xaeroflux_event::{Draft, Identity, Topic, VerifiedEvent};
 use xaeroflux_store::SetKey;
-use xaeroflux_sync::MemStore;
+use xaeroflux_sync::{
+    run_local, LinkOptions, LinkReport, LocalError, MemStore, Peer, Scope, SyncConfig,
+};
 
 /// "Now" for every test: after every pool event.
 pub const NOW_MS: u64 = 1_800_000_000_000;
@@ -78,4 +80,22 @@ pub fn mask(seed: u64, shared: u64) -> Vec<u8> {
             }
         })
         .collect()
+}
+
+/// One session over the whole set, default link.
+pub fn sync_all(
+    a: &mut dyn Peer,
+    b: &mut dyn Peer,
+    cfg: SyncConfig,
+    salt: u64,
+) -> Result<LinkReport, LocalError> {
+    run_local(
+        a,
+        b,
+        Scope::all(),
+        cfg,
+        salt,
+        NOW_MS,
+        LinkOptions::default(),
+    )
 }
