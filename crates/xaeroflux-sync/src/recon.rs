@@ -127,12 +127,16 @@ impl Reply {
             && self.give.is_empty()
     }
 
-    fn finish(mut self, lower: SetKey, upper: SetKey) -> Recon {
+    /// The message, ranges ascending with gaps skipped. Ranges answer disjoint ranges of the
+    /// peer's messages; overlap means the peer reopened a range still pooled: refused.
+    fn finish(mut self, lower: SetKey, upper: SetKey) -> Result<Recon, SyncError> {
         self.ranges.sort_by_key(|r| r.0);
         let mut ranges: Vec<(SetKey, Mode)> = Vec::with_capacity(self.ranges.len() * 2 + 1);
         let mut cursor = lower;
         for (lo, hi, mode) in self.ranges {
-            debug_assert!(lo >= cursor && hi > lo, "reply ranges are disjoint");
+            if lo < cursor || hi <= lo {
+                return Err(SyncError::Protocol("a range overlaps one still open"));
+            }
             if lo > cursor {
                 ranges.push((lo, Mode::Skip));
             }
@@ -142,14 +146,14 @@ impl Reply {
         if !ranges.is_empty() && cursor < upper {
             ranges.push((upper, Mode::Skip));
         }
-        Recon {
+        Ok(Recon {
             hello: None,
             ranges,
             pools: self.pools,
             more: self.more,
             need: self.need,
             give: self.give,
-        }
+        })
     }
 }
 
@@ -227,7 +231,7 @@ impl Reconciler {
         if reply.is_empty() && !was_open {
             return Ok(None);
         }
-        Ok(Some(reply.finish(self.lower, self.upper)))
+        reply.finish(self.lower, self.upper).map(Some)
     }
 
     fn count_ids(&mut self, n: usize) -> Result<(), SyncError> {
