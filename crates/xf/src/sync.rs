@@ -177,8 +177,7 @@ struct Summary<'a> {
     equal: bool,
 }
 
-/// One direction of the link, from the initiator's counters (and the responder's for the
-/// event bytes it sent).
+/// One direction of the link, from the initiator's counters.
 fn direction(bytes: u64, recon: u64, frames: u64, events: u64, event_bytes: u64) -> Value {
     json!({ "bytes": bytes, "recon_bytes": recon, "frames": frames, "events": events,
             "event_bytes": event_bytes })
@@ -200,8 +199,9 @@ impl Summary<'_> {
             "seconds": self.session_s,
             "seconds_durable": self.total_s,
             "sent": direction(i.bytes_sent, i.recon_bytes_sent, i.frames_sent, i.events_sent, i.event_bytes_sent),
-            "received": direction(i.bytes_received, i.recon_bytes_received, i.frames_received, i.events_received, r.event_bytes_sent),
+            "received": direction(i.bytes_received, i.recon_bytes_received, i.frames_received, i.events_received, i.event_bytes_received),
             "have": i.have, "need": i.need, "missing": i.missing,
+            "declined": { "here": i.declined, "there": r.declined },
             "initiator_busy_ms": self.report.initiator_busy.as_secs_f64() * 1e3,
             "responder_busy_ms": self.report.responder_busy.as_secs_f64() * 1e3,
             "root": { "here": set_root_json(self.here), "there": set_root_json(self.there),
@@ -236,7 +236,13 @@ impl Summary<'_> {
             i.recon_bytes_received,
         );
         row("events", i.events_sent, i.events_received);
-        row("event bytes", i.event_bytes_sent, r.event_bytes_sent);
+        row("event bytes", i.event_bytes_sent, i.event_bytes_received);
+        if i.declined + r.declined > 0 {
+            println!(
+                "{} events offered were declined (already deleted or replaced on the receiving side)",
+                i.declined + r.declined
+            );
+        }
         if i.missing > 0 {
             println!(
                 "{} events promised by the other store never came (deleted there meanwhile)",
