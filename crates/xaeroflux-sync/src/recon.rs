@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 
 use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_store::{Accum, SetBoundary, SetKey};
 
 use crate::error::SyncError;
 use crate::riblt::{self, DecodeState, Decoder, Symbol};
@@ -73,7 +73,6 @@ pub(crate) struct Reconciler {
 struct Mismatch {
     lo: SetKey,
     hi: SetKey,
-    mine: u64,
     theirs: u64,
     /// Summary of this side's keys below `lo`.
     lo_prefix: Accum,
@@ -101,10 +100,15 @@ impl Prefixes {
 }
 
 impl Mismatch {
+    /// This side's items in the range.
+    fn mine(&self) -> u64 {
+        self.acc.count
+    }
+
     /// One side holds at least twice what the other does: most of the difference is one
     /// side's surplus, which splitting isolates better than symbols.
     fn lopsided(&self) -> bool {
-        self.theirs >= 2 * self.mine || self.mine >= 2 * self.theirs
+        self.theirs >= 2 * self.mine() || self.mine() >= 2 * self.theirs
     }
 }
 
@@ -188,19 +192,21 @@ impl Reconciler {
         out
     }
 
+    /// A fingerprint range: this side's fingerprint and count of `acc`.
+    fn fp_mode(&self, acc: &Accum) -> Mode {
+        Mode::Fp {
+            fp: self.fp(acc),
+            count: acc.count,
+        }
+    }
+
     /// The initiator's opening: one fingerprint over the whole scope.
     pub(crate) fn open(&mut self, view: &dyn SetView, hello: Hello) -> Result<Recon, SyncError> {
         let acc = view.accumulate(&self.lower, &self.upper)?;
         self.turns += 1;
         Ok(Recon {
             hello: Some(hello),
-            ranges: vec![(
-                self.upper,
-                Mode::Fp {
-                    fp: self.fp(&acc),
-                    count: acc.count,
-                },
-            )],
+            ranges: vec![(self.upper, self.fp_mode(&acc))],
             ..Recon::default()
         })
     }
@@ -308,7 +314,6 @@ impl Reconciler {
                         mismatches.push(Mismatch {
                             lo,
                             hi,
-                            mine: acc.count,
                             theirs: *count,
                             lo_prefix,
                             acc,
@@ -490,14 +495,7 @@ impl Reconciler {
             Ok(_) | Err(_) => {
                 for (lo, hi) in pool.ranges {
                     let acc = view.accumulate(&lo, &hi)?;
-                    reply.ranges.push((
-                        lo,
-                        hi,
-                        Mode::Fp {
-                            fp: self.fp(&acc),
-                            count: acc.count,
-                        },
-                    ));
+                    reply.ranges.push((lo, hi, self.fp_mode(&acc)));
                 }
             }
         }
@@ -516,7 +514,7 @@ impl Reconciler {
             return Ok(());
         }
         let est = Estimate::new(trials);
-        let mine_total: u64 = mismatches.iter().map(|m| m.mine).sum();
+        let mine_total: u64 = mismatches.iter().map(|m| m.mine()).sum();
         let d_total: f64 = mismatches.iter().map(|m| est.per_range(m)).sum();
         // Symbols cost a scan of every item in the pooled ranges, on both sides. The budget
         // grows faster than the difference: at small differences CPU matters and another turn
@@ -532,7 +530,7 @@ impl Reconciler {
         let largest = mismatches
             .iter()
             .filter(balanced)
-            .map(|m| m.mine)
+            .map(|m| m.mine())
             .max()
             .unwrap_or(0);
         let poolable =
@@ -541,11 +539,11 @@ impl Reconciler {
         let mut pool_d = 0.0;
         for m in &mismatches {
             let d_r = est.per_range(m);
-            let smaller = m.theirs >= 2 * m.mine;
-            if m.mine <= self.cfg.ids_items_max
-                || (smaller && m.mine <= self.cfg.ids_items_lopsided_max)
+            let smaller = m.theirs >= 2 * m.mine();
+            if m.mine() <= self.cfg.ids_items_max
+                || (smaller && m.mine() <= self.cfg.ids_items_lopsided_max)
             {
-                let mut ids = Vec::with_capacity(m.mine as usize);
+                let mut ids = Vec::with_capacity(m.mine() as usize);
                 view.for_each_in(&m.lo, &m.hi, &mut |k| {
                     ids.push(k.id);
                     ControlFlow::Continue(())
@@ -554,14 +552,7 @@ impl Reconciler {
             } else if smaller {
                 // The peer holds most of this range (a fresh or interrupted peer catching up):
                 // its split finds the parts this side lacks entirely, which then move in bulk.
-                reply.ranges.push((
-                    m.lo,
-                    m.hi,
-                    Mode::Fp {
-                        fp: self.fp(&m.acc),
-                        count: m.acc.count,
-                    },
-                ));
+                reply.ranges.push((m.lo, m.hi, self.fp_mode(&m.acc)));
             } else if m.lopsided() {
                 self.split(view, m, f64::INFINITY, Split::Saturated, reply)?;
             } else if poolable && symbols_for(pool_d + d_r) <= self.cfg.symbols_max {
@@ -612,7 +603,7 @@ impl Reconciler {
         how: Split,
         reply: &mut Reply,
     ) -> Result<(), SyncError> {
-        let by_size = |items: u64| m.mine.div_ceil(items.max(1));
+        let by_size = |items: u64| m.mine().div_ceil(items.max(1));
         let by_diff = (4.0 * d_r).ceil().max(4.0) as u64;
         let parts = match how {
             // Nothing to go on (the opening fingerprint): split wide; the next turn's mismatch
@@ -624,7 +615,7 @@ impl Reconciler {
             // symbols that follow scan little.
             Split::Estimated => by_size(self.cfg.leaf_items).min(by_diff),
         };
-        let parts = parts.clamp(2, self.cfg.branch_max as u64).min(m.mine);
+        let parts = parts.clamp(2, self.cfg.branch_max as u64).min(m.mine());
         let first = m.lo_prefix.count;
         let mut lo = m.lo;
         let mut lo_prefix = m.lo_prefix;
@@ -634,13 +625,15 @@ impl Reconciler {
                 end.add(&m.acc);
                 (m.hi, end)
             } else {
-                // The bound between the items at ranks `at - 1` and `at`; every key below it
-                // is below the item at `at`, so that item's prefix is the bound's.
-                let at = first + i * m.mine / parts;
-                match view.boundary(at)? {
-                    Some(b) if b.at < m.hi && b.before.is_some_and(|p| p >= lo) => {
-                        (min_bound(&b.before.unwrap_or(lo), &b.at), b.below)
-                    }
+                // The bound between the items at ranks `rank - 1` and `rank`; every key below
+                // it is below the item at `rank`, so that item's prefix is the bound's.
+                let rank = first + i * m.mine() / parts;
+                match view.boundary(rank)? {
+                    Some(SetBoundary {
+                        before: Some(before),
+                        at,
+                        below,
+                    }) if at < m.hi && before >= lo => (min_bound(&before, &at), below),
                     _ => continue,
                 }
             };
@@ -649,14 +642,7 @@ impl Reconciler {
             }
             let mut acc = hi_prefix;
             acc.sub(&lo_prefix);
-            reply.ranges.push((
-                lo,
-                hi,
-                Mode::Fp {
-                    fp: self.fp(&acc),
-                    count: acc.count,
-                },
-            ));
+            reply.ranges.push((lo, hi, self.fp_mode(&acc)));
             lo = hi;
             lo_prefix = hi_prefix;
         }
@@ -728,17 +714,19 @@ impl Estimate {
 
     /// Expected differences in one mismatching range.
     fn per_range(&self, m: &Mismatch) -> f64 {
-        let dc = m.mine as f64 - m.theirs as f64;
+        let dc = m.mine() as f64 - m.theirs as f64;
         let floor = dc.abs().max(1.0);
         if self.reliable {
             // E[k | k >= 1] for Poisson(lambda).
-            let l = (self.density * (m.mine + m.theirs) as f64 / 2.0).max(1e-9);
+            let l = (self.density * (m.mine() + m.theirs) as f64 / 2.0).max(1e-9);
             (l / (1.0 - (-l).exp())).max(floor)
         } else {
             // Each difference moves the count by one either way, so with differences split at
             // random the squared count difference estimates the range's differences (the
             // margin covers the estimator's spread); never more than both sides' items.
-            (1.25 * dc * dc).min((m.mine + m.theirs) as f64).max(floor)
+            (1.25 * dc * dc)
+                .min((m.mine() + m.theirs) as f64)
+                .max(floor)
         }
     }
 }
