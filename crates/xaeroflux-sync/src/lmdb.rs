@@ -70,15 +70,7 @@ impl Peer for Store {
     }
 
     fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
-        let ticket = self
-            .submit(events, Durability::Relaxed)
-            .map_err(|e| PeerError(e.to_string()))?;
-        Ok(Some(Box::new(move || {
-            ticket
-                .wait()
-                .map(|_| ())
-                .map_err(|e| PeerError(e.to_string()))
-        })))
+        store_relaxed(self, events)
     }
 }
 
@@ -155,7 +147,22 @@ impl Peer for ScopedStore<'_> {
     }
 
     fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
-        let mut store = self.store.clone();
-        Peer::store(&mut store, events)
+        store_relaxed(self.store, events)
     }
+}
+
+/// Queues received events for the writer with relaxed durability and hands back the wait.
+fn store_relaxed(
+    store: &Store,
+    events: Vec<VerifiedEvent>,
+) -> Result<Option<PendingWrite>, PeerError> {
+    let ticket = store
+        .submit(events, Durability::Relaxed)
+        .map_err(|e| PeerError(e.to_string()))?;
+    Ok(Some(Box::new(move || {
+        ticket
+            .wait()
+            .map(|_| ())
+            .map_err(|e| PeerError(e.to_string()))
+    })))
 }

@@ -150,7 +150,11 @@ impl Session {
 
     /// Counters so far.
     pub fn stats(&self) -> SessionStats {
-        self.stats
+        SessionStats {
+            have: self.found.have.len() as u64,
+            need: self.found.need.len() as u64,
+            ..self.stats
+        }
     }
 
     /// What reconciliation has found so far: the ids this side has that the peer lacks, the
@@ -272,21 +276,22 @@ impl Session {
         }
     }
 
-    fn queue(&mut self, msg: &Message) {
+    /// Frames a message into the outbox; returns the bytes queued, headers included.
+    fn queue(&mut self, msg: &Message) -> usize {
         let lower = self.scope.as_ref().map_or(SetKey::MIN, Scope::lower);
         let bytes = msg.encode(&lower);
         let mut frames = Vec::new();
         wire::frames(&bytes, self.cfg.frame_bytes_max, &mut frames);
+        let queued = frames.iter().map(Vec::len).sum();
         self.outbox.extend(frames);
+        queued
     }
 
     fn queue_recon(&mut self, r: Recon) {
         self.recon_done = !r.is_open();
-        let before: usize = self.outbox.iter().map(Vec::len).sum();
-        self.queue(&Message::Recon(r));
-        let after: usize = self.outbox.iter().map(Vec::len).sum();
+        let queued = self.queue(&Message::Recon(r));
         self.stats.recon_messages_sent += 1;
-        self.stats.recon_bytes_sent += (after - before) as u64;
+        self.stats.recon_bytes_sent += queued as u64;
     }
 
     fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
@@ -323,8 +328,6 @@ impl Session {
             return;
         };
         let found = std::mem::take(&mut recon.found);
-        self.stats.have += found.have.len() as u64;
-        self.stats.need += found.need.len() as u64;
         self.found.have.extend_from_slice(&found.have);
         self.found.need.extend_from_slice(&found.need);
         self.found.have_ranges.extend_from_slice(&found.have_ranges);
