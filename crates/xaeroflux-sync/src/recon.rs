@@ -374,6 +374,11 @@ impl Reconciler {
                 ControlFlow::Continue(())
             }
         })?;
+        // An id list answered against more of our items than the session may hold would be
+        // answered in part: refuse it rather than report half a difference.
+        if mine.len() > limit {
+            return Err(SyncError::TooManyIds { max: limit });
+        }
         let theirs_only: Vec<EventId> = theirs
             .iter()
             .filter(|id| !mine.contains(id))
