@@ -1,0 +1,514 @@
+//! The node's network loop, generic over the [`Transport`]: sync on every new connection and
+//! periodically (anti-entropy), gossip of local events, verification of received ones, redial
+//! with backoff, and scoring of peers that misbehave. It runs on one thread, inside a
+//! current-thread runtime; sessions are tasks on the same thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, warn};
+use xaeroflux_event::{verify, EventId, Limits, Topic, VerifiedEvent};
+use xaeroflux_store::{Durability, Store, Ticket};
+
+use crate::peers::Peers;
+use crate::runner::{self, Start, SyncFailure, SyncSummary};
+use crate::transport::{GossipToken, Multiaddr, PeerId, Transport, TransportEvent};
+use crate::NetConfig;
+
+/// Gossip topic every event is published on; nodes following all topics subscribe to it.
+pub const GOSSIP_ALL: &str = "xf/1/all";
+/// Gossip writes in flight before the loop waits for the oldest.
+const GOSSIP_WRITES_AHEAD: usize = 64;
+/// Score a peer earns back per anti-entropy round of good behaviour.
+const FORGIVE_PER_ROUND: i32 = 5;
+
+/// The gossip topic of one event topic.
+pub fn gossip_topic(topic: &Topic) -> String {
+    let mut name = String::from("xf/1/t/");
+    for b in topic.0 {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
+}
+
+/// What the rest of the engine asks of the network thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish(VerifiedEvent),
+    Dial(Multiaddr),
+    SyncNow,
+    Shutdown,
+}
+
+/// What the network thread reports (to the CLI, tests, an app).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NetEvent {
+    /// Listening on an address.
+    Listening(Multiaddr),
+    /// A peer connected.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// Its address.
+        addr: Multiaddr,
+    },
+    /// A peer's last connection closed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A session finished.
+    Synced(SyncSummary),
+    /// A session failed.
+    SyncFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Whether this side opened it.
+        initiator: bool,
+        /// Why.
+        error: String,
+        /// Score deducted from the peer for it.
+        penalty: i32,
+    },
+    /// A gossiped event was verified and queued for storing.
+    Gossiped {
+        /// The event.
+        id: EventId,
+        /// The peer that forwarded it.
+        from: PeerId,
+    },
+    /// A peer misbehaved past the threshold and was blocked.
+    Blocked {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A dial failed.
+    DialFailed {
+        /// The peer, if known.
+        peer: Option<PeerId>,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Sessions running with one peer: at most one each way.
+#[derive(Debug, Default, Clone, Copy)]
+struct Running {
+    outbound: bool,
+    inbound: bool,
+    /// Another outbound session was asked for while one ran.
+    again: bool,
+}
+
+pub(crate) struct Engine<T: Transport> {
+    transport: T,
+    store: Store,
+    cfg: NetConfig,
+    commands: Receiver<Command>,
+    wake: Arc<Notify>,
+    events: Sender<NetEvent>,
+    peers: Peers,
+    running: HashMap<PeerId, Running>,
+    inbound_sessions: usize,
+    done_tx: mpsc::UnboundedSender<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
+    done_rx: mpsc::UnboundedReceiver<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
+    gossip_writes: VecDeque<Ticket>,
+    /// Bootstrap addresses without a known peer: dialed until they answer.
+    bootstrap: Vec<(Multiaddr, Instant, Duration)>,
+    last_anti_entropy: Instant,
+}
+
+enum Input {
+    Wake,
+    Transport(TransportEvent),
+    Done(PeerId, bool, Result<SyncSummary, SyncFailure>),
+    Tick,
+}
+
+impl<T: Transport> Engine<T> {
+    pub(crate) fn new(
+        transport: T,
+        store: Store,
+        cfg: NetConfig,
+        commands: Receiver<Command>,
+        wake: Arc<Notify>,
+        events: Sender<NetEvent>,
+    ) -> Engine<T> {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        Engine {
+            transport,
+            store,
+            peers: Peers::new(cfg.redial_min, cfg.redial_max),
+            bootstrap: cfg
+                .bootstrap
+                .iter()
+                .map(|a| (a.clone(), now, Duration::ZERO))
+                .collect(),
+            cfg,
+            commands,
+            wake,
+            events,
+            running: HashMap::new(),
+            inbound_sessions: 0,
+            done_tx,
+            done_rx,
+            gossip_writes: VecDeque::new(),
+            last_anti_entropy: now,
+        }
+    }
+
+    /// Runs until told to shut down (or every handle is gone).
+    pub(crate) async fn run(mut self) {
+        if self.cfg.topics.is_empty() {
+            self.transport.subscribe(GOSSIP_ALL);
+        }
+        for t in &self.cfg.topics.clone() {
+            self.transport.subscribe(&gossip_topic(t));
+        }
+        let mut tick = tokio::time::interval(self.cfg.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let input = {
+                let transport = &mut self.transport;
+                let done_rx = &mut self.done_rx;
+                tokio::select! {
+                    _ = self.wake.notified() => Input::Wake,
+                    ev = poll_fn(|cx| transport.poll_event(cx)) => Input::Transport(ev),
+                    Some((peer, initiator, r)) = done_rx.recv() => Input::Done(peer, initiator, r),
+                    _ = tick.tick() => Input::Tick,
+                }
+            };
+            match input {
+                Input::Wake => {
+                    if !self.drain_commands() {
+                        break;
+                    }
+                }
+                Input::Transport(ev) => self.on_transport(ev),
+                Input::Done(peer, initiator, r) => self.on_done(peer, initiator, r),
+                Input::Tick => self.on_tick(),
+            }
+        }
+        self.finish_writes(0);
+        self.persist_peers();
+    }
+
+    fn emit(&self, ev: NetEvent) {
+        // Observers that fall behind lose reports, never stall the network.
+        if let Err(TrySendError::Full(_)) = self.events.try_send(ev) {
+            debug!("event observer full, report dropped");
+        }
+    }
+
+    /// Returns false on shutdown.
+    fn drain_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Publish(ev)) => self.publish(ev),
+                Ok(Command::Dial(addr)) => self.dial(addr),
+                Ok(Command::SyncNow) => {
+                    for peer in self.peers.connected_peers() {
+                        self.start_sync(peer);
+                    }
+                }
+                Ok(Command::Shutdown) => return false,
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn dial(&mut self, addr: Multiaddr) {
+        if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+            self.peers.learn(peer, addr.clone(), true);
+        }
+        if let Err(e) = self.transport.dial(addr.clone()) {
+            warn!(%addr, error = %e, "dial failed");
+        }
+    }
+
+    fn publish(&mut self, ev: VerifiedEvent) {
+        let bytes = ev.as_bytes().to_vec();
+        let topic = *ev.as_ref().topic();
+        self.transport.publish(GOSSIP_ALL, bytes.clone());
+        self.transport.publish(&gossip_topic(&topic), bytes);
+    }
+
+    fn on_transport(&mut self, ev: TransportEvent) {
+        match ev {
+            TransportEvent::Listening(addr) => {
+                info!(%addr, "listening");
+                self.emit(NetEvent::Listening(addr));
+            }
+            TransportEvent::Connected { peer, addr, dialer } => {
+                if self.peers.is_blocked(&peer) {
+                    self.transport.disconnect(peer);
+                    return;
+                }
+                info!(%peer, %addr, dialer, "connected");
+                self.peers
+                    .connected(peer, addr.clone(), dialer, crate::now_ms());
+                self.bootstrap.retain(|(a, _, _)| *a != addr);
+                self.emit(NetEvent::Connected { peer, addr });
+                // The dialer opens the first session, so a new pair runs one, not two.
+                if dialer {
+                    self.start_sync(peer);
+                }
+            }
+            TransportEvent::Disconnected { peer } => {
+                info!(%peer, "disconnected");
+                self.peers.disconnected(peer, crate::now_ms());
+                self.emit(NetEvent::Disconnected { peer });
+            }
+            TransportEvent::InboundSync { peer, link } => {
+                let running = self.running.entry(peer).or_default();
+                let busy = running.inbound
+                    || self.inbound_sessions >= self.cfg.inbound_sessions_max
+                    || self.peers.is_blocked(&peer);
+                if !busy {
+                    running.inbound = true;
+                    self.inbound_sessions += 1;
+                }
+                let (store, sync, topics, done) = (
+                    self.store.clone(),
+                    self.cfg.sync,
+                    self.cfg.topics.clone(),
+                    self.done_tx.clone(),
+                );
+                tokio::task::spawn_local(async move {
+                    let r = runner::run(store, sync, topics, peer, link, Start::Responder { busy })
+                        .await;
+                    // A refused session was never counted as running.
+                    if !busy {
+                        let _ = done.send((peer, false, r));
+                    }
+                });
+            }
+            TransportEvent::Gossip { topic, data, token } => self.on_gossip(&topic, data, token),
+            TransportEvent::Discovered { peer, addr } => {
+                if peer == self.transport.local_peer() {
+                    return;
+                }
+                let known_connected = self.peers.get(&peer).is_some_and(|e| e.connected);
+                self.peers.learn(peer, addr.clone(), true);
+                if !known_connected && !self.peers.is_blocked(&peer) {
+                    debug!(%peer, %addr, "discovered");
+                    let _ = self.transport.dial(with_peer(addr, peer));
+                }
+            }
+            TransportEvent::DialFailed { peer, error } => {
+                debug!(?peer, %error, "dial failed");
+                if let Some(p) = peer {
+                    self.peers.dial_failed(p);
+                }
+                self.emit(NetEvent::DialFailed { peer, error });
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, topic: &str, data: Vec<u8>, token: GossipToken) {
+        let from = token.source;
+        let ev = match verify(data, &Limits::at(crate::now_ms())) {
+            Ok(ev) => ev,
+            Err(e) => {
+                warn!(peer = %from, error = %e, "invalid gossiped event");
+                self.transport.validated(token, false);
+                self.penalize(from, 100, "invalid gossiped event");
+                return;
+            }
+        };
+        let event_topic = *ev.as_ref().topic();
+        if topic != GOSSIP_ALL && topic != gossip_topic(&event_topic) {
+            self.transport.validated(token, false);
+            self.penalize(from, 50, "event gossiped on another topic");
+            return;
+        }
+        self.transport.validated(token, true);
+        if !self.cfg.topics.is_empty() && !self.cfg.topics.contains(&event_topic) {
+            return;
+        }
+        let id = *ev.id();
+        match self.store.submit(vec![ev], Durability::Relaxed) {
+            Ok(ticket) => {
+                self.gossip_writes.push_back(ticket);
+                self.finish_writes(GOSSIP_WRITES_AHEAD);
+                self.emit(NetEvent::Gossiped { id, from });
+            }
+            Err(e) => warn!(error = %e, "storing a gossiped event failed"),
+        }
+    }
+
+    fn finish_writes(&mut self, left: usize) {
+        while self.gossip_writes.len() > left {
+            if let Some(t) = self.gossip_writes.pop_front() {
+                if let Err(e) = t.wait() {
+                    warn!(error = %e, "storing a gossiped event failed");
+                }
+            }
+        }
+    }
+
+    fn start_sync(&mut self, peer: PeerId) {
+        let running = self.running.entry(peer).or_default();
+        if running.outbound {
+            running.again = true;
+            return;
+        }
+        running.outbound = true;
+        let open = self.transport.open_sync(peer);
+        let (store, sync, topics, done) = (
+            self.store.clone(),
+            self.cfg.sync,
+            self.cfg.topics.clone(),
+            self.done_tx.clone(),
+        );
+        let salt = crate::salt();
+        tokio::task::spawn_local(async move {
+            let r = match open.await {
+                Ok(link) => {
+                    runner::run(store, sync, topics, peer, link, Start::Initiator { salt }).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            let _ = done.send((peer, true, r));
+        });
+    }
+
+    fn on_done(&mut self, peer: PeerId, initiator: bool, r: Result<SyncSummary, SyncFailure>) {
+        let mut again = false;
+        if let Some(running) = self.running.get_mut(&peer) {
+            if initiator {
+                running.outbound = false;
+                again = std::mem::take(&mut running.again);
+            } else {
+                running.inbound = false;
+                self.inbound_sessions -= 1;
+            }
+            if !running.outbound && !running.inbound {
+                self.running.remove(&peer);
+            }
+        }
+        match r {
+            Ok(summary) => {
+                let s = &summary.stats;
+                info!(
+                    %peer,
+                    initiator,
+                    round_trips = s.round_trips(),
+                    sent = s.events_sent,
+                    received = s.events_received,
+                    bytes_out = s.bytes_sent,
+                    bytes_in = s.bytes_received,
+                    ms = summary.elapsed.as_millis() as u64,
+                    "synced"
+                );
+                self.peers.synced(peer);
+                if s.events_received > 0 {
+                    if let Err(e) = self.store.sync() {
+                        warn!(error = %e, "flushing received events failed");
+                    }
+                }
+                self.emit(NetEvent::Synced(summary));
+            }
+            Err(e) => {
+                let penalty = e.penalty();
+                if matches!(e, SyncFailure::Busy) {
+                    debug!(%peer, "peer busy");
+                } else {
+                    warn!(%peer, initiator, error = %e, penalty, "sync failed");
+                }
+                self.emit(NetEvent::SyncFailed {
+                    peer,
+                    initiator,
+                    error: e.to_string(),
+                    penalty,
+                });
+                if penalty > 0 {
+                    self.penalize(peer, penalty, "sync protocol violation");
+                }
+            }
+        }
+        if again && self.peers.get(&peer).is_some_and(|e| e.connected) {
+            self.start_sync(peer);
+        }
+    }
+
+    /// Scores a peer down and disconnects it; past the threshold it is blocked.
+    fn penalize(&mut self, peer: PeerId, penalty: i32, why: &str) {
+        let blocked = self.peers.penalize(peer, penalty);
+        warn!(%peer, penalty, why, blocked, "peer scored down and disconnected");
+        if blocked {
+            self.transport.block(peer);
+            self.emit(NetEvent::Blocked { peer });
+        } else {
+            self.transport.disconnect(peer);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for (peer, addrs) in self.peers.due(now) {
+            debug!(%peer, "redialing");
+            for addr in addrs {
+                let _ = self.transport.dial(with_peer(addr, peer));
+            }
+        }
+        let (min, max) = (self.cfg.redial_min, self.cfg.redial_max);
+        for (addr, next, backoff) in &mut self.bootstrap {
+            if *next <= now {
+                *backoff = if backoff.is_zero() {
+                    min
+                } else {
+                    (*backoff * 2).min(max)
+                };
+                *next = now + *backoff;
+                let _ = self.transport.dial(addr.clone());
+            }
+        }
+        for peer in self.peers.unblock_expired(now) {
+            self.transport.unblock(peer);
+        }
+        if now.duration_since(self.last_anti_entropy) >= self.cfg.anti_entropy {
+            self.last_anti_entropy = now;
+            self.peers.forgive(FORGIVE_PER_ROUND);
+            self.transport.tick();
+            // Each pair reconciles once per round: the side with the smaller id opens it.
+            let me = self.transport.local_peer();
+            for peer in self.peers.connected_peers() {
+                if me < peer {
+                    self.start_sync(peer);
+                }
+            }
+        }
+        self.finish_writes(0);
+        self.persist_peers();
+    }
+
+    fn persist_peers(&mut self) {
+        let Some(path) = &self.cfg.peers_file else {
+            return;
+        };
+        if !std::mem::take(&mut self.peers.dirty) {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let text = self.peers.render();
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+            warn!(error = %e, "writing the peer table failed");
+        }
+    }
+}
+
+/// An address with the peer's id at its end (unless it has one).
+fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(_)) => addr,
+        _ => addr.with(libp2p::multiaddr::Protocol::P2p(peer)),
+    }
+}

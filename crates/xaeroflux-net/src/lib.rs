@@ -1,0 +1,304 @@
+//! The Xaeroflux network: rust-libp2p transports, discovery and gossip, and the sync protocol
+//! of `xaeroflux-sync` driven over streams.
+//!
+//! The rest of the engine sees a [`NetHandle`]: publish an event, dial an address, ask for a
+//! sync round, read [`NetEvent`]s. Behind it, one thread runs a current-thread runtime with the
+//! node's [`engine`](crate) loop over a [`Transport`]: [`Libp2pTransport`] on real sockets, or
+//! [`MemoryTransport`] inside one process. Received events go to the store's writer thread
+//! through its bounded queue; nothing else runs in the background.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod engine;
+mod link;
+mod memory;
+mod peers;
+mod runner;
+mod swarm;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tokio::sync::Notify;
+use xaeroflux_event::{Topic, VerifiedEvent};
+use xaeroflux_store::Store;
+use xaeroflux_sync::SyncConfig;
+
+pub use engine::{gossip_topic, NetEvent, GOSSIP_ALL};
+pub use link::{read_frame, write_frame, FRAME_PREFIX_BYTES};
+pub use memory::{MemoryHub, MemoryTransport};
+pub use peers::{PeerEntry, Peers, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK};
+pub use runner::{common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION};
+pub use swarm::{
+    keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
+};
+pub use transport::{
+    FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol, SyncLink, Transport,
+    TransportEvent, LINK_FRAMES_BUFFERED,
+};
+
+use engine::{Command, Engine};
+
+/// Commands queued to the network thread at most (publishes beyond are left to anti-entropy).
+pub const COMMANDS_MAX: usize = 1024;
+/// Reports queued for observers at most (beyond, reports are dropped, never the network).
+pub const EVENTS_MAX: usize = 4096;
+/// Name of the peer table file in a data directory.
+pub const PEERS_FILE: &str = "peers";
+
+/// How the node networks.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep redialing.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Relays to listen through (for peers behind NAT; DCUtR upgrades to direct links).
+    pub relays: Vec<Multiaddr>,
+    /// Discover peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Topics this node follows (empty: all).
+    pub topics: Vec<Topic>,
+    /// Session limits.
+    pub sync: SyncConfig,
+    /// Period of anti-entropy rounds with every connected peer.
+    pub anti_entropy: Duration,
+    /// First redial delay after a peer drops.
+    pub redial_min: Duration,
+    /// Longest redial delay.
+    pub redial_max: Duration,
+    /// Period of the loop's upkeep (due redials, peer table, pending writes).
+    pub tick: Duration,
+    /// A sync stream silent this long fails.
+    pub idle_timeout: Duration,
+    /// Sessions answered at once (further ones are told the node is busy).
+    pub inbound_sessions_max: usize,
+    /// Where to keep the peer table (`xf peers` reads it).
+    pub peers_file: Option<PathBuf>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        let addr = |s: &str| s.parse().expect("valid multiaddr");
+        NetConfig {
+            listen: vec![
+                addr("/ip4/0.0.0.0/udp/0/quic-v1"),
+                addr("/ip4/0.0.0.0/tcp/0"),
+                addr("/ip6/::/udp/0/quic-v1"),
+                addr("/ip6/::/tcp/0"),
+            ],
+            bootstrap: Vec::new(),
+            relays: Vec::new(),
+            mdns: true,
+            topics: Vec::new(),
+            sync: SyncConfig::default(),
+            anti_entropy: Duration::from_secs(30),
+            redial_min: Duration::from_secs(1),
+            redial_max: Duration::from_secs(60),
+            tick: Duration::from_millis(250),
+            idle_timeout: Duration::from_secs(60),
+            inbound_sessions_max: 8,
+            peers_file: None,
+        }
+    }
+}
+
+/// Why the network could not start or take a command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The swarm could not be built.
+    #[error("building the network failed: {0}")]
+    Build(String),
+    /// An address could not be listened on. Fix: check the address and that the port is free.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(Multiaddr, String),
+    /// The network thread could not start.
+    #[error("starting the network thread failed: {0}")]
+    Thread(std::io::Error),
+    /// The network thread has stopped.
+    #[error("the network thread has stopped")]
+    Stopped,
+    /// The command queue is full. Fix: retry later.
+    #[error("the network's command queue is full")]
+    Busy,
+}
+
+/// Milliseconds since the Unix epoch by the system clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A fresh session salt.
+pub(crate) fn salt() -> u64 {
+    // The salt keys fingerprints: an attacker who could predict it could grind colliding ids.
+    getrandom::u64().unwrap_or_else(|_| {
+        let t = now_ms() ^ (std::process::id() as u64) << 32;
+        u64::from_le_bytes(
+            blake3::hash(&t.to_le_bytes()).as_bytes()[..8]
+                .try_into()
+                .unwrap(),
+        )
+    })
+}
+
+/// The running network: a thread with its own current-thread runtime. Dropping the handle
+/// stops the thread and waits for it.
+pub struct NetHandle {
+    commands: Sender<Command>,
+    wake: Arc<Notify>,
+    events: Receiver<NetEvent>,
+    peer: PeerId,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetHandle")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NetHandle {
+    /// Starts the libp2p network with the node's ed25519 secret key.
+    pub fn start(store: Store, seed: [u8; 32], cfg: NetConfig) -> Result<NetHandle, NetError> {
+        let peer = keypair_from_seed(&seed).public().to_peer_id();
+        spawn(peer, store, cfg, move |cfg| {
+            Libp2pTransport::new(&seed, cfg)
+        })
+    }
+
+    /// Starts a node on an in-memory network.
+    pub fn start_memory(
+        store: Store,
+        hub: &MemoryHub,
+        peer: PeerId,
+        cfg: NetConfig,
+    ) -> Result<NetHandle, NetError> {
+        let hub = hub.clone();
+        spawn(peer, store, cfg, move |_| Ok(hub.join(peer)))
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    /// Reports from the network thread.
+    pub fn events(&self) -> &Receiver<NetEvent> {
+        &self.events
+    }
+
+    fn command(&self, c: Command) -> Result<(), NetError> {
+        match self.commands.try_send(c) {
+            Ok(()) => {
+                self.wake.notify_one();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(NetError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(NetError::Stopped),
+        }
+    }
+
+    /// Gossips a stored event to connected peers. A full queue returns [`NetError::Busy`]:
+    /// the event is stored, and anti-entropy carries it.
+    pub fn publish(&self, event: VerifiedEvent) -> Result<(), NetError> {
+        self.command(Command::Publish(event))
+    }
+
+    /// Dials an address (with `/p2p/<id>` at its end to check whom it reaches).
+    pub fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.command(Command::Dial(addr))
+    }
+
+    /// Starts a sync round with every connected peer now.
+    pub fn sync_now(&self) -> Result<(), NetError> {
+        self.command(Command::SyncNow)
+    }
+
+    /// Stops the network thread and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        // A full queue still sees the disconnect when the handle's sender drops below.
+        let _ = self.commands.try_send(Command::Shutdown);
+        self.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for NetHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn<T, F>(peer: PeerId, store: Store, cfg: NetConfig, make: F) -> Result<NetHandle, NetError>
+where
+    T: Transport + 'static,
+    F: FnOnce(&NetConfig) -> Result<T, NetError> + Send + 'static,
+{
+    let (cmd_tx, cmd_rx) = bounded(COMMANDS_MAX);
+    let (ev_tx, ev_rx) = bounded(EVENTS_MAX);
+    let (ready_tx, ready_rx) = bounded(1);
+    let wake = Arc::new(Notify::new());
+    let thread_wake = wake.clone();
+    let thread = std::thread::Builder::new()
+        .name("xf-net".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(NetError::Thread(e)));
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let transport = match make(&cfg) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                Engine::new(transport, store, cfg, cmd_rx, thread_wake, ev_tx)
+                    .run()
+                    .await;
+            });
+        })
+        .map_err(NetError::Thread)?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(NetHandle {
+            commands: cmd_tx,
+            wake,
+            events: ev_rx,
+            peer,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(NetError::Stopped)
+        }
+    }
+}

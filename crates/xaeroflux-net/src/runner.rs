@@ -1,0 +1,368 @@
+//! One sync session over a link. The stream opens with a short exchange that settles the
+//! scope (the topics both sides follow), then carries the frames of an `xaeroflux-sync`
+//! session. Received events are verified inside the session and handed to the store's writer;
+//! a cut session leaves only whole, verified events behind, and the next one moves only what
+//! is still missing.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use xaeroflux_event::Topic;
+use xaeroflux_store::Store;
+use xaeroflux_sync::{
+    LocalError, Peer, PendingWrite, Scope, ScopedStore, Session, SessionStats, SyncConfig,
+    SyncError, SyncSource,
+};
+
+use crate::transport::{LinkError, PeerId, SyncLink};
+
+/// Version byte of the opening exchange.
+pub const OPEN_VERSION: u8 = 1;
+/// Most topics an opening may name.
+pub const OPEN_TOPICS_MAX: usize = 1024;
+/// Writes a session lets run ahead of it before it waits for the oldest.
+const WRITES_AHEAD: usize = 8;
+
+const TAG_OPEN: u8 = 0;
+const TAG_ACCEPT: u8 = 1;
+const TAG_BUSY: u8 = 2;
+const TAG_DISJOINT: u8 = 3;
+
+/// What a finished session did.
+#[derive(Debug, Clone)]
+pub struct SyncSummary {
+    /// The other side.
+    pub peer: PeerId,
+    /// Whether this side opened the session.
+    pub initiator: bool,
+    /// The topics reconciled (empty: all).
+    pub topics: Vec<Topic>,
+    /// This side's counters.
+    pub stats: SessionStats,
+    /// Wall time from opening to the last frame.
+    pub elapsed: Duration,
+}
+
+/// Why a session ended without finishing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncFailure {
+    /// The stream failed (connection lost, idle, oversized frame).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The session failed (protocol violation, invalid event, local read error).
+    #[error(transparent)]
+    Session(#[from] SyncError),
+    /// The opening exchange was malformed.
+    #[error("malformed opening: {0}")]
+    Opening(&'static str),
+    /// The peer already runs as many sessions as it serves. Fix: nothing; it retries later.
+    #[error("the peer is busy")]
+    Busy,
+    /// The two sides follow no topic in common.
+    #[error("no topic in common")]
+    Disjoint,
+    /// Received events could not be stored.
+    #[error("storing received events failed: {0}")]
+    Store(String),
+}
+
+/// How much a failure counts against the peer that caused it (0: not its fault).
+impl SyncFailure {
+    /// Score to deduct from the peer.
+    pub fn penalty(&self) -> i32 {
+        match self {
+            SyncFailure::Link(LinkError::FrameTooLarge { .. }) => 100,
+            SyncFailure::Link(_) => 0,
+            SyncFailure::Session(e) => match e {
+                SyncError::InvalidEvent(_) => 100,
+                SyncError::Wire(_) | SyncError::Protocol(_) | SyncError::Unrequested(_) => 50,
+                SyncError::TooManyRounds { .. } => 20,
+                _ => 0,
+            },
+            SyncFailure::Opening(_) => 50,
+            SyncFailure::Busy | SyncFailure::Disjoint | SyncFailure::Store(_) => 0,
+        }
+    }
+}
+
+/// Which side of a session this is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// Opens the session with this salt.
+    Initiator { salt: u64 },
+    /// Answers; `busy` refuses politely.
+    Responder { busy: bool },
+}
+
+/// The topics both sides follow: empty means all, so either side's list wins over "all".
+pub fn common_topics(ours: &[Topic], theirs: &[Topic]) -> Option<Vec<Topic>> {
+    match (ours.is_empty(), theirs.is_empty()) {
+        (true, _) => Some(theirs.to_vec()),
+        (_, true) => Some(ours.to_vec()),
+        _ => {
+            let both: Vec<Topic> = ours
+                .iter()
+                .filter(|t| theirs.contains(t))
+                .copied()
+                .collect();
+            (!both.is_empty()).then_some(both)
+        }
+    }
+}
+
+fn encode_opening(tag: u8, topics: &[Topic]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + topics.len() * 32);
+    out.push(OPEN_VERSION);
+    out.push(tag);
+    out.extend_from_slice(&(topics.len() as u16).to_le_bytes());
+    for t in topics {
+        out.extend_from_slice(&t.0);
+    }
+    out
+}
+
+fn decode_opening(frame: &[u8]) -> Result<(u8, Vec<Topic>), SyncFailure> {
+    let [version, tag, a, b, rest @ ..] = frame else {
+        return Err(SyncFailure::Opening("shorter than its header"));
+    };
+    if *version != OPEN_VERSION {
+        return Err(SyncFailure::Opening("unknown version"));
+    }
+    let n = u16::from_le_bytes([*a, *b]) as usize;
+    if n > OPEN_TOPICS_MAX {
+        return Err(SyncFailure::Opening("too many topics"));
+    }
+    if rest.len() != n * 32 {
+        return Err(SyncFailure::Opening("topic list length"));
+    }
+    let topics = rest
+        .chunks_exact(32)
+        .map(|c| Topic(c.try_into().expect("chunks of 32")))
+        .collect();
+    Ok((*tag, topics))
+}
+
+/// Runs one session to its end. `topics` are the ones this node follows (empty: all).
+pub(crate) async fn run(
+    store: Store,
+    cfg: SyncConfig,
+    topics: Vec<Topic>,
+    peer: PeerId,
+    mut link: SyncLink,
+    start: Start,
+) -> Result<SyncSummary, SyncFailure> {
+    let started = Instant::now();
+    let (scope_topics, mut session) = match start {
+        Start::Initiator { salt } => {
+            send(&link, encode_opening(TAG_OPEN, &topics)).await?;
+            let (tag, agreed) = decode_opening(&recv(&mut link).await?)?;
+            match tag {
+                TAG_ACCEPT => {}
+                TAG_BUSY => return Err(SyncFailure::Busy),
+                TAG_DISJOINT => return Err(SyncFailure::Disjoint),
+                _ => return Err(SyncFailure::Opening("unknown answer")),
+            }
+            // The answer must not widen what this side asked for.
+            if common_topics(&topics, &agreed).as_deref() != Some(&agreed[..]) {
+                return Err(SyncFailure::Opening("answer outside the topics asked for"));
+            }
+            let scope = Scope {
+                topics: agreed.clone(),
+                ..Scope::all()
+            };
+            (agreed, Session::initiator(cfg, scope, salt))
+        }
+        Start::Responder { busy } => {
+            let (tag, theirs) = decode_opening(&recv(&mut link).await?)?;
+            if tag != TAG_OPEN {
+                return Err(SyncFailure::Opening("expected an opening"));
+            }
+            if busy {
+                send(&link, encode_opening(TAG_BUSY, &[])).await?;
+                return Err(SyncFailure::Busy);
+            }
+            let Some(agreed) = common_topics(&topics, &theirs) else {
+                send(&link, encode_opening(TAG_DISJOINT, &[])).await?;
+                return Err(SyncFailure::Disjoint);
+            };
+            send(&link, encode_opening(TAG_ACCEPT, &agreed)).await?;
+            (agreed, Session::responder(cfg))
+        }
+    };
+    let scope = Scope {
+        topics: scope_topics.clone(),
+        ..Scope::all()
+    };
+    let mut whole = store.clone();
+    let mut scoped;
+    let view: &mut dyn Peer = if scope.is_window() {
+        &mut whole
+    } else {
+        scoped = ScopedStore::new(&store, &scope).map_err(SyncError::View)?;
+        &mut scoped
+    };
+    if matches!(start, Start::Initiator { .. }) {
+        with_view(view, |src| session.start(src))?;
+    }
+    let outcome = drive(&mut session, view, &mut link, &scope).await;
+    if let Err(e) = &outcome {
+        if e.penalty() > 0 {
+            // Best effort: tell the peer why before the stream closes.
+            let _ = link.tx.try_send(session.abort_frame(1, &e.to_string()));
+        }
+    }
+    outcome?;
+    Ok(SyncSummary {
+        peer,
+        initiator: matches!(start, Start::Initiator { .. }),
+        topics: scope_topics,
+        stats: session.stats(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Moves frames until both sides are finished, reading and writing at the same time so two
+/// sides streaming events at each other never wait on each other's full windows.
+async fn drive(
+    session: &mut Session,
+    view: &mut dyn Peer,
+    link: &mut SyncLink,
+    scope: &Scope,
+) -> Result<(), SyncFailure> {
+    let mut writes: VecDeque<PendingWrite> = VecDeque::new();
+    let mut out: Option<Vec<u8>> = None;
+    let result = loop {
+        if out.is_none() {
+            out = with_view(view, |src| session.poll_frame(src))?;
+        }
+        if out.is_none() && session.is_finished() {
+            break Ok(());
+        }
+        tokio::select! {
+            frame = link.rx.recv() => {
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => break Err(e.into()),
+                    None => break Err(LinkError::Io("the peer closed the stream".into()).into()),
+                };
+                let now = crate::now_ms();
+                let events = match with_view(view, |src| session.handle_frame(src, &frame, now)) {
+                    Ok(received) => received.events,
+                    Err(e) => break Err(e),
+                };
+                if session.role() == xaeroflux_sync::Role::Responder
+                    && session.scope().is_some_and(|s| s != scope)
+                {
+                    break Err(SyncFailure::Opening("session scope differs from the agreed one"));
+                }
+                if !events.is_empty() {
+                    match view.store(events) {
+                        Ok(Some(w)) => writes.push_back(w),
+                        Ok(None) => {}
+                        Err(e) => break Err(SyncFailure::Store(e.to_string())),
+                    }
+                    if let Err(e) = wait_writes(&mut writes, WRITES_AHEAD) {
+                        break Err(e);
+                    }
+                }
+            }
+            permit = link.tx.reserve(), if out.is_some() => match permit {
+                Ok(permit) => permit.send(out.take().expect("guarded by the branch condition")),
+                Err(_) => break Err(LinkError::Io("the stream's writer stopped".into()).into()),
+            },
+        }
+    };
+    // Whatever ended the session, what it received is stored before it reports.
+    let flushed = wait_writes(&mut writes, 0);
+    result?;
+    flushed
+}
+
+fn wait_writes(writes: &mut VecDeque<PendingWrite>, left: usize) -> Result<(), SyncFailure> {
+    let mut first = Ok(());
+    while writes.len() > left {
+        if let Some(w) = writes.pop_front() {
+            if let Err(e) = w() {
+                if first.is_ok() {
+                    first = Err(SyncFailure::Store(e.to_string()));
+                }
+            }
+        }
+    }
+    first
+}
+
+/// Calls `f` with a fresh read snapshot of the peer's view.
+fn with_view<T>(
+    view: &dyn Peer,
+    mut f: impl FnMut(&dyn SyncSource) -> Result<T, SyncError>,
+) -> Result<T, SyncFailure> {
+    let mut out = None;
+    let mut failure = None;
+    let r = view.with_source(&mut |src| {
+        match f(src) {
+            Ok(v) => out = Some(v),
+            Err(e) => failure = Some(e),
+        }
+        Ok(())
+    });
+    if let Some(e) = failure {
+        return Err(SyncFailure::Session(e));
+    }
+    match r {
+        Ok(()) => Ok(out.expect("set when the closure ran")),
+        Err(LocalError::View(e)) => Err(SyncFailure::Session(SyncError::View(e))),
+        Err(e) => Err(SyncFailure::Store(e.to_string())),
+    }
+}
+
+async fn send(link: &SyncLink, frame: Vec<u8>) -> Result<(), SyncFailure> {
+    link.tx
+        .send(frame)
+        .await
+        .map_err(|_| LinkError::Io("the stream's writer stopped".into()).into())
+}
+
+async fn recv(link: &mut SyncLink) -> Result<Vec<u8>, SyncFailure> {
+    match link.rx.recv().await {
+        Some(Ok(frame)) => Ok(frame),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(LinkError::Io("the peer closed the stream".into()).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_topics_prefers_the_narrower_side() {
+        let (a, b, c) = (Topic([1; 32]), Topic([2; 32]), Topic([3; 32]));
+        assert_eq!(common_topics(&[], &[]), Some(vec![]));
+        assert_eq!(common_topics(&[], &[a]), Some(vec![a]));
+        assert_eq!(common_topics(&[a, b], &[]), Some(vec![a, b]));
+        assert_eq!(common_topics(&[a, b], &[b, c]), Some(vec![b]));
+        assert_eq!(common_topics(&[a], &[c]), None);
+    }
+
+    #[test]
+    fn openings_round_trip_and_reject_malformed_input() {
+        let t = [Topic([7; 32]), Topic([9; 32])];
+        let bytes = encode_opening(TAG_ACCEPT, &t);
+        let (tag, topics) = decode_opening(&bytes).unwrap();
+        assert_eq!((tag, topics), (TAG_ACCEPT, t.to_vec()));
+        for cut in 0..bytes.len() {
+            assert!(decode_opening(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut wrong = bytes.clone();
+        wrong[0] = 9;
+        assert!(decode_opening(&wrong).is_err());
+        let mut many = vec![OPEN_VERSION, TAG_OPEN];
+        many.extend_from_slice(&u16::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_opening(&many),
+            Err(SyncFailure::Opening("too many topics"))
+        ));
+    }
+}

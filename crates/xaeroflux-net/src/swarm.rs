@@ -1,0 +1,330 @@
+//! The libp2p transport: QUIC first, TCP + Noise + Yamux as the fallback, IPv4 and IPv6;
+//! identify, ping, mDNS, Kademlia, relay client and DCUtR, gossipsub, and the sync protocol on
+//! its own streams. Everything runs on the network thread's current-thread runtime.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    allow_block_list, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns, noise,
+    ping, relay, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
+};
+use tracing::debug;
+
+use crate::link::{spawn_framed, FRAME_PREFIX_BYTES};
+use crate::transport::{
+    GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent,
+};
+use crate::{NetConfig, NetError};
+
+/// The sync protocol's stream name.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/xaeroflux/sync/1");
+/// The Kademlia protocol name (a private DHT of Xaeroflux nodes).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xaeroflux/kad/1");
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/xaeroflux/id/1";
+/// Largest gossip message: one event at its size cap plus gossip's own envelope.
+const GOSSIP_BYTES_MAX: usize = 72 * 1024;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    relay: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    gossipsub: gossipsub::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// The libp2p implementation of [`Transport`].
+pub struct Libp2pTransport {
+    swarm: Swarm<Behaviour>,
+    control: libp2p_stream::Control,
+    incoming: libp2p_stream::IncomingStreams,
+    frame_cap: usize,
+    idle: Duration,
+}
+
+/// The node's libp2p key: the user's ed25519 key, so the peer id names the author.
+pub fn keypair_from_seed(seed: &[u8; 32]) -> identity::Keypair {
+    identity::Keypair::ed25519_from_bytes(*seed).expect("any 32 bytes are an ed25519 secret key")
+}
+
+impl Libp2pTransport {
+    /// Builds the swarm and starts listening. Must run inside the network thread's runtime.
+    pub fn new(seed: &[u8; 32], cfg: &NetConfig) -> Result<Libp2pTransport, NetError> {
+        let keypair = keypair_from_seed(seed);
+        let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
+        let mdns_on = cfg.mdns;
+        let idle = cfg.idle_timeout;
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| build(&e))?
+            .with_quic()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| build(&e))?
+            .with_behaviour(|key, relay| {
+                let me = key.public().to_peer_id();
+                let gossipsub = gossipsub::Behaviour::new(
+                    // Events carry their authors' signatures; the gossip envelope names no one,
+                    // so forwarding reveals nothing about who first sent a message.
+                    gossipsub::MessageAuthenticity::Anonymous,
+                    gossip_config()?,
+                )?;
+                let mdns = if mdns_on {
+                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me)?)
+                } else {
+                    None
+                };
+                let mut kad = kad::Behaviour::with_config(
+                    me,
+                    kad::store::MemoryStore::new(me),
+                    kad::Config::new(KAD_PROTOCOL),
+                );
+                // Answer DHT queries even before an external address is confirmed: on a LAN
+                // or loopback none ever is, and clients alone cannot find each other.
+                kad.set_mode(Some(kad::Mode::Server));
+                Ok(Behaviour {
+                    blocked: Default::default(),
+                    limits: connection_limits::Behaviour::new(
+                        connection_limits::ConnectionLimits::default()
+                            .with_max_established_per_peer(Some(2))
+                            .with_max_established_incoming(Some(256))
+                            .with_max_pending_incoming(Some(64)),
+                    ),
+                    relay,
+                    dcutr: dcutr::Behaviour::new(me),
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        IDENTIFY_PROTOCOL.into(),
+                        key.public(),
+                    )),
+                    ping: ping::Behaviour::default(),
+                    mdns: mdns.into(),
+                    kad,
+                    gossipsub,
+                    stream: libp2p_stream::Behaviour::new(),
+                })
+            })
+            .map_err(|e| build(&e))?
+            // Connections stay up while idle: live gossip needs them, and reconnecting costs
+            // more than an idle QUIC connection.
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        for addr in &cfg.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen(addr.clone(), e.to_string()))?;
+        }
+        for addr in &cfg.relays {
+            let circuit = addr.clone().with(libp2p::multiaddr::Protocol::P2pCircuit);
+            swarm
+                .listen_on(circuit.clone())
+                .map_err(|e| NetError::Listen(circuit, e.to_string()))?;
+        }
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(SYNC_PROTOCOL)
+            .map_err(|e| NetError::Build(e.to_string()))?;
+        Ok(Libp2pTransport {
+            swarm,
+            control,
+            incoming,
+            frame_cap: cfg.sync.frame_bytes_max + FRAME_PREFIX_BYTES,
+            idle,
+        })
+    }
+
+    fn translate(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Option<TransportEvent> {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => Some(TransportEvent::Listening(address)),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => (num_established.get() == 1).then(|| TransportEvent::Connected {
+                peer: peer_id,
+                addr: endpoint.get_remote_address().clone(),
+                dialer: endpoint.is_dialer(),
+            }),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => (num_established == 0).then_some(TransportEvent::Disconnected { peer: peer_id }),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                Some(TransportEvent::DialFailed {
+                    peer: peer_id,
+                    error: error.to_string(),
+                })
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
+                let mut first = None;
+                for (peer, addr) in list {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if first.is_none() {
+                        first = Some(TransportEvent::Discovered { peer, addr });
+                    }
+                }
+                first
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs.iter().take(8) {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                None
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                ..
+            })) => Some(TransportEvent::Discovered {
+                peer,
+                addr: addresses.first().clone(),
+            }),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => Some(TransportEvent::Gossip {
+                topic: message.topic.into_string(),
+                data: message.data,
+                token: GossipToken {
+                    source: propagation_source,
+                    message: message_id.0,
+                },
+            }),
+            other => {
+                debug!(?other, "swarm event");
+                None
+            }
+        }
+    }
+
+    /// Asks the DHT for peers near a random key (called periodically by the node).
+    pub fn discover(&mut self) {
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+    }
+}
+
+fn gossip_config() -> Result<gossipsub::Config, gossipsub::ConfigBuilderError> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .max_transmit_size(GOSSIP_BYTES_MAX)
+        // Content-addressed: the same event on the same topic is one message, however many
+        // peers publish it.
+        .message_id_fn(|m: &gossipsub::Message| {
+            let mut h = blake3::Hasher::new();
+            h.update(m.topic.as_str().as_bytes());
+            h.update(&m.data);
+            gossipsub::MessageId::from(&h.finalize().as_bytes()[..20])
+        })
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+}
+
+impl Transport for Libp2pTransport {
+    fn local_peer(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<TransportEvent> {
+        // Local work first: a stream the peer already opened before new swarm events.
+        if let Poll::Ready(Some((peer, stream))) = self.incoming.poll_next_unpin(cx) {
+            let link = spawn_framed(stream, self.frame_cap, self.idle);
+            return Poll::Ready(TransportEvent::InboundSync { peer, link });
+        }
+        while let Poll::Ready(Some(ev)) = self.swarm.poll_next_unpin(cx) {
+            if let Some(out) = self.translate(ev) {
+                return Poll::Ready(out);
+            }
+        }
+        Poll::Pending
+    }
+
+    fn dial(&mut self, addr: Multiaddr) -> Result<(), String> {
+        self.swarm.dial(addr).map_err(|e| e.to_string())
+    }
+
+    fn open_sync(&mut self, peer: PeerId) -> OpenFuture {
+        let mut control = self.control.clone();
+        let (cap, idle) = (self.frame_cap, self.idle);
+        Box::pin(async move {
+            let stream = control
+                .open_stream(peer, SYNC_PROTOCOL)
+                .await
+                .map_err(|e| LinkError::Open(e.to_string()))?;
+            Ok(spawn_framed(stream, cap, idle))
+        })
+    }
+
+    fn subscribe(&mut self, topic: &str) {
+        let t = gossipsub::IdentTopic::new(topic);
+        let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&t);
+    }
+
+    fn publish(&mut self, topic: &str, data: Vec<u8>) {
+        let t = gossipsub::IdentTopic::new(topic);
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+            // No subscribed peer yet, or a duplicate: anti-entropy carries the event.
+            debug!(topic, error = %e, "gossip publish skipped");
+        }
+    }
+
+    fn validated(&mut self, token: GossipToken, valid: bool) {
+        let acceptance = if valid {
+            gossipsub::MessageAcceptance::Accept
+        } else {
+            gossipsub::MessageAcceptance::Reject
+        };
+        let id = gossipsub::MessageId(token.message);
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &token.source, acceptance);
+    }
+
+    fn disconnect(&mut self, peer: PeerId) {
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn block(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+    }
+
+    fn unblock(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+    }
+
+    fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.swarm.listeners().cloned().collect()
+    }
+
+    fn tick(&mut self) {
+        self.discover();
+    }
+}

@@ -1,0 +1,174 @@
+//! Nodes on loopback (libp2p, QUIC and TCP) and on the in-memory network converge: on
+//! connection, through gossip, and by anti-entropy after a cut.
+
+use std::time::{Duration, Instant};
+
+use xaeroflux_event::{Draft, Identity, Topic, VerifiedEvent};
+use xaeroflux_net::{MemoryHub, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use xaeroflux_store::Store;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `n` events by one author, a few minutes in the past.
+fn events(author: u8, n: usize, topic: &str) -> Vec<VerifiedEvent> {
+    let id = Identity::from_seed(&[author; 32]);
+    let base = now_ms() - 600_000;
+    (0..n)
+        .map(|i| {
+            id.sign(
+                &Draft::post(base + i as u64, &format!("{author}:{i}"))
+                    .in_topic(Topic::named(topic)),
+            )
+        })
+        .collect()
+}
+
+fn root(store: &Store) -> ([u8; 32], u64) {
+    let r = store.read().unwrap().set_root().unwrap();
+    (r.fingerprint, r.accum.count)
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not reached in {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn loopback(tcp_only: bool) -> NetConfig {
+    let mut listen: Vec<Multiaddr> = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    if !tcp_only {
+        listen.insert(0, "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap());
+    }
+    NetConfig {
+        listen,
+        mdns: false,
+        anti_entropy: Duration::from_secs(2),
+        redial_min: Duration::from_millis(200),
+        redial_max: Duration::from_secs(2),
+        ..NetConfig::default()
+    }
+}
+
+fn first_listen(h: &NetHandle, want: &str) -> Multiaddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match h.events().recv_timeout(left) {
+            Ok(NetEvent::Listening(a)) if a.to_string().contains(want) => {
+                return a.with(libp2p_p2p(h.peer_id()))
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no {want} listen address: {e}"),
+        }
+    }
+}
+
+fn libp2p_p2p(peer: PeerId) -> xaeroflux_net::Protocol<'static> {
+    xaeroflux_net::Protocol::P2p(peer)
+}
+
+struct Node {
+    store: Store,
+    net: NetHandle,
+    _dir: tempfile::TempDir,
+}
+
+fn node(seed: u8, initial: &[VerifiedEvent], cfg: NetConfig) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    if !initial.is_empty() {
+        store.ingest(initial.to_vec()).unwrap();
+    }
+    let net = NetHandle::start(store.clone(), [seed; 32], cfg).unwrap();
+    Node {
+        store,
+        net,
+        _dir: dir,
+    }
+}
+
+fn converge(nodes: &[&Node], expect: u64, limit: Duration) -> Duration {
+    wait_until("convergence", limit, || {
+        let roots: Vec<_> = nodes.iter().map(|n| root(&n.store)).collect();
+        roots.iter().all(|r| *r == roots[0]) && roots[0].1 == expect
+    })
+}
+
+fn three_nodes_converge(tcp_only: bool) {
+    let (ea, eb, ec) = (
+        events(1, 700, "a"),
+        events(2, 500, "b"),
+        events(3, 300, "a"),
+    );
+    let a = node(11, &ea, loopback(tcp_only));
+    let a_addr = first_listen(&a.net, if tcp_only { "/tcp/" } else { "/quic-v1" });
+    let mut cfg = loopback(tcp_only);
+    cfg.bootstrap = vec![a_addr];
+    let b = node(12, &eb, cfg.clone());
+    let c = node(13, &ec, cfg);
+    let took = converge(&[&a, &b, &c], 1500, Duration::from_secs(30));
+    eprintln!("three nodes converged on 1,500 events in {took:?} (tcp only: {tcp_only})");
+
+    // Live: an event published on one node reaches the others through gossip.
+    let fresh = events(4, 1, "a").remove(0);
+    a.store.ingest(vec![fresh.clone()]).unwrap();
+    let sent = Instant::now();
+    a.net.publish(fresh.clone()).unwrap();
+    let has = |n: &Node| n.store.read().unwrap().get(fresh.id()).unwrap().is_some();
+    wait_until("gossip", Duration::from_secs(10), || has(&b) && has(&c));
+    eprintln!("gossip reached both peers in {:?}", sent.elapsed());
+}
+
+#[test]
+fn three_nodes_converge_over_quic_and_gossip_live_events() {
+    three_nodes_converge(false);
+}
+
+#[test]
+fn three_nodes_converge_over_tcp_alone() {
+    three_nodes_converge(true);
+}
+
+#[test]
+fn memory_nodes_converge_and_catch_up_after_a_cut() {
+    let hub = MemoryHub::new();
+    let mk = |seed: u8, evs: &[VerifiedEvent]| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.ingest(evs.to_vec()).unwrap();
+        let peer = xaeroflux_net::keypair_from_seed(&[seed; 32])
+            .public()
+            .to_peer_id();
+        let mut cfg = NetConfig {
+            anti_entropy: Duration::from_millis(300),
+            ..NetConfig::default()
+        };
+        cfg.mdns = false;
+        let net = NetHandle::start_memory(store.clone(), &hub, peer, cfg).unwrap();
+        Node {
+            store,
+            net,
+            _dir: dir,
+        }
+    };
+    let a = mk(21, &events(5, 400, "x"));
+    let b = mk(22, &events(6, 300, "y"));
+    let a_addr = first_listen(&a.net, "/memory/");
+    b.net.dial(a_addr.clone()).unwrap();
+    converge(&[&a, &b], 700, Duration::from_secs(20));
+
+    // Cut the link, add on both sides, reconnect: anti-entropy on the new connection heals.
+    hub.cut(a.net.peer_id());
+    a.store.ingest(events(7, 50, "x")).unwrap();
+    b.store.ingest(events(8, 60, "y")).unwrap();
+    b.net.dial(a_addr).unwrap();
+    converge(&[&a, &b], 810, Duration::from_secs(20));
+}
