@@ -196,6 +196,7 @@ impl<T: Transport> Engine<T> {
             }
         }
         self.finish_writes(0);
+        self.peers.all_disconnected(crate::now_ms());
         self.persist_peers();
     }
 

@@ -234,6 +234,17 @@ impl Peers {
         }
     }
 
+    /// Marks every peer disconnected (the node is stopping).
+    pub fn all_disconnected(&mut self, now_ms: u64) {
+        for e in self.map.values_mut() {
+            if e.connected {
+                e.connected = false;
+                e.last_seen_ms = now_ms;
+                self.dirty = true;
+            }
+        }
+    }
+
     /// Connected peers.
     pub fn connected_peers(&self) -> Vec<PeerId> {
         self.map

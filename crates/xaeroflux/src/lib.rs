@@ -9,8 +9,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Threads: the store's single writer thread; verification borrows the caller's thread plus
-//! scoped helpers for the length of a batch. Nothing else runs in the background.
+//! Threads: the store's single writer thread, and, once the node joins a network, one network
+//! thread running a current-thread runtime with the libp2p swarm and every sync session.
+//! Verification of imported batches borrows the caller's thread plus scoped helpers for the
+//! length of a batch. Nothing else runs in the background.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -25,6 +27,9 @@ pub use node::{now_ms, Node, NodeBuilder, NodeError, Published};
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, VerifyError,
+};
+pub use xaeroflux_net::{
+    MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, SyncSummary,
 };
 pub use xaeroflux_store::{
     Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions,

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use xaeroflux_event::{
     Draft, EventId, Identity, KeyCache, Kind, Limits, Profile, PublicKey, Topic, VerifyError,
 };
+use xaeroflux_net::{NetConfig, NetError, NetHandle, PEERS_FILE};
 use xaeroflux_store::{OpenError, Outcome, QueryError, ReadError, Store, StoreOptions, WriteError};
 
 use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
@@ -49,6 +50,9 @@ pub enum NodeError {
     /// A query failed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// The network could not start.
+    #[error(transparent)]
+    Net(#[from] NetError),
 }
 
 /// What publishing produced.
@@ -68,9 +72,18 @@ pub struct NodeBuilder {
     create_identity: bool,
     store_options: StoreOptions,
     verify_threads: Option<usize>,
+    network: Option<NetConfig>,
 }
 
 impl NodeBuilder {
+    /// Joins the network with this configuration when the node opens: one more thread, running
+    /// the libp2p swarm. The node's identity is its network key, so it needs one. Without a
+    /// peer table file in the configuration, `peers` in the data directory is used.
+    pub fn network(mut self, config: NetConfig) -> Self {
+        self.network = Some(config);
+        self
+    }
+
     /// The directory holding the store (created if missing).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
@@ -114,8 +127,19 @@ impl NodeBuilder {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+        let net = match self.network {
+            Some(mut config) => {
+                let seed = identity.as_ref().ok_or(NodeError::NoIdentity)?.seed();
+                config
+                    .peers_file
+                    .get_or_insert_with(|| dir.join(PEERS_FILE));
+                Some(NetHandle::start(store.clone(), seed, config)?)
+            }
+            None => None,
+        };
         Ok(Node {
             store,
+            net,
             identity,
             verify_threads,
             keys: KeyCache::new(AUTHOR_KEYS_CACHED),
@@ -127,6 +151,8 @@ impl NodeBuilder {
 /// An embedded Xaeroflux node.
 pub struct Node {
     store: Store,
+    /// The network thread; it holds its own clone of the store, and stops when this drops.
+    net: Option<NetHandle>,
     identity: Option<Identity>,
     pub(crate) verify_threads: usize,
     /// Decompressed author keys, kept across ingested batches.
@@ -143,6 +169,11 @@ impl Node {
     /// The store, for reads and subscriptions.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The network, if the node joined one.
+    pub fn net(&self) -> Option<&NetHandle> {
+        self.net.as_ref()
     }
 
     /// The node's identity, if it has one.
@@ -175,7 +206,12 @@ impl Node {
         draft.created_at = self.next_ms();
         let event = identity.sign_checked(&draft, &Limits::at(now_ms()))?;
         let id = *event.id();
+        let gossip = self.net.as_ref().map(|_| event.clone());
         let outcome = self.store.ingest(vec![event])?[0];
+        if let (Some(net), Some(event), Outcome::Stored { .. }) = (&self.net, gossip, outcome) {
+            // A full queue only delays the event: the next anti-entropy round carries it.
+            let _ = net.publish(event);
+        }
         Ok(Published { id, outcome })
     }
 

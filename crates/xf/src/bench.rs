@@ -67,6 +67,8 @@ pub enum Which {
     All,
     /// Set reconciliation and transfer between two stores, next to the negentropy reference.
     Sync,
+    /// Two nodes syncing over libp2p on loopback, next to the in-memory transport.
+    Net,
 }
 
 /// The machine a report was measured on.
@@ -121,6 +123,9 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     let authors = b.authors.unwrap_or(((b.events / 1000) as u32).max(100));
     if b.which == Which::Sync {
         return crate::bench_sync::run(args, b, authors);
+    }
+    if b.which == Which::Net {
+        return crate::bench_net::run(args, b, authors);
     }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();

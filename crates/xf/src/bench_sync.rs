@@ -40,8 +40,8 @@ enum Place {
 }
 
 /// Two stores and the same two sets as the reference sees them.
-struct Workload {
-    _dir: tempfile::TempDir,
+pub(crate) struct Workload {
+    pub(crate) _dir: tempfile::TempDir,
     a: Store,
     b: Store,
     neg_a: NegentropyStorageVector,
@@ -52,7 +52,7 @@ struct Workload {
     only_b: Vec<[u8; 32]>,
     /// Portable bytes (`id ‖ body`) of the events that must move.
     diff_event_bytes: u64,
-    setup: Duration,
+    pub(crate) setup: Duration,
 }
 
 /// Deterministic positions (splitmix64): the same seed picks the same differences.
@@ -227,7 +227,7 @@ fn draw(base: &Store, b: &BenchArgs, authors: u32, place: &[Place]) -> Result<Dr
     Ok(d)
 }
 
-fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
+pub(crate) fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
     let started = Instant::now();
     let n = usize::try_from(b.events).context("--events")?;
     let (only_a, only_b) = if b.empty_peer {
@@ -303,7 +303,7 @@ fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
     })
 }
 
-fn copy_data_file(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_data_file(from: &Path, to: &Path) -> Result<()> {
     let (src, dst) = (from.join("data.mdb"), to.join("data.mdb"));
     std::fs::copy(&src, &dst)
         .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;

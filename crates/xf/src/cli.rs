@@ -114,6 +114,14 @@ pub enum Command {
     Verify,
     /// Reconcile with another store and exchange what each lacks; both end with the same set.
     Sync(crate::sync::SyncArgs),
+    /// Run a node: listen, discover peers, sync on every connection, gossip live events.
+    Node(crate::net::NodeArgs),
+    /// The peers a node on this data directory knows, as it last recorded them.
+    Peers,
+    /// Relay traffic to another address, dropping and delaying packets on purpose (a network
+    /// simulator for tests).
+    #[command(hide = true)]
+    Netsim(crate::netsim::NetsimArgs),
     /// Generate a synthetic social graph into the store.
     Gen {
         /// Events to generate.
@@ -249,6 +257,9 @@ pub fn run(args: Args) -> Result<()> {
             seed,
         } => crate::port::gen(&args, *events, *authors, *seed),
         Sync(s) => crate::sync::run(&args, s),
+        Node(n) => crate::net::node(&args, n),
+        Peers => crate::net::peers(&args),
+        Netsim(n) => crate::netsim::run(n),
         Bench(b) => crate::bench::run(&args, b),
         Demo => crate::demo::run(&args),
     }

@@ -176,6 +176,8 @@ pub fn run(args: &Args) -> Result<()> {
     );
     drop(read);
 
+    crate::net::demo_network()?;
+
     let events = 20_000;
     println!("\n== scale: {events} generated events from 300 authors (Zipf activity) ==");
     let started = Instant::now();

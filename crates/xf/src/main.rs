@@ -2,9 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_net;
 mod bench_sync;
 mod cli;
 mod demo;
+mod net;
+mod netsim;
 mod output;
 mod port;
 mod read;

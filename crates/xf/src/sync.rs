@@ -1,5 +1,6 @@
-//! `xf sync --local`: reconciles this store with another one on the same machine over an
-//! in-memory link, and each side stores what it lacked.
+//! `xf sync ADDR` dials a peer and reconciles over the network (see `net.rs`); `xf sync --local`
+//! reconciles this store with another one on the same machine over an in-memory link, and each
+//! side stores what it lacked.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,10 +23,17 @@ pub const WINDOW_FRAMES: usize = 64;
 
 /// Flags of `xf sync`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("other").required(true).args(["addr", "local"])))]
 pub struct SyncArgs {
+    /// A peer's address (a multiaddr ending in `/p2p/<peer id>`, e.g. from `xf node`).
+    #[arg(value_name = "ADDR")]
+    pub addr: Option<xaeroflux::Multiaddr>,
     /// The other store's data directory (it must already hold a store).
     #[arg(long, value_name = "OTHER_DIR")]
-    pub local: PathBuf,
+    pub local: Option<PathBuf>,
+    /// Give up on a network sync after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_secs: u64,
     /// Largest frame sent or accepted, in bytes (at least 1024).
     #[arg(long, default_value_t = FRAME_BYTES_DEFAULT)]
     pub frame_bytes: usize,
@@ -45,8 +53,23 @@ pub struct SyncArgs {
 }
 
 pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
+    let Some(local) = &s.local else {
+        let addr = s.addr.as_ref().expect("clap requires ADDR or --local");
+        if s.since.is_some() || s.until.is_some() || !s.authors.is_empty() {
+            bail!("a network sync is scoped by --topic only (the topics both nodes follow)");
+        }
+        return crate::net::sync_remote(
+            args,
+            &crate::net::RemoteSync {
+                addr,
+                topics: &s.topics,
+                frame_bytes: s.frame_bytes,
+                timeout: std::time::Duration::from_secs(s.timeout_secs),
+            },
+        );
+    };
     let here = args.data.clone().unwrap_or_else(default_data_dir);
-    check_other(&here, &s.local)?;
+    check_other(&here, local)?;
     let scope = Scope {
         since: s.since,
         until: s.until,
@@ -59,8 +82,8 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
     let node = open_node(args, false)?;
     // Clones share the node's writer: received events go through it like any other write.
     let mut ours = node.store().clone();
-    let mut theirs = Store::open(&s.local)
-        .with_context(|| format!("opening the other store {}", s.local.display()))?;
+    let mut theirs = Store::open(local)
+        .with_context(|| format!("opening the other store {}", local.display()))?;
     let salt = getrandom::u64().map_err(|e| anyhow::anyhow!("drawing a session salt: {e}"))?;
     let started = Instant::now();
     let session = |a: &mut dyn Peer, b: &mut dyn Peer| {
@@ -78,7 +101,7 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
         let mut b = ScopedStore::new(&theirs, &scope).context("gathering the other's scope")?;
         session(&mut a, &mut b)
     }
-    .with_context(|| format!("syncing with {}", s.local.display()))?;
+    .with_context(|| format!("syncing with {}", local.display()))?;
     let session = started.elapsed();
     // Received events were written with relaxed durability: make both stores durable now.
     ours.sync().context("flushing this store")?;
@@ -93,7 +116,7 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
         scoped_here == scoped_there
     };
     let out = Summary {
-        other: &s.local,
+        other: local,
         scope: &scope,
         frame_bytes: s.frame_bytes,
         report: &report,

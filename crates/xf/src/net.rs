@@ -1,0 +1,450 @@
+//! `xf node`, `xf sync ADDR`, `xf peers`: the node on the network.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use xaeroflux::{
+    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncSummary, Topic,
+};
+
+use crate::cli::{default_data_dir, parse_topic, Args};
+use crate::output::hex;
+
+/// Flags of `xf node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Addresses to listen on (default: QUIC and TCP on every IPv4 and IPv6 interface, ports
+    /// chosen by the system).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep redialing.
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Relays to listen through, for peers behind NAT.
+    #[arg(long = "relay", value_name = "MULTIADDR")]
+    pub relays: Vec<Multiaddr>,
+    /// No LAN discovery.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Topics to follow (names or 64 hex digits; none: all).
+    #[arg(long = "topic", value_parser = parse_topic)]
+    pub topics: Vec<Topic>,
+    /// Seconds between anti-entropy rounds with every connected peer.
+    #[arg(long, default_value_t = 30.0)]
+    pub anti_entropy_secs: f64,
+    /// Publish this many posts of this node's own once running (a load for tests and demos).
+    #[arg(long, default_value_t = 0)]
+    pub publish: u64,
+    /// Milliseconds between those posts.
+    #[arg(long, default_value_t = 0)]
+    pub publish_interval_ms: u64,
+    /// Largest sync frame sent or accepted, in bytes.
+    #[arg(long, default_value_t = xaeroflux_sync::FRAME_BYTES_DEFAULT)]
+    pub frame_bytes: usize,
+}
+
+impl NodeArgs {
+    fn config(&self) -> NetConfig {
+        let mut cfg = NetConfig::default();
+        if !self.listen.is_empty() {
+            cfg.listen = self.listen.clone();
+        }
+        cfg.bootstrap = self.bootstrap.clone();
+        cfg.relays = self.relays.clone();
+        cfg.mdns = !self.no_mdns;
+        cfg.topics = self.topics.clone();
+        cfg.anti_entropy = Duration::from_secs_f64(self.anti_entropy_secs.max(0.05));
+        cfg.sync = xaeroflux_sync::SyncConfig::with_frame_bytes(self.frame_bytes);
+        cfg
+    }
+}
+
+/// Flags of `xf sync ADDR`.
+pub struct RemoteSync<'a> {
+    pub addr: &'a Multiaddr,
+    pub topics: &'a [Topic],
+    pub frame_bytes: usize,
+    pub timeout: Duration,
+}
+
+fn builder(args: &Args) -> NodeBuilder {
+    Node::builder()
+        .data_dir(args.data.clone().unwrap_or_else(default_data_dir))
+        .create_identity(true)
+}
+
+fn root_line(store: &Store) -> Result<(String, u64)> {
+    let root = store.read()?.set_root()?;
+    Ok((hex(&root.fingerprint), root.accum.count))
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(xaeroflux_net::Protocol::P2p(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// Logs to stderr, at the level `XF_LOG` names (error, warn, info, debug, trace; default info).
+pub fn init_logging() {
+    let level = std::env::var("XF_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
+    init_logging();
+    let node = builder(args)
+        .network(n.config())
+        .open()
+        .context("starting the node")?;
+    let net = node.net().context("the network did not start")?;
+    let me = net.peer_id();
+    let (root, count) = root_line(node.store())?;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "peer_id": me.to_string(), "events": count, "root": root })
+        );
+    } else {
+        println!("peer id: {me}");
+        println!("store: {count} events, root {root}");
+    }
+    let mut to_publish = n.publish;
+    let mut next_post = Instant::now();
+    let mut posted = 0u64;
+    loop {
+        let wait = if to_publish > 0 {
+            next_post.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3600)
+        };
+        match net.events().recv_timeout(wait) {
+            Ok(ev) => report(args.json, node.store(), &ev)?,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                bail!("the network thread stopped")
+            }
+        }
+        if to_publish > 0 && Instant::now() >= next_post {
+            posted += 1;
+            to_publish -= 1;
+            let text = format!("post {posted} from {me}");
+            node.publish(Draft::post(0, &text))?;
+            next_post = Instant::now() + Duration::from_millis(n.publish_interval_ms);
+            if to_publish == 0 {
+                let (root, count) = root_line(node.store())?;
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({ "published": posted, "events": count, "root": root })
+                    );
+                } else {
+                    println!("published {posted} posts; store: {count} events, root {root}");
+                }
+            }
+        }
+    }
+}
+
+fn report(json_out: bool, store: &Store, ev: &NetEvent) -> Result<()> {
+    match ev {
+        NetEvent::Listening(addr) => {
+            if json_out {
+                println!("{}", json!({ "listening": addr.to_string() }));
+            } else {
+                println!("listening: {addr}");
+            }
+        }
+        NetEvent::Synced(s) => {
+            let (root, count) = root_line(store)?;
+            if json_out {
+                let mut v = summary_json(s);
+                v["events"] = json!(count);
+                v["root"] = json!(root);
+                println!("{v}");
+            } else {
+                println!(
+                    "synced with {}: {} events in, {} out, {} round trips, {} ms; store: {count} events, root {root}",
+                    s.peer,
+                    s.stats.events_received,
+                    s.stats.events_sent,
+                    s.stats.round_trips(),
+                    s.elapsed.as_millis()
+                );
+            }
+        }
+        // Everything else is in the log.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn summary_json(s: &SyncSummary) -> serde_json::Value {
+    json!({
+        "peer": s.peer.to_string(),
+        "initiator": s.initiator,
+        "round_trips": s.stats.round_trips(),
+        "events_received": s.stats.events_received,
+        "events_sent": s.stats.events_sent,
+        "event_bytes_received": s.stats.event_bytes_received,
+        "event_bytes_sent": s.stats.event_bytes_sent,
+        "bytes_received": s.stats.bytes_received,
+        "bytes_sent": s.stats.bytes_sent,
+        "ms": s.elapsed.as_secs_f64() * 1e3,
+    })
+}
+
+/// One-shot: dial, reconcile, transfer, print a summary.
+pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
+    if !std::io::stderr().is_terminal() {
+        init_logging();
+    }
+    let cfg = NetConfig {
+        // Dialing needs no listener; an ephemeral QUIC endpoint is made for the dial.
+        listen: Vec::new(),
+        mdns: false,
+        topics: r.topics.to_vec(),
+        sync: xaeroflux_sync::SyncConfig::with_frame_bytes(r.frame_bytes),
+        // One session is asked for explicitly; no rounds of its own.
+        anti_entropy: Duration::from_secs(24 * 3600),
+        ..NetConfig::default()
+    };
+    let node = builder(args)
+        .network(cfg)
+        .open()
+        .context("starting the network")?;
+    let net = node.net().context("the network did not start")?;
+    let want = peer_of(r.addr);
+    let before = node.store().read()?.set_root()?.accum.count;
+    net.dial(r.addr.clone())?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        bar.set_message(format!("dialing {}", r.addr));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let deadline = started + r.timeout;
+    let mut peer = None;
+    let summary = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            bail!("no finished session with {} within {:?}", r.addr, r.timeout);
+        }
+        match net
+            .events()
+            .recv_timeout(left.min(Duration::from_millis(100)))
+        {
+            Ok(NetEvent::Connected { peer: p, .. }) if want.is_none_or(|w| w == p) => {
+                peer = Some(p);
+                bar.set_message(format!("connected to {p}, reconciling"));
+            }
+            Ok(NetEvent::Synced(s)) if Some(s.peer) == peer && s.initiator => break s,
+            Ok(NetEvent::SyncFailed {
+                peer: p,
+                initiator: true,
+                error,
+                ..
+            }) if Some(p) == peer => bail!("sync with {p} failed: {error}"),
+            Ok(NetEvent::DialFailed { error, .. }) if peer.is_none() => {
+                bail!("dialing {} failed: {error}", r.addr)
+            }
+            Ok(_) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if peer.is_some() {
+                    let now = node.store().read()?.set_root()?.accum.count;
+                    bar.set_message(format!("received {} events", now.saturating_sub(before)));
+                }
+                bar.tick();
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                bail!("the network thread stopped")
+            }
+        }
+    };
+    bar.finish_and_clear();
+    node.store().sync()?;
+    let (root, count) = root_line(node.store())?;
+    let s = &summary.stats;
+    if args.json {
+        let mut v = summary_json(&summary);
+        v["events"] = json!(count);
+        v["root"] = json!(root);
+        println!("{v}");
+    } else {
+        println!("synced with {}", summary.peer);
+        println!("  round trips:     {}", s.round_trips());
+        println!(
+            "  events:          {} received ({} B), {} sent ({} B)",
+            s.events_received, s.event_bytes_received, s.events_sent, s.event_bytes_sent
+        );
+        println!(
+            "  bytes:           {} in, {} out",
+            s.bytes_received, s.bytes_sent
+        );
+        println!(
+            "  time:            {:.1} ms",
+            summary.elapsed.as_secs_f64() * 1e3
+        );
+        println!("  store:           {count} events, root {root}");
+    }
+    Ok(())
+}
+
+/// Prints the peer table a node in this data directory keeps.
+pub fn peers(args: &Args) -> Result<()> {
+    let dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let path = dir.join(xaeroflux_net::PEERS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() == 6)
+        .collect();
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|f| {
+                json!({
+                    "peer": f[0], "state": f[1],
+                    "score": f[2].parse::<i64>().unwrap_or(0),
+                    "syncs": f[3].parse::<u64>().unwrap_or(0),
+                    "last_seen_ms": f[4].parse::<u64>().unwrap_or(0),
+                    "addrs": if f[5] == "-" { vec![] } else { f[5].split(',').collect::<Vec<_>>() },
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no peers known yet (a running `xf node` on this data directory records them)");
+        return Ok(());
+    }
+    println!(
+        "{:<54} {:<10} {:>6} {:>6}  addresses",
+        "peer", "state", "score", "syncs"
+    );
+    for f in rows {
+        println!(
+            "{:<54} {:<10} {:>6} {:>6}  {}",
+            f[0], f[1], f[2], f[3], f[5]
+        );
+    }
+    Ok(())
+}
+
+/// The network part of `xf demo`: three nodes on loopback, each with its own store, publish
+/// and converge to one root.
+pub fn demo_network() -> Result<()> {
+    const POSTS: u64 = 300;
+    println!("\n== three nodes on loopback, separate stores ==");
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::Builder::new().prefix("xf-demo-node-").tempdir())
+        .collect::<std::io::Result<_>>()?;
+    let cfg = |bootstrap: Vec<Multiaddr>| NetConfig {
+        listen: vec![
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid"),
+            "/ip4/127.0.0.1/tcp/0".parse().expect("valid"),
+        ],
+        bootstrap,
+        mdns: false,
+        anti_entropy: Duration::from_secs(2),
+        ..NetConfig::default()
+    };
+    let open = |dir: &tempfile::TempDir, bootstrap| {
+        Node::builder()
+            .data_dir(dir.path())
+            .create_identity(true)
+            .network(cfg(bootstrap))
+            .open()
+    };
+    let first = open(&dirs[0], Vec::new())?;
+    let addr = quic_addr(&first)?;
+    println!("  node 1 {} listens on {addr}", short_peer(&first));
+    let mut nodes = vec![first];
+    for dir in &dirs[1..] {
+        let n = open(dir, vec![addr.clone()])?;
+        println!(
+            "  node {} {} bootstraps from node 1",
+            nodes.len() + 1,
+            short_peer(&n)
+        );
+        nodes.push(n);
+    }
+    let started = Instant::now();
+    for (i, n) in nodes.iter().enumerate() {
+        for k in 0..POSTS {
+            n.post(&format!("post {k} from node {}", i + 1), None, None)?;
+        }
+    }
+    println!(
+        "  each node published {POSTS} posts ({:.2} s); gossip and anti-entropy spread them",
+        started.elapsed().as_secs_f64()
+    );
+    let want = POSTS * nodes.len() as u64;
+    loop {
+        let roots: Vec<(String, u64)> = nodes
+            .iter()
+            .map(|n| root_line(n.store()))
+            .collect::<Result<_>>()?;
+        if roots.iter().all(|r| *r == roots[0]) && roots[0].1 == want {
+            println!(
+                "  converged after {:.2} s: all three hold {} events, root {}",
+                started.elapsed().as_secs_f64(),
+                roots[0].1,
+                &roots[0].0[..16]
+            );
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            for (i, r) in roots.iter().enumerate() {
+                println!("  node {}: {} events, root {}", i + 1, r.1, &r.0[..16]);
+            }
+            bail!("the three nodes did not converge within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn short_peer(node: &Node) -> String {
+    node.net()
+        .map(|n| {
+            let s = n.peer_id().to_string();
+            format!("{}…", &s[..16])
+        })
+        .unwrap_or_default()
+}
+
+fn quic_addr(node: &Node) -> Result<Multiaddr> {
+    let net = node.net().context("no network")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match net.events().recv_timeout(left) {
+            Ok(NetEvent::Listening(a)) if a.to_string().contains("quic") => {
+                return Ok(a.with(xaeroflux_net::Protocol::P2p(net.peer_id())))
+            }
+            Ok(_) => {}
+            Err(_) => bail!("node 1 reported no QUIC address"),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Real `xf node` processes on loopback: they converge after each publishes thousands of
+//! events, a node that joins late bootstraps everything, and a node killed mid-sync catches up
+//! after a restart. A running node's OS threads are counted.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{ok_json, xf};
+
+/// A running `xf node`, killed when dropped.
+struct NodeProc {
+    child: Child,
+    quic: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl NodeProc {
+    fn start(data: &Path, extra: &[&str]) -> NodeProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xf"))
+            .arg("--data")
+            .arg(data)
+            .args([
+                "node",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--anti-entropy-secs",
+                "1",
+            ])
+            .args(extra)
+            .env("XF_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("xf node starts");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut peer, mut quic) = (None, None);
+        while peer.is_none() || quic.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("node prints its peer id and addresses");
+            if let Some(p) = line.strip_prefix("peer id: ") {
+                peer = Some(p.to_owned());
+            } else if let Some(a) = line.strip_prefix("listening: ") {
+                if a.contains("quic-v1") {
+                    quic = Some(a.to_owned());
+                }
+            }
+        }
+        NodeProc {
+            child,
+            quic: format!("{}/p2p/{}", quic.unwrap(), peer.unwrap()),
+            lines: rx,
+        }
+    }
+
+    fn threads(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the node's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a thread count")
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (events, set fingerprint) of the store at `data`, read by a separate `xf stats`.
+fn root(data: &Path) -> (u64, String) {
+    let v = ok_json(data, &["stats"]);
+    (
+        v["events"].as_u64().unwrap(),
+        v["set"]["fingerprint"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn wait_converged(dirs: &[&Path], events: u64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let roots: Vec<_> = dirs.iter().map(|d| root(d)).collect();
+        if roots.iter().all(|r| *r == roots[0]) && roots[0].0 == events {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not converged on {events} events within {limit:?}: {roots:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn dirs(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let base = tempfile::tempdir().unwrap();
+    let dirs = (0..n).map(|i| base.path().join(format!("n{i}"))).collect();
+    (base, dirs)
+}
+
+#[test]
+fn nodes_converge_after_each_publishes_thousands_and_a_late_joiner_bootstraps() {
+    const POSTS: u64 = 1500;
+    let (_base, d) = dirs(4);
+    let posts = POSTS.to_string();
+    let a = NodeProc::start(&d[0], &["--publish", &posts]);
+    let b = NodeProc::start(&d[1], &["--publish", &posts, "--bootstrap", &a.quic]);
+    let c = NodeProc::start(&d[2], &["--publish", &posts, "--bootstrap", &a.quic]);
+    let took = wait_converged(&[&d[0], &d[1], &d[2]], 3 * POSTS, Duration::from_secs(120));
+    eprintln!("three nodes converged on {} events in {took:?}", 3 * POSTS);
+    for n in [&a, &b, &c] {
+        let threads = n.threads();
+        assert!(
+            threads <= 4,
+            "a running node uses main, writer and network threads only: {threads}"
+        );
+    }
+
+    // A node that joins late, knowing only one peer, bootstraps everything.
+    let late = NodeProc::start(&d[3], &["--bootstrap", &c.quic]);
+    let took = wait_converged(&[&d[0], &d[3]], 3 * POSTS, Duration::from_secs(60));
+    eprintln!(
+        "a late joiner bootstrapped {} events in {took:?}",
+        3 * POSTS
+    );
+    drop(late);
+    let _ = a.lines.try_recv();
+}
+
+#[test]
+fn a_node_killed_mid_sync_catches_up_after_a_restart() {
+    const EVENTS: u64 = 100_000;
+    let (_base, d) = dirs(2);
+    let out = xf(
+        &d[0],
+        &["gen", "--events", &EVENTS.to_string(), "--seed", "9"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Deletions and replaced profiles among the generated events leave fewer stored.
+    let (stored, _) = root(&d[0]);
+    assert!(stored > EVENTS * 9 / 10, "{stored}");
+    let a = NodeProc::start(&d[0], &[]);
+    let b = NodeProc::start(&d[1], &["--bootstrap", &a.quic]);
+    // Kill the empty node once part of the transfer has landed.
+    let start = Instant::now();
+    let partial = loop {
+        let (n, _) = root(&d[1]);
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no transfer started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    b.kill();
+    let (after_kill, _) = root(&d[1]);
+    eprintln!("killed with {partial}..{after_kill} of {stored} events stored");
+    assert!(
+        after_kill < stored,
+        "the kill came after the transfer ended"
+    );
+    let _b = NodeProc::start(&d[1], &["--bootstrap", &a.quic]);
+    let took = wait_converged(&[&d[0], &d[1]], stored, Duration::from_secs(120));
+    eprintln!("the restarted node caught up in {took:?}");
+    let check = ok_json(&d[1], &["verify"]);
+    assert_eq!(check["ok"], true, "{check}");
+}
