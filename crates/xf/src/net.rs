@@ -20,6 +20,9 @@ pub struct NodeArgs {
     /// chosen by the system).
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
+    /// Listen on nothing: only dial out (as a node behind a NAT or a firewall does).
+    #[arg(long, conflicts_with = "listen")]
+    pub no_listen: bool,
     /// Peers to dial at start and keep redialing.
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
@@ -49,7 +52,7 @@ pub struct NodeArgs {
 impl NodeArgs {
     fn config(&self) -> NetConfig {
         let mut cfg = NetConfig::default();
-        if !self.listen.is_empty() {
+        if !self.listen.is_empty() || self.no_listen {
             cfg.listen = self.listen.clone();
         }
         cfg.bootstrap = self.bootstrap.clone();

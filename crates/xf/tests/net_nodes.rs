@@ -4,104 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ok_json, xf};
-
-/// A running `xf node`, killed when dropped.
-struct NodeProc {
-    child: Child,
-    quic: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl NodeProc {
-    fn start(data: &Path, extra: &[&str]) -> NodeProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xf"))
-            .arg("--data")
-            .arg(data)
-            .args([
-                "node",
-                "--listen",
-                "/ip4/127.0.0.1/udp/0/quic-v1",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--no-mdns",
-                "--anti-entropy-secs",
-                "1",
-            ])
-            .args(extra)
-            .env("XF_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("xf node starts");
-        let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let (mut peer, mut quic) = (None, None);
-        while peer.is_none() || quic.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("node prints its peer id and addresses");
-            if let Some(p) = line.strip_prefix("peer id: ") {
-                peer = Some(p.to_owned());
-            } else if let Some(a) = line.strip_prefix("listening: ") {
-                if a.contains("quic-v1") {
-                    quic = Some(a.to_owned());
-                }
-            }
-        }
-        NodeProc {
-            child,
-            quic: format!("{}/p2p/{}", quic.unwrap(), peer.unwrap()),
-            lines: rx,
-        }
-    }
-
-    fn threads(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the node's status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("a thread count")
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// (events, set fingerprint) of the store at `data`, read by a separate `xf stats`.
-fn root(data: &Path) -> (u64, String) {
-    let v = ok_json(data, &["stats"]);
-    (
-        v["events"].as_u64().unwrap(),
-        v["set"]["fingerprint"].as_str().unwrap().to_owned(),
-    )
-}
+use common::{ok_json, root, xf, NodeProc};
 
 fn wait_converged(dirs: &[&Path], events: u64, limit: Duration) -> Duration {
     let start = Instant::now();

@@ -1,8 +1,11 @@
 //! Running the `xf` binary from integration tests.
 #![allow(dead_code)] // each test file uses a different subset
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -52,4 +55,109 @@ pub fn failure(out: &Output) -> String {
 /// Events stored in the store at `data`.
 pub fn count(data: &Path) -> u64 {
     ok_json(data, &["stats"])["events"].as_u64().unwrap()
+}
+
+/// (events, set fingerprint) of the store at `data`, read by a separate `xf stats`.
+pub fn root(data: &Path) -> (u64, String) {
+    let v = ok_json(data, &["stats"]);
+    (
+        v["events"].as_u64().unwrap(),
+        v["set"]["fingerprint"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A running `xf node`, killed when dropped.
+pub struct NodeProc {
+    pub child: Child,
+    /// Its QUIC address with `/p2p/<peer id>`.
+    pub quic: String,
+    /// Its peer id.
+    pub peer: String,
+    /// Its stdout, line by line.
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl NodeProc {
+    /// `xf node` on loopback, QUIC and TCP, one-second anti-entropy rounds.
+    pub fn start(data: &Path, extra: &[&str]) -> NodeProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xf"));
+        cmd.arg("--data")
+            .arg(data)
+            .args([
+                "node",
+                "--listen",
+                "/ip4/127.0.0.1/udp/0/quic-v1",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--anti-entropy-secs",
+                "1",
+            ])
+            .args(extra);
+        NodeProc::spawn(cmd, true)
+    }
+
+    /// Runs a prepared `xf node` command and waits for its peer id, and for its QUIC address
+    /// if it `listens`.
+    pub fn spawn(mut cmd: Command, listens: bool) -> NodeProc {
+        let mut child = cmd
+            .env("XF_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("xf node starts");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut peer, mut quic) = (None, None);
+        while peer.is_none() || (listens && quic.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("node prints its peer id and addresses");
+            if let Some(p) = line.strip_prefix("peer id: ") {
+                peer = Some(p.to_owned());
+            } else if let Some(a) = line.strip_prefix("listening: ") {
+                if a.contains("quic-v1") {
+                    quic = Some(a.to_owned());
+                }
+            }
+        }
+        let peer = peer.unwrap();
+        NodeProc {
+            child,
+            quic: quic.map(|q| format!("{q}/p2p/{peer}")).unwrap_or_default(),
+            peer,
+            lines: rx,
+        }
+    }
+
+    pub fn threads(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the node's status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a thread count")
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
