@@ -74,7 +74,7 @@ fn five_hosts_converge_through_a_partition_that_heals() {
     // Half the nodes bootstrap over IPv6, half over IPv4.
     let first_v6 = format!("/ip6/{}/udp/4001/quic-v1/p2p/{}", lab.addr6(0), first.peer);
     let mut nodes = vec![first];
-    for i in 1..5 {
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
         let boot = if i % 2 == 0 {
             first_v6.clone()
         } else {
@@ -82,7 +82,7 @@ fn five_hosts_converge_through_a_partition_that_heals() {
         };
         let mut extra = publish.clone();
         extra.extend(["--bootstrap", &boot]);
-        nodes.push(node_in(&lab, i, &dirs[i], &listen(i), &extra));
+        nodes.push(node_in(&lab, i, dir, &listen(i), &extra));
     }
     std::thread::sleep(Duration::from_secs(2));
     lab.partition(&[0, 1], &[2, 3, 4]);
@@ -128,7 +128,7 @@ fn five_hosts_converge_through_loss_and_delay() {
     let hub = node_in(&lab, 0, &dirs[0], &local, &["--publish", &posts]);
     let mut relays = Vec::new();
     let mut nodes = vec![hub];
-    for i in 1..5 {
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
         let port = 5000 + i;
         let relay = lab
             .command(0, XF)
@@ -161,7 +161,7 @@ fn five_hosts_converge_through_loss_and_delay() {
         nodes.push(node_in(
             &lab,
             i,
-            &dirs[i],
+            dir,
             &[],
             &["--publish", &posts, "--bootstrap", &boot],
         ));
