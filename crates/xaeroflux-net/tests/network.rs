@@ -108,9 +108,12 @@ fn three_nodes_converge(tcp_only: bool) {
         events(2, 500, "b"),
         events(3, 300, "a"),
     );
-    let a = node(11, &ea, loopback(tcp_only));
-    let a_addr = first_listen(&a.net, if tcp_only { "/tcp/" } else { "/quic-v1" });
+    // No anti-entropy rounds: what converges here moved in the session each new connection
+    // runs, and what arrives later came by gossip.
     let mut cfg = loopback(tcp_only);
+    cfg.anti_entropy = Duration::from_secs(3600);
+    let a = node(11, &ea, cfg.clone());
+    let a_addr = first_listen(&a.net, if tcp_only { "/tcp/" } else { "/quic-v1" });
     cfg.bootstrap = vec![a_addr];
     let b = node(12, &eb, cfg.clone());
     let c = node(13, &ec, cfg);
@@ -123,7 +126,9 @@ fn three_nodes_converge(tcp_only: bool) {
     let sent = Instant::now();
     a.net.publish(fresh.clone()).unwrap();
     let has = |n: &Node| n.store.read().unwrap().get(fresh.id()).unwrap().is_some();
-    wait_until("gossip", Duration::from_secs(10), || has(&b) && has(&c));
+    // The design's figure is "within a second"; the bound here is loose for a loaded machine,
+    // and the figure printed is the one to read.
+    wait_until("gossip", Duration::from_secs(5), || has(&b) && has(&c));
     eprintln!("gossip reached both peers in {:?}", sent.elapsed());
 }
 
@@ -171,4 +176,11 @@ fn memory_nodes_converge_and_catch_up_after_a_cut() {
     b.store.ingest(events(8, 60, "y")).unwrap();
     b.net.dial(a_addr).unwrap();
     converge(&[&a, &b], 810, Duration::from_secs(20));
+
+    // Events that never went through gossip (written straight into a store) arrive with the
+    // next anti-entropy round.
+    a.store.ingest(events(9, 25, "x")).unwrap();
+    b.store.ingest(events(10, 35, "y")).unwrap();
+    let took = converge(&[&a, &b], 870, Duration::from_secs(20));
+    eprintln!("anti-entropy carried events gossip never saw in {took:?}");
 }

@@ -103,3 +103,38 @@ fn a_node_killed_mid_sync_catches_up_after_a_restart() {
     let check = ok_json(&d[1], &["verify"]);
     assert_eq!(check["ok"], true, "{check}");
 }
+
+#[test]
+fn a_dropped_peer_is_redialed_when_it_comes_back() {
+    let (_base, d) = dirs(2);
+    // A fixed port, so the restarted node is found where it was.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let quic = format!("/ip4/127.0.0.1/udp/{port}/quic-v1");
+    let start_a = |posts: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xf"));
+        cmd.arg("--data").arg(&d[0]).args([
+            "node",
+            "--listen",
+            &quic,
+            "--no-mdns",
+            "--anti-entropy-secs",
+            "1",
+            "--publish",
+            posts,
+        ]);
+        NodeProc::spawn(cmd, true)
+    };
+    let a = start_a("20");
+    let _b = NodeProc::start(&d[1], &["--publish", "10", "--bootstrap", &a.quic]);
+    wait_converged(&[&d[0], &d[1]], 30, Duration::from_secs(60));
+    a.kill();
+    // Down for a while: the other side's redials fail and back off meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    let _a = start_a("30");
+    let took = wait_converged(&[&d[0], &d[1]], 60, Duration::from_secs(90));
+    eprintln!("the peer came back and was redialed; converged {took:?} after the restart");
+}
