@@ -141,10 +141,19 @@ impl<T: Transport> Engine<T> {
     ) -> Engine<T> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
+        let mut peers = Peers::new(cfg.redial_min, cfg.redial_max);
+        if let Some(text) = cfg
+            .peers_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            let n = peers.load(&text);
+            debug!(peers = n, "peer table restored");
+        }
         Engine {
             transport,
             store,
-            peers: Peers::new(cfg.redial_min, cfg.redial_max),
+            peers,
             bootstrap: cfg
                 .bootstrap
                 .iter()

@@ -234,6 +234,44 @@ impl Peers {
         }
     }
 
+    /// Restores a table written by [`Peers::render`]: addresses, scores and counts come back,
+    /// and every peer with an address is dialed at once. Malformed lines are skipped (the file
+    /// is this node's own, but a torn or edited file must not stop it from starting).
+    pub fn load(&mut self, text: &str) -> usize {
+        let mut loaded = 0;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let [peer, _state, score, syncs, seen, addrs] = f[..] else {
+                continue;
+            };
+            let (Ok(peer), Ok(score), Ok(syncs), Ok(seen)) = (
+                peer.parse::<PeerId>(),
+                score.parse::<i32>(),
+                syncs.parse::<u64>(),
+                seen.parse::<u64>(),
+            ) else {
+                continue;
+            };
+            let addrs: Vec<Multiaddr> = addrs
+                .split(',')
+                .filter_map(|a| a.parse().ok())
+                .take(ADDRS_PER_PEER_MAX)
+                .collect();
+            let Some(e) = self.entry(peer) else {
+                break;
+            };
+            e.score = score.max(SCORE_BLOCK + 1);
+            e.syncs = syncs;
+            e.last_seen_ms = seen;
+            e.redial = !addrs.is_empty();
+            e.next_dial = e.redial.then(Instant::now);
+            e.addrs = addrs;
+            loaded += 1;
+        }
+        self.dirty = false;
+        loaded
+    }
+
     /// Marks every peer disconnected (the node is stopping).
     pub fn all_disconnected(&mut self, now_ms: u64) {
         for e in self.map.values_mut() {
@@ -341,6 +379,38 @@ mod tests {
         assert_eq!(peers.get(&p).unwrap().score, SCORE_BLOCK / 2);
         peers.forgive(10);
         assert_eq!(peers.get(&p).unwrap().score, SCORE_BLOCK / 2 + 10);
+    }
+
+    #[test]
+    fn a_rendered_table_loads_back_and_bad_lines_are_skipped() {
+        let mut peers = Peers::new(Duration::from_millis(1), Duration::from_millis(1));
+        let (p, q) = (PeerId::random(), PeerId::random());
+        peers.learn(p, addr(7), true);
+        peers.penalize(p, 30);
+        peers.learn(q, addr(8), false);
+        peers.connected(q, addr(8), false, 5);
+        let text = format!("{}garbage line\n{} known x 0 0 -\n", peers.render(), p);
+        let mut back = Peers::new(Duration::from_millis(1), Duration::from_millis(1));
+        assert_eq!(back.load(&text), 2);
+        let e = back.get(&p).unwrap();
+        assert_eq!(
+            (e.score, e.addrs.clone(), e.redial),
+            (-30, vec![addr(7)], true)
+        );
+        assert!(
+            !back.get(&q).unwrap().connected,
+            "connection state is not restored"
+        );
+        let due: Vec<PeerId> = back
+            .due(Instant::now())
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            due.len(),
+            2,
+            "every peer with an address is dialed at start"
+        );
     }
 
     #[test]

@@ -182,3 +182,31 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn hosts_on_one_lan_find_each_other_by_mdns() {
+    let lab = Lab::new(3);
+    let base = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| base.path().join(format!("h{i}"))).collect();
+    // No bootstrap addresses at all: only LAN discovery can join them.
+    let nodes: Vec<NodeProc> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let mut cmd = lab.command(i, XF);
+            cmd.arg("--data").arg(dir).args([
+                "node",
+                "--listen",
+                &format!("/ip4/{}/udp/4001/quic-v1", lab.addr(i)),
+                "--anti-entropy-secs",
+                "1",
+                "--publish",
+                "100",
+            ]);
+            NodeProc::spawn(cmd, true)
+        })
+        .collect();
+    let took = wait_converged(&dirs, 300, Duration::from_secs(60));
+    eprintln!("three hosts found each other on the LAN and converged in {took:?}");
+    drop(nodes);
+}
