@@ -14,7 +14,7 @@ use libp2p::{
 };
 use tracing::debug;
 
-use crate::link::{spawn_framed, FRAME_PREFIX_BYTES};
+use crate::link::spawn_framed;
 use crate::transport::{
     GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent,
 };
@@ -141,7 +141,8 @@ impl Libp2pTransport {
             swarm,
             control,
             incoming,
-            frame_cap: cfg.sync.frame_bytes_max + FRAME_PREFIX_BYTES,
+            // The session's frame limit counts the frame's header, not the length prefix.
+            frame_cap: cfg.sync.frame_bytes_max,
             idle,
         })
     }
