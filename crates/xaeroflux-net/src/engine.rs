@@ -121,7 +121,12 @@ pub(crate) struct Engine<T: Transport> {
     /// Bootstrap addresses without a known peer: dialed until they answer.
     bootstrap: Vec<(Multiaddr, Instant, Duration)>,
     last_anti_entropy: Instant,
+    /// Outbound sessions that failed through no fault of the peer: retried, backing off.
+    retries: HashMap<PeerId, (Instant, u32)>,
 }
+
+/// First retry of a failed session; doubles per failure in a row, up to an anti-entropy round.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
 
 enum Input {
     Wake,
@@ -150,15 +155,23 @@ impl<T: Transport> Engine<T> {
             let n = peers.load(&text);
             debug!(peers = n, "peer table restored");
         }
+        // A bootstrap address naming its peer makes that peer one to keep connected, redialed
+        // with backoff like any other; one without a peer id is dialed until something answers.
+        let mut bootstrap = Vec::new();
+        for addr in &cfg.bootstrap {
+            match addr.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
+                    peers.learn(peer, addr.clone(), true);
+                    peers.dial_soon(peer);
+                }
+                _ => bootstrap.push((addr.clone(), now, Duration::ZERO)),
+            }
+        }
         Engine {
             transport,
             store,
             peers,
-            bootstrap: cfg
-                .bootstrap
-                .iter()
-                .map(|a| (a.clone(), now, Duration::ZERO))
-                .collect(),
+            bootstrap,
             cfg,
             commands,
             wake,
@@ -169,6 +182,7 @@ impl<T: Transport> Engine<T> {
             done_rx,
             gossip_writes: VecDeque::new(),
             last_anti_entropy: now,
+            retries: HashMap::new(),
         }
     }
 
@@ -264,7 +278,11 @@ impl<T: Transport> Engine<T> {
                 info!(%peer, %addr, dialer, "connected");
                 self.peers
                     .connected(peer, addr.clone(), dialer, crate::now_ms());
-                self.bootstrap.retain(|(a, _, _)| *a != addr);
+                if dialer {
+                    let reached = without_peer(&addr);
+                    self.bootstrap
+                        .retain(|(a, _, _)| without_peer(a) != reached);
+                }
                 self.emit(NetEvent::Connected { peer, addr });
                 // The dialer opens the first session, so a new pair runs one, not two.
                 if dialer {
@@ -419,6 +437,9 @@ impl<T: Transport> Engine<T> {
                     "synced"
                 );
                 self.peers.synced(peer);
+                if initiator {
+                    self.retries.remove(&peer);
+                }
                 if s.events_received > 0 {
                     if let Err(e) = self.store.sync() {
                         warn!(error = %e, "flushing received events failed");
@@ -441,6 +462,14 @@ impl<T: Transport> Engine<T> {
                 });
                 if penalty > 0 {
                     self.penalize(peer, penalty, "sync protocol violation");
+                } else if initiator && !matches!(e, SyncFailure::Disjoint) {
+                    // A cut stream or a busy peer: what was stored stays, and the retry moves
+                    // only what is still missing. (libp2p-stream also drops an inbound stream
+                    // when one is already waiting to be accepted; the opener sees it closed.)
+                    let failures = self.retries.get(&peer).map_or(0, |r| r.1) + 1;
+                    let wait = (RETRY_FIRST * 2u32.saturating_pow(failures - 1))
+                        .min(self.cfg.anti_entropy);
+                    self.retries.insert(peer, (Instant::now() + wait, failures));
                 }
             }
         }
@@ -481,6 +510,23 @@ impl<T: Transport> Engine<T> {
                 let _ = self.transport.dial(addr.clone());
             }
         }
+        let due: Vec<PeerId> = self
+            .retries
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            if self.peers.get(&peer).is_some_and(|e| e.connected) {
+                // Stays in the map (with its count) until a session succeeds.
+                if let Some(r) = self.retries.get_mut(&peer) {
+                    r.0 = now + self.cfg.anti_entropy;
+                }
+                self.start_sync(peer);
+            } else {
+                self.retries.remove(&peer);
+            }
+        }
         for peer in self.peers.unblock_expired(now) {
             self.transport.unblock(peer);
         }
@@ -513,6 +559,15 @@ impl<T: Transport> Engine<T> {
             warn!(error = %e, "writing the peer table failed");
         }
     }
+}
+
+/// An address without the peer id at its end.
+fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut a = addr.clone();
+    if let Some(libp2p::multiaddr::Protocol::P2p(_)) = a.iter().last() {
+        a.pop();
+    }
+    a
 }
 
 /// An address with the peer's id at its end (unless it has one).

@@ -234,6 +234,15 @@ impl Peers {
         }
     }
 
+    /// Schedules a dial of a known peer at the next tick (unless it is connected or blocked).
+    pub fn dial_soon(&mut self, peer: PeerId) {
+        if let Some(e) = self.map.get_mut(&peer) {
+            if !e.connected && e.blocked_until.is_none() && !e.addrs.is_empty() {
+                e.next_dial = Some(Instant::now());
+            }
+        }
+    }
+
     /// Restores a table written by [`Peers::render`]: addresses, scores and counts come back,
     /// and every peer with an address is dialed at once. Malformed lines are skipped (the file
     /// is this node's own, but a torn or edited file must not stop it from starting).

@@ -3,14 +3,18 @@
 //! disconnect; repeat offenders are blocked and cannot come back; the victim's memory stays
 //! bounded; and an honest node connected to the same victim keeps converging with it.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
+
+use common::{events, now_ms, root, wait_until};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Stream, SwarmBuilder};
-use xaeroflux_event::{Draft, EventId, Identity, Topic, VerifiedEvent, HEADER_BYTES};
+use xaeroflux_event::{EventId, VerifiedEvent, HEADER_BYTES};
 use xaeroflux_net::{
     read_frame, write_frame, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId, Protocol,
     SYNC_PROTOCOL,
@@ -29,41 +33,6 @@ const FOLLOW_UP_BYTES: usize = 96 << 20;
 const OPENING: [u8; 4] = [1, 0, 0, 0];
 /// The responder's acceptance of an opening for all topics.
 const ACCEPTED: [u8; 4] = [1, 1, 0, 0];
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// `n` events by one author, a few minutes in the past.
-fn events(author: u8, from: usize, n: usize) -> Vec<VerifiedEvent> {
-    let id = Identity::from_seed(&[author; 32]);
-    let base = now_ms() - 600_000;
-    (from..from + n)
-        .map(|i| {
-            id.sign(
-                &Draft::post(base + i as u64, &format!("author {author}, post {i}"))
-                    .in_topic(Topic::named("hostile")),
-            )
-        })
-        .collect()
-}
-
-fn root(store: &Store) -> ([u8; 32], u64) {
-    let r = store.read().unwrap().set_root().unwrap();
-    (r.fingerprint, r.accum.count)
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not reached in {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
-}
 
 /// A field of the process status in KiB (`VmRSS`, `VmHWM`); `None` where the platform has no
 /// such file.
@@ -366,14 +335,14 @@ async fn forged_session(stream: &mut Stream, src: &Forger) -> Result<String, Str
 
 #[test]
 fn hostile_peers_are_cut_off_and_blocked_while_an_honest_peer_keeps_syncing() {
-    let victim = node(41, events(1, 0, 100));
+    let victim = node(41, events(1, 0, 100, "hostile"));
     let victim_id = victim.net.peer_id();
     let victim_addr = listen_addr(&victim.net);
     let mut watch = Watch {
         rx: victim.net.events().clone(),
         log: Vec::new(),
     };
-    let honest = node(42, events(2, 0, 150));
+    let honest = node(42, events(2, 0, 150, "hostile"));
     let honest_id = honest.net.peer_id();
     honest.net.dial(victim_addr.clone()).unwrap();
     let took = wait_until("first convergence", Duration::from_secs(10), || {
@@ -520,7 +489,7 @@ fn hostile_peers_are_cut_off_and_blocked_while_an_honest_peer_keeps_syncing() {
     // 3. A well-formed session carrying an event whose signature was tampered with: blocked at
     //    once, and the event is never stored.
     let h2 = Hostile::new();
-    let genuine = events(9, 0, 3);
+    let genuine = events(9, 0, 3, "hostile");
     let forged_ids: Vec<EventId> = genuine.iter().map(|e| *e.id()).collect();
     let forger = Forger {
         inner: MemStore::from_events(genuine),
@@ -567,12 +536,12 @@ fn hostile_peers_are_cut_off_and_blocked_while_an_honest_peer_keeps_syncing() {
     let after_attack = Instant::now();
     watch.drain();
     let after_attack_mark = watch.log.len();
-    let batch_gossip = events(2, 150, 20);
+    let batch_gossip = events(2, 150, 20, "hostile");
     honest.store.ingest(batch_gossip.clone()).unwrap();
     for ev in batch_gossip {
         honest.net.publish(ev).unwrap();
     }
-    honest.store.ingest(events(2, 170, 30)).unwrap();
+    honest.store.ingest(events(2, 170, 30, "hostile")).unwrap();
     honest.net.sync_now().unwrap();
     let took = wait_until(
         "convergence after the attack",

@@ -1,46 +1,15 @@
 //! Nodes on loopback (libp2p, QUIC and TCP) and on the in-memory network converge: on
 //! connection, through gossip, and by anti-entropy after a cut.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use xaeroflux_event::{Draft, Identity, Topic, VerifiedEvent};
+use common::{events, root, wait_until};
+
+use xaeroflux_event::VerifiedEvent;
 use xaeroflux_net::{MemoryHub, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
 use xaeroflux_store::Store;
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// `n` events by one author, a few minutes in the past.
-fn events(author: u8, n: usize, topic: &str) -> Vec<VerifiedEvent> {
-    let id = Identity::from_seed(&[author; 32]);
-    let base = now_ms() - 600_000;
-    (0..n)
-        .map(|i| {
-            id.sign(
-                &Draft::post(base + i as u64, &format!("{author}:{i}"))
-                    .in_topic(Topic::named(topic)),
-            )
-        })
-        .collect()
-}
-
-fn root(store: &Store) -> ([u8; 32], u64) {
-    let r = store.read().unwrap().set_root().unwrap();
-    (r.fingerprint, r.accum.count)
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not reached in {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
-}
 
 fn loopback(tcp_only: bool) -> NetConfig {
     let mut listen: Vec<Multiaddr> = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
@@ -96,17 +65,30 @@ fn node(seed: u8, initial: &[VerifiedEvent], cfg: NetConfig) -> Node {
 }
 
 fn converge(nodes: &[&Node], expect: u64, limit: Duration) -> Duration {
-    wait_until("convergence", limit, || {
+    let start = Instant::now();
+    let done = |nodes: &[&Node]| {
         let roots: Vec<_> = nodes.iter().map(|n| root(&n.store)).collect();
         roots.iter().all(|r| *r == roots[0]) && roots[0].1 == expect
-    })
+    };
+    while !done(nodes) {
+        if start.elapsed() > limit {
+            // What each node reported says which session failed and why.
+            for n in nodes {
+                let evs: Vec<_> = n.net.events().try_iter().collect();
+                eprintln!("{} {:?}: {evs:#?}", n.net.peer_id(), root(&n.store).1);
+            }
+            panic!("not converged on {expect} events within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
 }
 
 fn three_nodes_converge(tcp_only: bool) {
     let (ea, eb, ec) = (
-        events(1, 700, "a"),
-        events(2, 500, "b"),
-        events(3, 300, "a"),
+        events(1, 0, 700, "a"),
+        events(2, 0, 500, "b"),
+        events(3, 0, 300, "a"),
     );
     // No anti-entropy rounds: what converges here moved in the session each new connection
     // runs, and what arrives later came by gossip.
@@ -114,14 +96,18 @@ fn three_nodes_converge(tcp_only: bool) {
     cfg.anti_entropy = Duration::from_secs(3600);
     let a = node(11, &ea, cfg.clone());
     let a_addr = first_listen(&a.net, if tcp_only { "/tcp/" } else { "/quic-v1" });
-    cfg.bootstrap = vec![a_addr];
+    cfg.bootstrap = vec![a_addr.clone()];
     let b = node(12, &eb, cfg.clone());
+    let b_addr = first_listen(&b.net, if tcp_only { "/tcp/" } else { "/quic-v1" });
+    // Every pair connects, so the sessions run on connection alone carry every event, in
+    // whatever order they run.
+    cfg.bootstrap = vec![a_addr, b_addr];
     let c = node(13, &ec, cfg);
     let took = converge(&[&a, &b, &c], 1500, Duration::from_secs(30));
     eprintln!("three nodes converged on 1,500 events in {took:?} (tcp only: {tcp_only})");
 
     // Live: an event published on one node reaches the others through gossip.
-    let fresh = events(4, 1, "a").remove(0);
+    let fresh = events(4, 0, 1, "a").remove(0);
     a.store.ingest(vec![fresh.clone()]).unwrap();
     let sent = Instant::now();
     a.net.publish(fresh.clone()).unwrap();
@@ -164,23 +150,23 @@ fn memory_nodes_converge_and_catch_up_after_a_cut() {
             _dir: dir,
         }
     };
-    let a = mk(21, &events(5, 400, "x"));
-    let b = mk(22, &events(6, 300, "y"));
+    let a = mk(21, &events(5, 0, 400, "x"));
+    let b = mk(22, &events(6, 0, 300, "y"));
     let a_addr = first_listen(&a.net, "/memory/");
     b.net.dial(a_addr.clone()).unwrap();
     converge(&[&a, &b], 700, Duration::from_secs(20));
 
     // Cut the link, add on both sides, reconnect: anti-entropy on the new connection heals.
     hub.cut(a.net.peer_id());
-    a.store.ingest(events(7, 50, "x")).unwrap();
-    b.store.ingest(events(8, 60, "y")).unwrap();
+    a.store.ingest(events(7, 0, 50, "x")).unwrap();
+    b.store.ingest(events(8, 0, 60, "y")).unwrap();
     b.net.dial(a_addr).unwrap();
     converge(&[&a, &b], 810, Duration::from_secs(20));
 
     // Events that never went through gossip (written straight into a store) arrive with the
     // next anti-entropy round.
-    a.store.ingest(events(9, 25, "x")).unwrap();
-    b.store.ingest(events(10, 35, "y")).unwrap();
+    a.store.ingest(events(9, 0, 25, "x")).unwrap();
+    b.store.ingest(events(10, 0, 35, "y")).unwrap();
     let took = converge(&[&a, &b], 870, Duration::from_secs(20));
     eprintln!("anti-entropy carried events gossip never saw in {took:?}");
 }
