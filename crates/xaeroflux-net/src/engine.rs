@@ -150,6 +150,7 @@ impl<T: Transport> Engine<T> {
         if let Some(text) = cfg
             .peers_file
             .as_ref()
+            .filter(|_| cfg.restore_peers)
             .and_then(|p| std::fs::read_to_string(p).ok())
         {
             let n = peers.load(&text);

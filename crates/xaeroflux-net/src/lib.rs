@@ -79,6 +79,9 @@ pub struct NetConfig {
     pub inbound_sessions_max: usize,
     /// Where to keep the peer table (`xf peers` reads it).
     pub peers_file: Option<PathBuf>,
+    /// Restore the peer table from `peers_file` at start and redial its peers (off for a
+    /// one-shot sync that should reach only the address it was given).
+    pub restore_peers: bool,
 }
 
 impl Default for NetConfig {
@@ -103,6 +106,7 @@ impl Default for NetConfig {
             idle_timeout: Duration::from_secs(60),
             inbound_sessions_max: 8,
             peers_file: None,
+            restore_peers: true,
         }
     }
 }

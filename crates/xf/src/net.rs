@@ -210,7 +210,8 @@ fn summary_json(s: &SyncSummary) -> serde_json::Value {
 
 /// One-shot: dial, reconcile, transfer, print a summary.
 pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
-    if !std::io::stderr().is_terminal() {
+    // Quiet unless asked: a failure is one line on stderr, like every other command's.
+    if std::env::var_os("XF_LOG").is_some() {
         init_logging();
     }
     let cfg = NetConfig {
@@ -219,8 +220,9 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         mdns: false,
         topics: r.topics.to_vec(),
         sync: xaeroflux_sync::SyncConfig::with_frame_bytes(r.frame_bytes),
-        // One session is asked for explicitly; no rounds of its own.
+        // One session with the address given: no rounds of its own, no other peers redialed.
         anti_entropy: Duration::from_secs(24 * 3600),
+        restore_peers: false,
         ..NetConfig::default()
     };
     let node = builder(args)
@@ -245,7 +247,10 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
     let summary = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!("no finished session with {} within {:?}", r.addr, r.timeout);
+            match peer {
+                None => bail!("could not dial {} within {:?}", r.addr, r.timeout),
+                Some(p) => bail!("the sync with {p} did not finish within {:?}", r.timeout),
+            }
         }
         match net
             .events()

@@ -138,3 +138,30 @@ fn a_dropped_peer_is_redialed_when_it_comes_back() {
     let took = wait_converged(&[&d[0], &d[1]], 60, Duration::from_secs(90));
     eprintln!("the peer came back and was redialed; converged {took:?} after the restart");
 }
+
+#[test]
+fn one_shot_sync_dials_transfers_and_reports() {
+    let (_base, d) = dirs(2);
+    let a = NodeProc::start(&d[0], &["--publish", "40"]);
+    wait_converged(&[&d[0]], 40, Duration::from_secs(30));
+    let out = ok_json(&d[1], &["sync", &a.quic]);
+    assert_eq!(out["events_received"], 40, "{out}");
+    assert_eq!(out["events_sent"], 0, "{out}");
+    assert_eq!(out["events"], 40, "{out}");
+    assert_eq!(root(&d[1]), root(&d[0]));
+    let peers = ok_json(&d[1], &["peers"]);
+    assert_eq!(
+        peers[0]["peer"],
+        a.quic.rsplit('/').next().unwrap(),
+        "{peers}"
+    );
+    assert_eq!(peers[0]["syncs"], 1, "{peers}");
+    // Nobody listening there: a clear failure, not a hang.
+    let port_gone = format!(
+        "/ip4/127.0.0.1/udp/9/quic-v1/p2p/{}",
+        a.quic.rsplit('/').next().unwrap()
+    );
+    let out = xf(&d[1], &["sync", &port_gone, "--timeout-secs", "5"]);
+    let err = common::failure(&out);
+    assert!(err.contains("sync") || err.contains("dial"), "{err}");
+}
