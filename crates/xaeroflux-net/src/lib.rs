@@ -59,6 +59,8 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Relays to listen through (for peers behind NAT; DCUtR upgrades to direct links).
     pub relays: Vec<Multiaddr>,
+    /// Serve as a relay (circuit relay v2) for peers that cannot be reached directly.
+    pub relay_server: bool,
     /// Discover peers on the LAN with mDNS.
     pub mdns: bool,
     /// Topics this node follows (empty: all).
@@ -96,6 +98,7 @@ impl Default for NetConfig {
             ],
             bootstrap: Vec::new(),
             relays: Vec::new(),
+            relay_server: false,
             mdns: true,
             topics: Vec::new(),
             sync: SyncConfig::default(),

@@ -26,6 +26,8 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/xaeroflux/sync/1
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xaeroflux/kad/1");
 /// Identify's protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/xaeroflux/id/1";
+/// Bytes one relayed circuit may carry when this node is a relay.
+pub const RELAY_CIRCUIT_BYTES_MAX: u64 = 64 << 20;
 /// Largest gossip message: one event at its size cap plus gossip's own envelope.
 const GOSSIP_BYTES_MAX: usize = 72 * 1024;
 
@@ -34,6 +36,7 @@ struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
     relay: relay::client::Behaviour,
+    relay_server: Toggle<relay::Behaviour>,
     dcutr: dcutr::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -50,6 +53,7 @@ pub struct Libp2pTransport {
     incoming: libp2p_stream::IncomingStreams,
     frame_cap: usize,
     idle: Duration,
+    relay_server: bool,
 }
 
 /// The node's libp2p key: the user's ed25519 key, so the peer id names the author.
@@ -63,6 +67,7 @@ impl Libp2pTransport {
         let keypair = keypair_from_seed(seed);
         let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
         let mdns_on = cfg.mdns;
+        let relay_server_on = cfg.relay_server;
         let idle = cfg.idle_timeout;
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -96,6 +101,17 @@ impl Libp2pTransport {
                 // Answer DHT queries even before an external address is confirmed: on a LAN
                 // or loopback none ever is, and clients alone cannot find each other.
                 kad.set_mode(Some(kad::Mode::Server));
+                let relay_server = relay_server_on.then(|| {
+                    relay::Behaviour::new(
+                        me,
+                        relay::Config {
+                            // Circuits carry whole sync sessions, not just hole-punch set-ups.
+                            max_circuit_bytes: RELAY_CIRCUIT_BYTES_MAX,
+                            max_circuit_duration: Duration::from_secs(600),
+                            ..relay::Config::default()
+                        },
+                    )
+                });
                 Ok(Behaviour {
                     blocked: Default::default(),
                     limits: connection_limits::Behaviour::new(
@@ -105,6 +121,7 @@ impl Libp2pTransport {
                             .with_max_pending_incoming(Some(64)),
                     ),
                     relay,
+                    relay_server: relay_server.into(),
                     dcutr: dcutr::Behaviour::new(me),
                     identify: identify::Behaviour::new(identify::Config::new(
                         IDENTIFY_PROTOCOL.into(),
@@ -143,13 +160,21 @@ impl Libp2pTransport {
             incoming,
             // The session's frame limit counts the frame's header, not the length prefix.
             frame_cap: cfg.sync.frame_bytes_max,
+            relay_server: cfg.relay_server,
             idle,
         })
     }
 
     fn translate(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Option<TransportEvent> {
         match ev {
-            SwarmEvent::NewListenAddr { address, .. } => Some(TransportEvent::Listening(address)),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if self.relay_server {
+                    // A relay hands its own addresses to the peers it reserves for; on a LAN or
+                    // a server with a public address, what it listens on is what they dial.
+                    self.swarm.add_external_address(address.clone());
+                }
+                Some(TransportEvent::Listening(address))
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,

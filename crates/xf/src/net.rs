@@ -29,6 +29,9 @@ pub struct NodeArgs {
     /// Relays to listen through, for peers behind NAT.
     #[arg(long = "relay", value_name = "MULTIADDR")]
     pub relays: Vec<Multiaddr>,
+    /// Serve as a relay for peers that cannot be reached directly (they listen through it).
+    #[arg(long)]
+    pub relay_server: bool,
     /// No LAN discovery.
     #[arg(long)]
     pub no_mdns: bool,
@@ -57,6 +60,7 @@ impl NodeArgs {
         }
         cfg.bootstrap = self.bootstrap.clone();
         cfg.relays = self.relays.clone();
+        cfg.relay_server = self.relay_server;
         cfg.mdns = !self.no_mdns;
         cfg.topics = self.topics.clone();
         cfg.anti_entropy = Duration::from_secs_f64(self.anti_entropy_secs.max(0.05));

@@ -210,3 +210,53 @@ fn hosts_on_one_lan_find_each_other_by_mdns() {
     eprintln!("three hosts found each other on the LAN and converged in {took:?}");
     drop(nodes);
 }
+
+#[test]
+fn hosts_that_cannot_reach_each_other_sync_through_a_relay() {
+    let lab = Lab::new(3);
+    let base = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| base.path().join(format!("h{i}"))).collect();
+    // Hosts 1 and 2 have no path to each other (as two peers behind NATs); both reach host 0.
+    lab.partition(&[1], &[2]);
+    // The relay follows a topic nobody posts in, so it stores none of their events: whatever
+    // the two exchange crosses the relayed circuit.
+    let relay = node_in(
+        &lab,
+        0,
+        &dirs[0],
+        &[format!("/ip4/{}/udp/4001/quic-v1", lab.addr(0))],
+        &["--relay-server", "--topic", "relay-only"],
+    );
+    let mut cmd = lab.command(1, XF);
+    cmd.arg("--data").arg(&dirs[1]).args([
+        "node",
+        "--no-mdns",
+        "--no-listen",
+        "--anti-entropy-secs",
+        "1",
+        "--relay",
+        &relay.quic,
+        "--publish",
+        "100",
+    ]);
+    // Its only address is the circuit through the relay.
+    let behind = NodeProc::spawn(cmd, true);
+    assert!(behind.quic.contains("/p2p-circuit"), "{}", behind.quic);
+    let mut cmd = lab.command(2, XF);
+    cmd.arg("--data").arg(&dirs[2]).args([
+        "node",
+        "--no-mdns",
+        "--no-listen",
+        "--anti-entropy-secs",
+        "1",
+        "--bootstrap",
+        &behind.quic,
+        "--publish",
+        "100",
+    ]);
+    let other = NodeProc::spawn(cmd, false);
+    let took = wait_converged(&dirs[1..], 200, Duration::from_secs(60));
+    eprintln!("two hosts with no path between them converged through a relay in {took:?}");
+    assert_eq!(root(&dirs[0]).0, 0, "the relay stored nothing of theirs");
+    drop((behind, other, relay));
+}

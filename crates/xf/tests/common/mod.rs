@@ -101,7 +101,11 @@ impl NodeProc {
     /// if it `listens`.
     pub fn spawn(mut cmd: Command, listens: bool) -> NodeProc {
         let mut child = cmd
-            .env("XF_LOG", "warn")
+            // XF_NODE_LOG raises the nodes' log level when a test needs reading.
+            .env(
+                "XF_LOG",
+                std::env::var("XF_NODE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -133,7 +137,16 @@ impl NodeProc {
         let peer = peer.unwrap();
         NodeProc {
             child,
-            quic: quic.map(|q| format!("{q}/p2p/{peer}")).unwrap_or_default(),
+            // A relayed address already ends with this node's id.
+            quic: quic
+                .map(|q| {
+                    if q.ends_with(&format!("/p2p/{peer}")) {
+                        q
+                    } else {
+                        format!("{q}/p2p/{peer}")
+                    }
+                })
+                .unwrap_or_default(),
             peer,
             lines: rx,
         }
