@@ -14,9 +14,9 @@ use tracing::{debug, info, warn};
 use xaeroflux_event::{verify, EventId, Limits, Topic, VerifiedEvent};
 use xaeroflux_store::{Durability, Store, Ticket};
 
-use crate::peers::Peers;
+use crate::peers::{Peers, RateLimit};
 use crate::runner::{self, Start, SyncFailure, SyncSummary};
-use crate::transport::{GossipToken, Multiaddr, PeerId, Transport, TransportEvent};
+use crate::transport::{GossipToken, Multiaddr, PeerId, Transport, TransportEvent, Verdict};
 use crate::NetConfig;
 
 /// Gossip topic every event is published on; nodes following all topics subscribe to it.
@@ -123,6 +123,10 @@ pub(crate) struct Engine<T: Transport> {
     last_anti_entropy: Instant,
     /// Outbound sessions that failed through no fault of the peer: retried, backing off.
     retries: HashMap<PeerId, (Instant, u32)>,
+    /// Gossip budget of each connected peer.
+    gossip_limits: HashMap<PeerId, RateLimit>,
+    /// Gossip messages dropped over a peer's rate.
+    gossip_dropped: u64,
 }
 
 /// First retry of a failed session; doubles per failure in a row, up to an anti-entropy round.
@@ -184,6 +188,8 @@ impl<T: Transport> Engine<T> {
             gossip_writes: VecDeque::new(),
             last_anti_entropy: now,
             retries: HashMap::new(),
+            gossip_limits: HashMap::new(),
+            gossip_dropped: 0,
         }
     }
 
@@ -293,6 +299,7 @@ impl<T: Transport> Engine<T> {
             TransportEvent::Disconnected { peer } => {
                 info!(%peer, "disconnected");
                 self.peers.disconnected(peer, crate::now_ms());
+                self.gossip_limits.remove(&peer);
                 self.emit(NetEvent::Disconnected { peer });
             }
             TransportEvent::InboundSync { peer, link } => {
@@ -343,22 +350,37 @@ impl<T: Transport> Engine<T> {
 
     fn on_gossip(&mut self, topic: &str, data: Vec<u8>, token: GossipToken) {
         let from = token.source;
+        let now = Instant::now();
+        let rate = self.cfg.gossip_per_peer_per_sec;
+        let limit = self
+            .gossip_limits
+            .entry(from)
+            .or_insert_with(|| RateLimit::new(rate, now));
+        if !limit.take(now) {
+            // Dropped unread; anti-entropy fetches whatever of it was real.
+            self.gossip_dropped += 1;
+            if self.gossip_dropped.is_power_of_two() {
+                warn!(peer = %from, dropped = self.gossip_dropped, "gossip over the peer's rate dropped");
+            }
+            self.transport.validated(token, Verdict::Ignore);
+            return;
+        }
         let ev = match verify(data, &Limits::at(crate::now_ms())) {
             Ok(ev) => ev,
             Err(e) => {
                 warn!(peer = %from, error = %e, "invalid gossiped event");
-                self.transport.validated(token, false);
+                self.transport.validated(token, Verdict::Reject);
                 self.penalize(from, 100, "invalid gossiped event");
                 return;
             }
         };
         let event_topic = *ev.as_ref().topic();
         if topic != GOSSIP_ALL && topic != gossip_topic(&event_topic) {
-            self.transport.validated(token, false);
+            self.transport.validated(token, Verdict::Reject);
             self.penalize(from, 50, "event gossiped on another topic");
             return;
         }
-        self.transport.validated(token, true);
+        self.transport.validated(token, Verdict::Accept);
         if !self.cfg.topics.is_empty() && !self.cfg.topics.contains(&event_topic) {
             return;
         }

@@ -31,14 +31,16 @@ use xaeroflux_sync::SyncConfig;
 pub use engine::{gossip_topic, NetEvent, GOSSIP_ALL};
 pub use link::{read_frame, write_frame, FRAME_PREFIX_BYTES};
 pub use memory::{MemoryHub, MemoryTransport};
-pub use peers::{PeerEntry, Peers, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK};
+pub use peers::{
+    PeerEntry, Peers, RateLimit, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK,
+};
 pub use runner::{common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION};
 pub use swarm::{
     keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
 };
 pub use transport::{
     FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol, SyncLink, Transport,
-    TransportEvent, LINK_FRAMES_BUFFERED,
+    TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
 };
 
 use engine::{Command, Engine};
@@ -77,6 +79,9 @@ pub struct NetConfig {
     pub tick: Duration,
     /// A sync stream silent this long fails.
     pub idle_timeout: Duration,
+    /// Gossip messages accepted from one peer per second (twice that in a burst); beyond, they
+    /// are dropped unread and anti-entropy fetches what was real.
+    pub gossip_per_peer_per_sec: u32,
     /// Sessions answered at once (further ones are told the node is busy).
     pub inbound_sessions_max: usize,
     /// Where to keep the peer table (`xf peers` reads it).
@@ -108,6 +113,7 @@ impl Default for NetConfig {
             tick: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(60),
             inbound_sessions_max: 8,
+            gossip_per_peer_per_sec: 1000,
             peers_file: None,
             restore_peers: true,
         }

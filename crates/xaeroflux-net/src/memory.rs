@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::transport::{
     GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, SyncLink, Transport, TransportEvent,
+    Verdict,
 };
 
 #[derive(Default)]
@@ -225,7 +226,7 @@ impl Transport for MemoryTransport {
         }
     }
 
-    fn validated(&mut self, _token: GossipToken, _valid: bool) {
+    fn validated(&mut self, _token: GossipToken, _verdict: Verdict) {
         // Nothing is forwarded here, so there is nothing to stop.
     }
 

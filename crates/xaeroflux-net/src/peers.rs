@@ -336,6 +336,42 @@ impl Peers {
     }
 }
 
+/// A token bucket: `rate` per second, up to `burst` at once. Gossip from one peer beyond it is
+/// dropped before verification, so a flood costs this node next to nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl RateLimit {
+    /// A full bucket.
+    pub fn new(rate_per_sec: u32, now: Instant) -> RateLimit {
+        let rate = rate_per_sec.max(1) as f64;
+        RateLimit {
+            tokens: rate * 2.0,
+            last: now,
+            rate,
+            burst: rate * 2.0,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Spreads redials of many peers dropped at once over up to a quarter of the backoff,
 /// deterministically per peer, so they do not all dial in the same instant.
 fn jitter(backoff: Duration, peer: &PeerId) -> Duration {
@@ -419,6 +455,29 @@ mod tests {
             due.len(),
             2,
             "every peer with an address is dialed at start"
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(10, t0);
+        assert_eq!(
+            (0..30).filter(|_| r.take(t0)).count(),
+            20,
+            "burst of twice the rate"
+        );
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(
+            (0..30).filter(|_| r.take(t1)).count(),
+            5,
+            "half a second refills 5"
+        );
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!(
+            (0..30).filter(|_| r.take(t2)).count(),
+            20,
+            "never more than the burst"
         );
     }
 

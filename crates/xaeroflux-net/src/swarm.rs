@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::link::spawn_framed;
 use crate::transport::{
-    GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent,
+    GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
 };
 use crate::{NetConfig, NetError};
 
@@ -320,11 +320,11 @@ impl Transport for Libp2pTransport {
         }
     }
 
-    fn validated(&mut self, token: GossipToken, valid: bool) {
-        let acceptance = if valid {
-            gossipsub::MessageAcceptance::Accept
-        } else {
-            gossipsub::MessageAcceptance::Reject
+    fn validated(&mut self, token: GossipToken, verdict: Verdict) {
+        let acceptance = match verdict {
+            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+            Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+            Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
         };
         let id = gossipsub::MessageId(token.message);
         let _ = self

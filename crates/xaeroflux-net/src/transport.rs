@@ -109,6 +109,17 @@ pub struct GossipToken {
     pub message: Vec<u8>,
 }
 
+/// This node's verdict on a gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: do not forward, and hold it against the sender.
+    Reject,
+    /// Not looked at (over the sender's rate): do not forward, hold nothing against anyone.
+    Ignore,
+}
+
 /// What a transport reports to the engine.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -178,8 +189,8 @@ pub trait Transport {
     fn subscribe(&mut self, topic: &str);
     /// Publishes a message on a gossip topic (best effort: anti-entropy repairs losses).
     fn publish(&mut self, topic: &str, data: Vec<u8>);
-    /// Tells gossip whether a received message was valid (only valid ones travel further).
-    fn validated(&mut self, token: GossipToken, valid: bool);
+    /// Tells gossip what became of a received message (only accepted ones travel further).
+    fn validated(&mut self, token: GossipToken, verdict: Verdict);
     /// Closes every connection to a peer.
     fn disconnect(&mut self, peer: PeerId);
     /// Refuses a peer's connections from now on (and closes the current ones).

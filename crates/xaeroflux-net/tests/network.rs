@@ -170,3 +170,51 @@ fn memory_nodes_converge_and_catch_up_after_a_cut() {
     let took = converge(&[&a, &b], 870, Duration::from_secs(20));
     eprintln!("anti-entropy carried events gossip never saw in {took:?}");
 }
+
+#[test]
+fn a_gossip_flood_is_cut_to_the_peers_rate_and_anti_entropy_repairs_it() {
+    let hub = MemoryHub::new();
+    let start = |seed: u8, anti_entropy: Duration| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let peer = xaeroflux_net::keypair_from_seed(&[seed; 32])
+            .public()
+            .to_peer_id();
+        let cfg = NetConfig {
+            mdns: false,
+            anti_entropy,
+            gossip_per_peer_per_sec: 50,
+            ..NetConfig::default()
+        };
+        let net = NetHandle::start_memory(store.clone(), &hub, peer, cfg).unwrap();
+        Node {
+            store,
+            net,
+            _dir: dir,
+        }
+    };
+    let flooder = start(31, Duration::from_secs(3600));
+    let victim = start(32, Duration::from_secs(3600));
+    let addr = first_listen(&victim.net, "/memory/");
+    flooder.net.dial(addr).unwrap();
+    converge(&[&flooder, &victim], 0, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(100));
+
+    let flood = events(33, 0, 1000, "flood");
+    flooder.store.ingest(flood.clone()).unwrap();
+    for chunk in flood.chunks(500) {
+        for e in chunk {
+            flooder.net.publish(e.clone()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the accepted part land: a burst of 100 plus 50 a second.
+    std::thread::sleep(Duration::from_millis(500));
+    let got = root(&victim.store).1;
+    eprintln!("the victim took {got} of 1,000 flooded events by gossip");
+    assert!((50..=250).contains(&got), "{got}");
+
+    // What was dropped unread is still fetched, by the next session.
+    victim.net.sync_now().unwrap();
+    converge(&[&flooder, &victim], 1000, Duration::from_secs(20));
+}
