@@ -303,12 +303,12 @@ impl<T: Transport> Engine<T> {
                 self.emit(NetEvent::Disconnected { peer });
             }
             TransportEvent::InboundSync { peer, link } => {
-                let running = self.running.entry(peer).or_default();
-                let busy = running.inbound
+                let busy = self.running.get(&peer).is_some_and(|r| r.inbound)
                     || self.inbound_sessions >= self.cfg.inbound_sessions_max
                     || self.peers.is_blocked(&peer);
+                // A refused session leaves no entry behind: only running sessions are kept.
                 if !busy {
-                    running.inbound = true;
+                    self.running.entry(peer).or_default().inbound = true;
                     self.inbound_sessions += 1;
                 }
                 let (store, sync, topics, done) = (
