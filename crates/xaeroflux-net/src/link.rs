@@ -22,6 +22,7 @@ where
     let (mut read, mut write) = stream.split();
     let (in_tx, in_rx) = mpsc::channel(LINK_FRAMES_BUFFERED);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(LINK_FRAMES_BUFFERED);
+    let (flushed_tx, flushed_rx) = tokio::sync::oneshot::channel();
     tokio::task::spawn_local(async move {
         loop {
             let frame =
@@ -47,8 +48,9 @@ where
             }
         }
         let _ = write.close().await;
+        let _ = flushed_tx.send(());
     });
-    SyncLink::from_stream(in_rx, out_tx)
+    SyncLink::from_stream(in_rx, out_tx, flushed_rx)
 }
 
 /// Reads one frame; `None` at a clean end of stream between frames.

@@ -20,6 +20,8 @@ use crate::transport::{LinkError, PeerId, SyncLink};
 pub const OPEN_VERSION: u8 = 1;
 /// Most topics an opening may name.
 pub const OPEN_TOPICS_MAX: usize = 1024;
+/// How long a failing session waits for its abort frame to be written.
+const ABORT_FLUSH: Duration = Duration::from_millis(200);
 /// Writes a session lets run ahead of it before it waits for the oldest.
 const WRITES_AHEAD: usize = 8;
 
@@ -208,8 +210,10 @@ pub(crate) async fn run(
     let outcome = drive(&mut session, view, &mut link, &scope).await;
     if let Err(e) = &outcome {
         if e.penalty() > 0 {
-            // Best effort: tell the peer why before the stream closes.
+            // Tell the peer why, and let that frame go out before the engine cuts the
+            // connection (bounded: a peer that stopped reading gets nothing).
             let _ = link.tx.try_send(session.abort_frame(1, &e.to_string()));
+            link.close(ABORT_FLUSH).await;
         }
     }
     outcome?;

@@ -47,6 +47,8 @@ pub struct SyncLink {
     pub rx: FrameRx,
     /// Frames to the peer.
     pub tx: mpsc::Sender<Vec<u8>>,
+    /// Resolves once the writer has written every frame and closed its side (byte streams only).
+    flushed: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// The receiving half of a [`SyncLink`].
@@ -66,10 +68,22 @@ impl SyncLink {
     pub(crate) fn from_stream(
         rx: mpsc::Receiver<Result<Vec<u8>, LinkError>>,
         tx: mpsc::Sender<Vec<u8>>,
+        flushed: tokio::sync::oneshot::Receiver<()>,
     ) -> SyncLink {
         SyncLink {
             rx: FrameRx(Inbound::Stream(rx)),
             tx,
+            flushed: Some(flushed),
+        }
+    }
+
+    /// Closes the sending side and waits up to `limit` for what was queued to be written: a
+    /// last frame (an abort naming the fault) reaches the peer before its connection is cut.
+    pub async fn close(self, limit: std::time::Duration) {
+        let SyncLink { tx, flushed, .. } = self;
+        drop(tx);
+        if let Some(flushed) = flushed {
+            let _ = tokio::time::timeout(limit, flushed).await;
         }
     }
 
@@ -81,10 +95,12 @@ impl SyncLink {
             SyncLink {
                 rx: FrameRx(Inbound::Memory(a_rx)),
                 tx: a_tx,
+                flushed: None,
             },
             SyncLink {
                 rx: FrameRx(Inbound::Memory(b_rx)),
                 tx: b_tx,
+                flushed: None,
             },
         )
     }

@@ -318,7 +318,7 @@ async fn forged_session(stream: &mut Stream, src: &Forger) -> Result<String, Str
             write_frame(stream, &f).await.map_err(|e| e.to_string())?;
         }
         if session.is_finished() {
-            return Ok("the session finished".into());
+            break;
         }
         let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(stream, 1 << 20))
             .await
@@ -327,9 +327,27 @@ async fn forged_session(stream: &mut Stream, src: &Forger) -> Result<String, Str
         let Some(frame) = frame else {
             return Ok("the victim closed the stream".into());
         };
-        session
-            .handle_frame(src, &frame, now_ms())
+        if let Err(e) = session.handle_frame(src, &frame, now_ms()) {
+            return Ok(format!("the victim aborted: {e}"));
+        }
+    }
+    // The victim may have said all it had before it read the forgery: its abort comes after.
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), read_frame(stream, 1 << 20))
+            .await
+            .map_err(|_| "read timed out".to_owned())?
             .map_err(|e| e.to_string())?;
+        match frame {
+            None => return Ok("the session finished, then the victim closed".into()),
+            // The abort message carries its reason as text.
+            Some(f) if String::from_utf8_lossy(&f).contains("signature") => {
+                return Ok(format!(
+                    "the victim aborted after the session: {}",
+                    String::from_utf8_lossy(&f[f.len().saturating_sub(40)..])
+                ))
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -499,6 +517,11 @@ fn hostile_peers_are_cut_off_and_blocked_while_an_honest_peer_keeps_syncing() {
     let forged_at = Instant::now();
     let outcome = h2.rt.block_on(forged_session(&mut s, &forger));
     eprintln!("forger's session ended: {outcome:?}");
+    let told = outcome.as_deref().unwrap_or_default();
+    assert!(
+        told.contains("aborted"),
+        "the forger is told why before it is cut off: {outcome:?}"
+    );
     let ev = watch.until(
         "a failure for the forgery",
         Duration::from_secs(5),
