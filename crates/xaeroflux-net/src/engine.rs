@@ -14,9 +14,11 @@ use tracing::{debug, info, warn};
 use xaeroflux_event::{verify, EventId, Limits, Topic, VerifiedEvent};
 use xaeroflux_store::{Durability, Store, Ticket};
 
-use crate::peers::{Peers, RateLimit};
-use crate::runner::{self, Start, SyncFailure, SyncSummary};
-use crate::transport::{GossipToken, Multiaddr, PeerId, Transport, TransportEvent, Verdict};
+use crate::peers::{next_backoff, Peers, RateLimit};
+use crate::runner::{self, Start, SyncFailure, SyncSummary, PENALTY_INVALID, PENALTY_PROTOCOL};
+use crate::transport::{
+    peer_in, GossipToken, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
+};
 use crate::NetConfig;
 
 /// Gossip topic every event is published on; nodes following all topics subscribe to it.
@@ -114,7 +116,6 @@ pub(crate) struct Engine<T: Transport> {
     events: Sender<NetEvent>,
     peers: Peers,
     running: HashMap<PeerId, Running>,
-    inbound_sessions: usize,
     done_tx: mpsc::UnboundedSender<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
     done_rx: mpsc::UnboundedReceiver<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
     gossip_writes: VecDeque<Ticket>,
@@ -164,12 +165,12 @@ impl<T: Transport> Engine<T> {
         // with backoff like any other; one without a peer id is dialed until something answers.
         let mut bootstrap = Vec::new();
         for addr in &cfg.bootstrap {
-            match addr.iter().last() {
-                Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
+            match peer_in(addr) {
+                Some(peer) => {
                     peers.learn(peer, addr.clone(), true);
                     peers.dial_soon(peer);
                 }
-                _ => bootstrap.push((addr.clone(), now, Duration::ZERO)),
+                None => bootstrap.push((addr.clone(), now, Duration::ZERO)),
             }
         }
         Engine {
@@ -182,7 +183,6 @@ impl<T: Transport> Engine<T> {
             wake,
             events,
             running: HashMap::new(),
-            inbound_sessions: 0,
             done_tx,
             done_rx,
             gossip_writes: VecDeque::new(),
@@ -256,7 +256,7 @@ impl<T: Transport> Engine<T> {
     }
 
     fn dial(&mut self, addr: Multiaddr) {
-        if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+        if let Some(peer) = peer_in(&addr) {
             self.peers.learn(peer, addr.clone(), true);
         }
         if let Err(e) = self.transport.dial(addr.clone()) {
@@ -303,28 +303,20 @@ impl<T: Transport> Engine<T> {
                 self.emit(NetEvent::Disconnected { peer });
             }
             TransportEvent::InboundSync { peer, link } => {
+                let answering = self.running.values().filter(|r| r.inbound).count();
                 let busy = self.running.get(&peer).is_some_and(|r| r.inbound)
-                    || self.inbound_sessions >= self.cfg.inbound_sessions_max
+                    || answering >= self.cfg.inbound_sessions_max
                     || self.peers.is_blocked(&peer);
-                // A refused session leaves no entry behind: only running sessions are kept.
+                // A refused session leaves no entry behind and reports nothing: only running
+                // sessions are kept.
                 if !busy {
                     self.running.entry(peer).or_default().inbound = true;
-                    self.inbound_sessions += 1;
                 }
-                let (store, sync, topics, done) = (
-                    self.store.clone(),
-                    self.cfg.sync,
-                    self.cfg.topics.clone(),
-                    self.done_tx.clone(),
+                self.spawn_session(
+                    peer,
+                    Box::pin(async { Ok(link) }),
+                    Start::Responder { busy },
                 );
-                tokio::task::spawn_local(async move {
-                    let r = runner::run(store, sync, topics, peer, link, Start::Responder { busy })
-                        .await;
-                    // A refused session was never counted as running.
-                    if !busy {
-                        let _ = done.send((peer, false, r));
-                    }
-                });
             }
             TransportEvent::Gossip { topic, data, token } => self.on_gossip(&topic, data, token),
             TransportEvent::Discovered { peer, addr } => {
@@ -370,14 +362,14 @@ impl<T: Transport> Engine<T> {
             Err(e) => {
                 warn!(peer = %from, error = %e, "invalid gossiped event");
                 self.transport.validated(token, Verdict::Reject);
-                self.penalize(from, 100, "invalid gossiped event");
+                self.penalize(from, PENALTY_INVALID, "invalid gossiped event");
                 return;
             }
         };
         let event_topic = *ev.as_ref().topic();
         if topic != GOSSIP_ALL && topic != gossip_topic(&event_topic) {
             self.transport.validated(token, Verdict::Reject);
-            self.penalize(from, 50, "event gossiped on another topic");
+            self.penalize(from, PENALTY_PROTOCOL, "event gossiped on another topic");
             return;
         }
         self.transport.validated(token, Verdict::Accept);
@@ -413,21 +405,29 @@ impl<T: Transport> Engine<T> {
         }
         running.outbound = true;
         let open = self.transport.open_sync(peer);
+        let salt = crate::salt();
+        self.spawn_session(peer, open, Start::Initiator { salt });
+    }
+
+    /// Runs a session on this thread once its stream is open, and reports how it ended
+    /// (unless it only told the peer this side is busy: that one was never counted).
+    fn spawn_session(&self, peer: PeerId, open: OpenFuture, start: Start) {
         let (store, sync, topics, done) = (
             self.store.clone(),
             self.cfg.sync,
             self.cfg.topics.clone(),
             self.done_tx.clone(),
         );
-        let salt = crate::salt();
         tokio::task::spawn_local(async move {
             let r = match open.await {
-                Ok(link) => {
-                    runner::run(store, sync, topics, peer, link, Start::Initiator { salt }).await
-                }
+                Ok(link) => runner::run(store, sync, topics, peer, link, start).await,
                 Err(e) => Err(e.into()),
             };
-            let _ = done.send((peer, true, r));
+            match start {
+                Start::Responder { busy: true } => {}
+                Start::Initiator { .. } => drop(done.send((peer, true, r))),
+                Start::Responder { busy: false } => drop(done.send((peer, false, r))),
+            }
         });
     }
 
@@ -439,7 +439,6 @@ impl<T: Transport> Engine<T> {
                 again = std::mem::take(&mut running.again);
             } else {
                 running.inbound = false;
-                self.inbound_sessions -= 1;
             }
             if !running.outbound && !running.inbound {
                 self.running.remove(&peer);
@@ -524,11 +523,7 @@ impl<T: Transport> Engine<T> {
         let (min, max) = (self.cfg.redial_min, self.cfg.redial_max);
         for (addr, next, backoff) in &mut self.bootstrap {
             if *next <= now {
-                *backoff = if backoff.is_zero() {
-                    min
-                } else {
-                    (*backoff * 2).min(max)
-                };
+                *backoff = next_backoff(*backoff, min, max);
                 *next = now + *backoff;
                 let _ = self.transport.dial(addr.clone());
             }
@@ -587,7 +582,7 @@ impl<T: Transport> Engine<T> {
 /// An address without the peer id at its end.
 fn without_peer(addr: &Multiaddr) -> Multiaddr {
     let mut a = addr.clone();
-    if let Some(libp2p::multiaddr::Protocol::P2p(_)) = a.iter().last() {
+    if peer_in(&a).is_some() {
         a.pop();
     }
     a
@@ -595,8 +590,9 @@ fn without_peer(addr: &Multiaddr) -> Multiaddr {
 
 /// An address with the peer's id at its end (unless it has one).
 fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
-    match addr.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(_)) => addr,
-        _ => addr.with(libp2p::multiaddr::Protocol::P2p(peer)),
+    if peer_in(&addr).is_some() {
+        addr
+    } else {
+        addr.with(libp2p::multiaddr::Protocol::P2p(peer))
     }
 }

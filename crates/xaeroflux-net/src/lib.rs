@@ -34,13 +34,16 @@ pub use memory::{MemoryHub, MemoryTransport};
 pub use peers::{
     PeerEntry, Peers, RateLimit, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK,
 };
-pub use runner::{common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION};
+pub use runner::{
+    common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION, PENALTY_INVALID,
+    PENALTY_PROTOCOL, PENALTY_TOO_MANY_ROUNDS,
+};
 pub use swarm::{
     keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
 };
 pub use transport::{
-    FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol, SyncLink, Transport,
-    TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
+    peer_in, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol, SyncLink,
+    Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
 };
 
 use engine::{Command, Engine};

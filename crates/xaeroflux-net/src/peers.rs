@@ -138,11 +138,11 @@ impl Peers {
                 .connected_at
                 .take()
                 .is_some_and(|t| t.elapsed() >= STABLE_AFTER);
-            if stable || e.backoff.is_zero() {
-                e.backoff = min;
+            e.backoff = if stable {
+                min
             } else {
-                e.backoff = (e.backoff * 2).min(max);
-            }
+                next_backoff(e.backoff, min, max)
+            };
             if e.redial && !e.addrs.is_empty() {
                 e.next_dial = Some(Instant::now() + jitter(e.backoff, &peer));
             }
@@ -156,11 +156,7 @@ impl Peers {
             if e.connected {
                 return;
             }
-            e.backoff = if e.backoff.is_zero() {
-                min
-            } else {
-                (e.backoff * 2).min(max)
-            };
+            e.backoff = next_backoff(e.backoff, min, max);
             if e.redial && !e.addrs.is_empty() {
                 e.next_dial = Some(Instant::now() + jitter(e.backoff, &peer));
             }
@@ -369,6 +365,16 @@ impl RateLimit {
         } else {
             false
         }
+    }
+}
+
+/// The next delay of a backoff that starts at `min` and doubles up to `max` (zero: not
+/// started).
+pub fn next_backoff(current: Duration, min: Duration, max: Duration) -> Duration {
+    if current.is_zero() {
+        min
+    } else {
+        (current * 2).min(max)
     }
 }
 

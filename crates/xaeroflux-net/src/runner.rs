@@ -69,20 +69,31 @@ pub enum SyncFailure {
     Store(String),
 }
 
+/// Score a peer loses for an invalid event or a frame over the cap: one such offence and a
+/// second of any kind block it.
+pub const PENALTY_INVALID: i32 = 100;
+/// Score a peer loses for a malformed message or a protocol violation.
+pub const PENALTY_PROTOCOL: i32 = 50;
+/// Score a peer loses for a session that runs past the turn limit (lying fingerprints look
+/// like this, but so may a pathological pair of sets).
+pub const PENALTY_TOO_MANY_ROUNDS: i32 = 20;
+
 /// How much a failure counts against the peer that caused it (0: not its fault).
 impl SyncFailure {
     /// Score to deduct from the peer.
     pub fn penalty(&self) -> i32 {
         match self {
-            SyncFailure::Link(LinkError::FrameTooLarge { .. }) => 100,
+            SyncFailure::Link(LinkError::FrameTooLarge { .. }) => PENALTY_INVALID,
             SyncFailure::Link(_) => 0,
             SyncFailure::Session(e) => match e {
-                SyncError::InvalidEvent(_) => 100,
-                SyncError::Wire(_) | SyncError::Protocol(_) | SyncError::Unrequested(_) => 50,
-                SyncError::TooManyRounds { .. } => 20,
+                SyncError::InvalidEvent(_) => PENALTY_INVALID,
+                SyncError::Wire(_) | SyncError::Protocol(_) | SyncError::Unrequested(_) => {
+                    PENALTY_PROTOCOL
+                }
+                SyncError::TooManyRounds { .. } => PENALTY_TOO_MANY_ROUNDS,
                 _ => 0,
             },
-            SyncFailure::Opening(_) => 50,
+            SyncFailure::Opening(_) => PENALTY_PROTOCOL,
             SyncFailure::Busy | SyncFailure::Disjoint | SyncFailure::Store(_) => 0,
         }
     }

@@ -10,6 +10,14 @@ pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
+/// The peer id an address ends with (`…/p2p/<id>`), if it names one.
+pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
 /// Frames a link buffers each way before the writer waits for the reader.
 pub const LINK_FRAMES_BUFFERED: usize = 16;
 

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use xaeroflux::{
-    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncSummary, Topic,
+    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, Store, SyncSummary, Topic,
 };
 
 use crate::cli::{default_data_dir, parse_topic, Args};
@@ -86,13 +86,6 @@ fn builder(args: &Args) -> NodeBuilder {
 fn root_line(store: &Store) -> Result<(String, u64)> {
     let root = store.read()?.set_root()?;
     Ok((hex(&root.fingerprint), root.accum.count))
-}
-
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    match addr.iter().last() {
-        Some(xaeroflux_net::Protocol::P2p(p)) => Some(p),
-        _ => None,
-    }
 }
 
 /// Logs to stderr, at the level `XF_LOG` names (error, warn, info, debug, trace; default info).
@@ -234,7 +227,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         .open()
         .context("starting the network")?;
     let net = node.net().context("the network did not start")?;
-    let want = peer_of(r.addr);
+    let want = xaeroflux_net::peer_in(r.addr);
     let before = node.store().read()?.set_root()?.accum.count;
     net.dial(r.addr.clone())?;
     let bar = if std::io::stderr().is_terminal() {
