@@ -387,6 +387,16 @@ impl<T: Transport> Engine<T> {
         }
     }
 
+    /// Drops the gossip writes already done (reporting failures), without waiting for any.
+    fn reap_writes(&mut self) {
+        while let Some(done) = self.gossip_writes.front().and_then(Ticket::try_wait) {
+            self.gossip_writes.pop_front();
+            if let Err(e) = done {
+                warn!(error = %e, "storing a gossiped event failed");
+            }
+        }
+    }
+
     fn finish_writes(&mut self, left: usize) {
         while self.gossip_writes.len() > left {
             if let Some(t) = self.gossip_writes.pop_front() {
@@ -560,7 +570,9 @@ impl<T: Transport> Engine<T> {
                 }
             }
         }
-        self.finish_writes(0);
+        // The network thread never waits on the writer here: a bulk sync may have filled its
+        // queue. Writes still running are checked next tick, and bounded on the gossip path.
+        self.reap_writes();
         self.persist_peers();
     }
 

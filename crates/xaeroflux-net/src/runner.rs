@@ -247,6 +247,7 @@ async fn drive(
 ) -> Result<(), SyncFailure> {
     let mut writes: VecDeque<PendingWrite> = VecDeque::new();
     let mut out: Option<Vec<u8>> = None;
+    let mut scope_checked = session.role() == xaeroflux_sync::Role::Initiator;
     let result = loop {
         if out.is_none() {
             out = with_view(view, |src| session.poll_frame(src))?;
@@ -266,10 +267,16 @@ async fn drive(
                     Ok(received) => received.events,
                     Err(e) => break Err(e),
                 };
-                if session.role() == xaeroflux_sync::Role::Responder
-                    && session.scope().is_some_and(|s| s != scope)
-                {
-                    break Err(SyncFailure::Opening("session scope differs from the agreed one"));
+                // The responder learns the session's scope from its first message: once.
+                if !scope_checked {
+                    if let Some(hello) = session.scope() {
+                        if hello != scope {
+                            break Err(SyncFailure::Opening(
+                                "session scope differs from the agreed one",
+                            ));
+                        }
+                        scope_checked = true;
+                    }
                 }
                 if !events.is_empty() {
                     match view.store(events) {

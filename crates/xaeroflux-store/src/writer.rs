@@ -57,6 +57,16 @@ impl Ticket {
     pub fn wait(self) -> Result<Vec<Outcome>, WriteError> {
         self.rx.recv().unwrap_or(Err(WriteError::Closed))
     }
+
+    /// The batch's outcome if it is decided, without waiting; `None` while it is still queued
+    /// or being written. Once it returned `Some`, the ticket is spent.
+    pub fn try_wait(&self) -> Option<Result<Vec<Outcome>, WriteError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(WriteError::Closed)),
+        }
+    }
 }
 
 struct Command {

@@ -49,6 +49,26 @@ fn stores_reads_and_reports_duplicates() {
 }
 
 #[test]
+fn a_ticket_can_be_polled_until_its_batch_is_written() {
+    let (_d, store) = store();
+    let post = who(1).sign(&Draft::post(T0, "polled"));
+    let ticket = store.submit(vec![post], Durability::Relaxed).unwrap();
+    let start = std::time::Instant::now();
+    let outcome = loop {
+        if let Some(outcome) = ticket.try_wait() {
+            break outcome;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never written");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(outcome.unwrap(), vec![Outcome::Stored { seq: 1 }]);
+    assert!(
+        matches!(ticket.try_wait(), Some(Err(WriteError::Closed))),
+        "a spent ticket has nothing more to say"
+    );
+}
+
+#[test]
 fn deletion_drops_target_and_keeps_it_out() {
     let (_d, store) = store();
     let (alice, mallory) = (who(1), who(2));

@@ -169,10 +169,7 @@ fn report(json_out: bool, store: &Store, ev: &NetEvent) -> Result<()> {
         NetEvent::Synced(s) => {
             let (root, count) = root_line(store)?;
             if json_out {
-                let mut v = summary_json(s);
-                v["events"] = json!(count);
-                v["root"] = json!(root);
-                println!("{v}");
+                println!("{}", summary_json(s, count, &root));
             } else {
                 println!(
                     "synced with {}: {} events in, {} out, {} round trips, {} ms; store: {count} events, root {root}",
@@ -190,8 +187,11 @@ fn report(json_out: bool, store: &Store, ev: &NetEvent) -> Result<()> {
     Ok(())
 }
 
-fn summary_json(s: &SyncSummary) -> serde_json::Value {
+/// A session's summary, with the store's event count and root after it.
+fn summary_json(s: &SyncSummary, events: u64, root: &str) -> serde_json::Value {
     json!({
+        "events": events,
+        "root": root,
         "peer": s.peer.to_string(),
         "initiator": s.initiator,
         "round_trips": s.stats.round_trips(),
@@ -285,10 +285,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
     let (root, count) = root_line(node.store())?;
     let s = &summary.stats;
     if args.json {
-        let mut v = summary_json(&summary);
-        v["events"] = json!(count);
-        v["root"] = json!(root);
-        println!("{v}");
+        println!("{}", summary_json(&summary, count, &root));
     } else {
         println!("synced with {}", summary.peer);
         println!("  round trips:     {}", s.round_trips());

@@ -8,9 +8,9 @@ mod common;
 mod lab;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{root, NodeProc};
+use common::{root, wait_converged, NodeProc};
 use lab::Lab;
 
 const XF: &str = env!("CARGO_BIN_EXE_xf");
@@ -29,23 +29,6 @@ fn node_in(lab: &Lab, host: usize, data: &Path, listen: &[String], extra: &[&str
     }
     cmd.args(extra);
     NodeProc::spawn(cmd, !listen.is_empty())
-}
-
-fn converged(dirs: &[PathBuf], events: u64) -> bool {
-    let roots: Vec<_> = dirs.iter().map(|d| root(d)).collect();
-    roots.iter().all(|r| *r == roots[0]) && roots[0].0 == events
-}
-
-fn wait_converged(dirs: &[PathBuf], events: u64, limit: Duration) -> Duration {
-    let start = Instant::now();
-    while !converged(dirs, events) {
-        if start.elapsed() > limit {
-            let roots: Vec<_> = dirs.iter().map(|d| root(d)).collect();
-            panic!("not converged on {events} events within {limit:?}: {roots:?}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    start.elapsed()
 }
 
 #[test]

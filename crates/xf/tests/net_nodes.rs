@@ -4,25 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{ok_json, root, xf, NodeProc};
-
-fn wait_converged(dirs: &[&Path], events: u64, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let roots: Vec<_> = dirs.iter().map(|d| root(d)).collect();
-        if roots.iter().all(|r| *r == roots[0]) && roots[0].0 == events {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "not converged on {events} events within {limit:?}: {roots:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::{ok_json, root, wait_converged, xf, NodeProc};
 
 fn dirs(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
     let base = tempfile::tempdir().unwrap();

@@ -66,6 +66,23 @@ pub fn root(data: &Path) -> (u64, String) {
     )
 }
 
+/// Waits until the stores at `dirs` hold `events` events and one root, read by `xf stats`;
+/// returns how long that took.
+pub fn wait_converged<P: AsRef<Path>>(dirs: &[P], events: u64, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let roots: Vec<_> = dirs.iter().map(|d| root(d.as_ref())).collect();
+        if roots.iter().all(|r| *r == roots[0]) && roots[0].0 == events {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not converged on {events} events within {limit:?}: {roots:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A running `xf node`, killed when dropped.
 pub struct NodeProc {
     pub child: Child,
