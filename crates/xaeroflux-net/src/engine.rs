@@ -122,8 +122,9 @@ pub(crate) struct Engine<T: Transport> {
     /// Bootstrap addresses without a known peer: dialed until they answer.
     bootstrap: Vec<(Multiaddr, Instant, Duration)>,
     last_anti_entropy: Instant,
-    /// Outbound sessions that failed through no fault of the peer: retried, backing off.
-    retries: HashMap<PeerId, (Instant, u32)>,
+    /// Outbound sessions that failed through no fault of the peer: when to retry, and the
+    /// wait before it (doubling per failure in a row).
+    retries: HashMap<PeerId, (Instant, Duration)>,
     /// Gossip budget of each connected peer.
     gossip_limits: HashMap<PeerId, RateLimit>,
     /// Gossip messages dropped over a peer's rate.
@@ -498,10 +499,10 @@ impl<T: Transport> Engine<T> {
                     // A cut stream or a busy peer: what was stored stays, and the retry moves
                     // only what is still missing. (libp2p-stream also drops an inbound stream
                     // when one is already waiting to be accepted; the opener sees it closed.)
-                    let failures = self.retries.get(&peer).map_or(0, |r| r.1) + 1;
-                    let wait = (RETRY_FIRST * 2u32.saturating_pow(failures - 1))
-                        .min(self.cfg.anti_entropy);
-                    self.retries.insert(peer, (Instant::now() + wait, failures));
+                    let last = self.retries.get(&peer).map_or(Duration::ZERO, |r| r.1);
+                    let max = self.cfg.anti_entropy;
+                    let wait = next_backoff(last, RETRY_FIRST.min(max), max);
+                    self.retries.insert(peer, (Instant::now() + wait, wait));
                 }
             }
         }
@@ -546,7 +547,7 @@ impl<T: Transport> Engine<T> {
             .collect();
         for peer in due {
             if self.peers.get(&peer).is_some_and(|e| e.connected) {
-                // Stays in the map (with its count) until a session succeeds.
+                // Stays in the map (with its wait) until a session succeeds.
                 if let Some(r) = self.retries.get_mut(&peer) {
                     r.0 = now + self.cfg.anti_entropy;
                 }

@@ -71,6 +71,20 @@ pub enum Which {
     Net,
 }
 
+/// Milliseconds, fractional.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `a / b` of two JSON numbers (null when either is missing or `b` is zero): the ratios the
+/// benchmarks print beside their baselines.
+pub fn ratio(a: &Value, b: &Value) -> Value {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) if b > 0.0 => serde_json::json!(a / b),
+        _ => Value::Null,
+    }
+}
+
 /// The machine a report was measured on.
 pub fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use xaeroflux::{MemoryHub, Multiaddr, NetConfig, NetEvent, NetHandle, Store, SyncSummary};
 use xaeroflux_sync::SyncConfig;
 
-use crate::bench::{machine, BenchArgs};
+use crate::bench::{machine, ms, ratio, BenchArgs};
 use crate::bench_sync::{build, copy_data_file, Workload};
 use crate::cli::Args;
 
@@ -164,10 +164,6 @@ fn loopback_bytes() -> Option<u64> {
         .nth(8)?
         .parse()
         .ok()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// A generous limit: a session moving `events` must not be cut short on a slow machine.
@@ -355,13 +351,6 @@ fn at_rest(dir: &Path, n: u64, cfg: &NetConfig) -> Result<Value> {
                  (the LMDB map, and this executable's own pages); the peer stays connected while \
                  the node rests after serving",
     }))
-}
-
-fn ratio(a: &Value, b: &Value) -> Value {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(a), Some(b)) if b > 0.0 => json!(a / b),
-        _ => Value::Null,
-    }
 }
 
 pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {

@@ -18,7 +18,7 @@ use xaeroflux::{Durability, Kind, Outcome, Store, VerifiedEvent};
 use xaeroflux_bench::{generate, GenParams};
 use xaeroflux_sync::{run_local, LinkOptions, LinkReport, Scope, SyncConfig};
 
-use crate::bench::{machine, BenchArgs};
+use crate::bench::{machine, ms, ratio, BenchArgs};
 use crate::cli::Args;
 use crate::output::hex;
 
@@ -310,10 +310,6 @@ pub(crate) fn copy_data_file(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// Bytes per difference, or null when there are none.
 fn per_difference(bytes: u64, differences: u64) -> Value {
     if differences == 0 {
@@ -429,13 +425,6 @@ fn reference(w: &Workload, frame_bytes: Option<usize>) -> Result<Value> {
         "initiator_ms": ms(init_time),
         "responder_ms": ms(resp_time),
     }))
-}
-
-fn ratio(neg: &Value, ours: &Value) -> Value {
-    match (neg.as_f64(), ours.as_f64()) {
-        (Some(n), Some(o)) if o > 0.0 => json!(n / o),
-        _ => Value::Null,
-    }
 }
 
 pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
