@@ -139,6 +139,10 @@ pub enum NetError {
     /// The network thread has stopped.
     #[error("the network thread has stopped")]
     Stopped,
+    /// No listen address of the kind asked for was reported in time. Fix: check the listen
+    /// addresses the node was given.
+    #[error("no listen address containing {0:?} was reported in time")]
+    NotListening(String),
     /// The command queue is full. Fix: retry later.
     #[error("the network's command queue is full")]
     Busy,
@@ -221,6 +225,32 @@ impl NetHandle {
             }
             Err(TrySendError::Full(_)) => Err(NetError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(NetError::Stopped),
+        }
+    }
+
+    /// Waits up to `limit` for the first listen address whose text contains `kind` (say
+    /// `"/quic-v1"`, `"/tcp/"`, `"/memory/"`; empty: any) and returns it with this node's peer id
+    /// at its end, ready to dial. Other reports read meanwhile are dropped: call this before
+    /// watching [`NetHandle::events`].
+    pub fn wait_listening(&self, kind: &str, limit: Duration) -> Result<Multiaddr, NetError> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(NetEvent::Listening(a)) if a.to_string().contains(kind) => {
+                    return Ok(match peer_in(&a) {
+                        Some(_) => a,
+                        None => a.with(Protocol::P2p(self.peer)),
+                    })
+                }
+                Ok(_) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return Err(NetError::NotListening(kind.to_owned()))
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(NetError::Stopped)
+                }
+            }
         }
     }
 

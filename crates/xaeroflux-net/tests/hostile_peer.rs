@@ -16,8 +16,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Stream, SwarmBuilder};
 use xaeroflux_event::{EventId, VerifiedEvent, HEADER_BYTES};
 use xaeroflux_net::{
-    read_frame, write_frame, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId, Protocol,
-    SYNC_PROTOCOL,
+    read_frame, write_frame, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId, SYNC_PROTOCOL,
 };
 use xaeroflux_store::{Accum, SetKey, Store};
 use xaeroflux_sync::{MemStore, Scope, Session, SetView, SyncConfig, SyncSource, ViewError};
@@ -72,15 +71,7 @@ fn node(seed: u8, initial: Vec<VerifiedEvent>) -> Node {
 }
 
 fn listen_addr(h: &NetHandle) -> Multiaddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match h.events().recv_timeout(left) {
-            Ok(NetEvent::Listening(a)) => return a.with(Protocol::P2p(h.peer_id())),
-            Ok(_) => {}
-            Err(e) => panic!("no listen address: {e}"),
-        }
-    }
+    h.wait_listening("", Duration::from_secs(10)).unwrap()
 }
 
 /// Every report of the victim, kept so later checks can look back at what happened when.

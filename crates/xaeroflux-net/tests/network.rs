@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{events, root, wait_until};
 
 use xaeroflux_event::VerifiedEvent;
-use xaeroflux_net::{MemoryHub, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use xaeroflux_net::{MemoryHub, Multiaddr, NetConfig, NetHandle};
 use xaeroflux_store::Store;
 
 fn loopback(tcp_only: bool) -> NetConfig {
@@ -27,21 +27,7 @@ fn loopback(tcp_only: bool) -> NetConfig {
 }
 
 fn first_listen(h: &NetHandle, want: &str) -> Multiaddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match h.events().recv_timeout(left) {
-            Ok(NetEvent::Listening(a)) if a.to_string().contains(want) => {
-                return a.with(libp2p_p2p(h.peer_id()))
-            }
-            Ok(_) => {}
-            Err(e) => panic!("no {want} listen address: {e}"),
-        }
-    }
-}
-
-fn libp2p_p2p(peer: PeerId) -> xaeroflux_net::Protocol<'static> {
-    xaeroflux_net::Protocol::P2p(peer)
+    h.wait_listening(want, Duration::from_secs(10)).unwrap()
 }
 
 struct Node {

@@ -81,18 +81,9 @@ fn start(via: &Via, dir: &Path, seed: u8, cfg: NetConfig) -> Result<Running> {
             )
         }
     };
-    let deadline = Instant::now() + START_LIMIT;
-    let addr = loop {
-        match net
-            .events()
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            Ok(NetEvent::Listening(a)) if a.to_string().contains(want) => break a,
-            Ok(_) => {}
-            Err(e) => bail!("{}: no {want} listen address: {e}", via.name()),
-        }
-    };
-    let addr = addr.with(xaeroflux_net::Protocol::P2p(net.peer_id()));
+    let addr = net
+        .wait_listening(want, START_LIMIT)
+        .with_context(|| via.name())?;
     Ok(Running { store, net, addr })
 }
 

@@ -438,15 +438,5 @@ fn short_peer(node: &Node) -> String {
 
 fn quic_addr(node: &Node) -> Result<Multiaddr> {
     let net = node.net().context("no network")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match net.events().recv_timeout(left) {
-            Ok(NetEvent::Listening(a)) if a.to_string().contains("quic") => {
-                return Ok(a.with(xaeroflux_net::Protocol::P2p(net.peer_id())))
-            }
-            Ok(_) => {}
-            Err(_) => bail!("node 1 reported no QUIC address"),
-        }
-    }
+    Ok(net.wait_listening("/quic-v1", Duration::from_secs(10))?)
 }
