@@ -22,6 +22,11 @@ pub(crate) struct Shared {
     pub gate: ReaderGate,
     pub subscribers: Subscribers,
     pub read_only: bool,
+    /// Held by the writer through each write transaction and by whoever changes the map
+    /// size: a reader adopting a map another process grew must not remap under a writer.
+    pub resize_lock: Mutex<()>,
+    /// How long a map change waits for readers to finish.
+    pub resize_wait: Duration,
 }
 
 /// Counts open read transactions so the writer can grow the map only when none is open: LMDB
@@ -169,6 +174,8 @@ pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, OpenErr
         gate: ReaderGate::default(),
         subscribers: Subscribers::default(),
         read_only: options.read_only,
+        resize_lock: Mutex::new(()),
+        resize_wait: Duration::from_millis(options.resize_wait_ms),
     })
 }
 
@@ -379,15 +386,32 @@ pub(crate) fn page_size() -> usize {
 fn grow_unchecked(env: &Env<WithoutTls>, bytes: usize) -> Result<(), heed::Error> {
     let page = page_size();
     let bytes = bytes.div_ceil(page) * page;
-    // SAFETY: called only before any transaction exists (open) or by the writer while it
-    // holds the reader gate at zero readers and has no write transaction open (grow_map), so
-    // no view into the old map survives the remap.
+    // SAFETY: called only before any transaction exists (open), or holding the resize lock
+    // (no write transaction runs: the writer holds it through each) and the reader gate at
+    // zero readers (grow_map, adopt_map), so no view into the old map survives the remap.
     unsafe { env.resize(bytes) }
 }
 
 /// Doubles the map once no read transaction is open. Called by the writer thread, between
-/// transactions, after LMDB answered MDB_MAP_FULL.
+/// transactions, after LMDB answered MDB_MAP_FULL (or MDB_MAP_RESIZED: another process grew
+/// the file past this process's map).
 pub(crate) fn grow_map(shared: &Shared, wait: Duration) -> Result<usize, WriteError> {
+    let _resizing = shared.resize_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let new_size = shared.env.info().map_size.saturating_mul(2);
+    remap(shared, wait, new_size)?;
+    Ok(new_size)
+}
+
+/// Takes on the map size another process grew the store to, once no read transaction of this
+/// process is open and no write transaction runs. Called by a reader that LMDB answered
+/// MDB_MAP_RESIZED.
+pub(crate) fn adopt_map(shared: &Shared) -> Result<(), WriteError> {
+    let _resizing = shared.resize_lock.lock().unwrap_or_else(|p| p.into_inner());
+    // Zero asks LMDB for the size the file's meta page records.
+    remap(shared, shared.resize_wait, 0)
+}
+
+fn remap(shared: &Shared, wait: Duration, bytes: usize) -> Result<(), WriteError> {
     let deadline = Instant::now() + wait;
     let mut readers = shared
         .gate
@@ -406,10 +430,9 @@ pub(crate) fn grow_map(shared: &Shared, wait: Duration) -> Result<usize, WriteEr
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    let new_size = shared.env.info().map_size.saturating_mul(2);
-    grow_unchecked(&shared.env, new_size).map_err(WriteError::from_heed)?;
+    grow_unchecked(&shared.env, bytes).map_err(WriteError::from_heed)?;
     drop(readers);
-    Ok(new_size)
+    Ok(())
 }
 
 /// Switches commit-time fsync on or off. Called by the writer thread between transactions.

@@ -153,6 +153,11 @@ pub enum ReadError {
     /// LMDB error.
     #[error("storage error: {0}")]
     Storage(#[from] heed::Error),
+    /// Another process grew the store and this process could not take on the larger map
+    /// (its own read transactions stayed open past the wait). Fix: keep read transactions
+    /// short, then retry.
+    #[error("the store grew in another process and this process's map could not follow: {0}")]
+    Remap(String),
 }
 
 /// Why a query was refused or failed.

@@ -32,7 +32,7 @@ pub use query::{
 pub use read::{ReadTxn, SetBoundary, SetRoot, Stats, TableStats};
 pub use set::{Accum, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
-pub use writer::{Durability, Outcome, Ticket};
+pub use writer::{Durability, FollowTicket, Followed, Outcome, Ticket};
 pub use xaeroflux_event::EventRef;
 
 use std::path::{Path, PathBuf};
@@ -127,6 +127,14 @@ impl Store {
         Ok(subscribe::Subscription::new(self.clone(), filter, capacity))
     }
 
+    /// Events that other processes stored since the previous call (the first call only starts
+    /// following), up to `events_max` of them; the rest waits for the next call. A node uses it to gossip what `xf post` stored beside it. The
+    /// writer answers between transactions: wait on the ticket off latency-critical threads,
+    /// or poll it with [`FollowTicket::try_wait`].
+    pub fn follow(&self, events_max: usize) -> Result<FollowTicket, WriteError> {
+        self.inner.follow(events_max)
+    }
+
     /// Forces everything committed so far to disk (useful after `Relaxed` writes).
     pub fn sync(&self) -> Result<(), WriteError> {
         self.inner
@@ -150,7 +158,8 @@ impl std::fmt::Debug for Store {
 }
 
 /// Files a data directory may hold besides the LMDB files before the store claims it.
-pub const FOREIGN_FILES_ALLOWED: &[&str] = &["identity.key", "identity.key.tmp"];
+pub const FOREIGN_FILES_ALLOWED: &[&str] =
+    &["identity.key", "identity.key.tmp", "node.lock", "node.sock"];
 
 fn data_file(dir: &Path) -> PathBuf {
     dir.join("data.mdb")

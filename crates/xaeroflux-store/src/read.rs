@@ -90,14 +90,28 @@ pub struct SetRoot {
 
 impl<'s> ReadTxn<'s> {
     pub(crate) fn begin(shared: &'s Shared) -> Result<ReadTxn<'s>, ReadError> {
-        shared.gate.enter();
-        let gate = GateGuard(shared);
-        let txn = shared.env.read_txn()?;
-        Ok(ReadTxn {
-            txn,
-            shared,
-            _gate: gate,
-        })
+        let mut adopted = false;
+        loop {
+            shared.gate.enter();
+            let gate = GateGuard(shared);
+            match shared.env.read_txn() {
+                Ok(txn) => {
+                    return Ok(ReadTxn {
+                        txn,
+                        shared,
+                        _gate: gate,
+                    })
+                }
+                // Another process grew the store past this process's map: take on its size
+                // (once; LMDB does not answer this twice for one size).
+                Err(heed::Error::Mdb(heed::MdbError::MapResized)) if !adopted => {
+                    drop(gate);
+                    crate::env::adopt_map(shared).map_err(|e| ReadError::Remap(e.to_string()))?;
+                    adopted = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     pub(crate) fn tables(&self) -> &Tables {

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -10,6 +10,7 @@ use xaeroflux_event::{EventRef, VerifiedEvent};
 
 use crate::error::ReadError;
 use crate::query::Filter;
+use crate::writer::Handle;
 use crate::Store;
 
 /// An event as delivered to a subscriber: its local sequence number and its encoding.
@@ -40,10 +41,37 @@ pub enum SubscriptionError {
     Read(#[from] ReadError),
 }
 
+/// What the writer puts in a subscriber's channel.
+enum Note {
+    Event(StoredEvent),
+    /// Events were left out (the channel was full, or another process wrote): read the log.
+    /// The channel holds one slot more than the subscription's capacity for this note, so it
+    /// always fits, and a subscriber waiting on the channel wakes for it.
+    Lagged,
+}
+
 struct Sink {
     filter: Filter,
-    tx: Sender<StoredEvent>,
+    tx: Sender<Note>,
+    capacity: usize,
     lagged: Arc<AtomicBool>,
+}
+
+impl Sink {
+    /// Marks the subscriber as lagging and wakes it, once per lag. False if it is gone.
+    fn lag(&self) -> bool {
+        if self
+            .lagged
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return true;
+        }
+        !matches!(
+            self.tx.try_send(Note::Lagged),
+            Err(TrySendError::Disconnected(_))
+        )
+    }
 }
 
 /// The writer's side: every live subscription's filter and channel.
@@ -65,18 +93,29 @@ impl Subscribers {
                 if sink.lagged.load(Ordering::Acquire) || !sink.filter.matches(&event.as_ref()) {
                     continue;
                 }
+                if sink.tx.len() >= sink.capacity {
+                    return sink.lag();
+                }
                 let item = StoredEvent {
                     seq: *seq,
                     bytes: event.as_bytes().into(),
                 };
-                match sink.tx.try_send(item) {
+                match sink.tx.try_send(Note::Event(item)) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(_)) => sink.lagged.store(true, Ordering::Release),
+                    Err(TrySendError::Full(_)) => return sink.lag(),
                     Err(TrySendError::Disconnected(_)) => return false,
                 }
             }
             true
         });
+    }
+
+    /// Sends every subscriber to the log: events were stored that this process did not write.
+    pub(crate) fn lag_all(&self) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(Sink::lag);
     }
 
     fn add(&self, sink: Sink) {
@@ -87,11 +126,13 @@ impl Subscribers {
     }
 }
 
-/// Receives every newly stored event that matches a filter, in store order.
+/// Receives every newly stored event that matches a filter, in store order, whichever process
+/// stored it. It does not keep the store open: once every [`Store`] handle is dropped and the
+/// writer has stopped, it reports [`SubscriptionError::Closed`].
 pub struct Subscription {
-    store: Store,
+    store: Weak<Handle>,
     filter: Filter,
-    rx: Receiver<StoredEvent>,
+    rx: Receiver<Note>,
     lagged: Arc<AtomicBool>,
     /// Highest sequence number delivered (or known to be before the subscription began).
     last_seq: u64,
@@ -104,11 +145,12 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(store: Store, filter: Filter, capacity: usize) -> Subscription {
         let capacity = capacity.max(1);
-        let (tx, rx) = bounded(capacity);
+        let (tx, rx) = bounded(capacity + 1);
         let lagged = Arc::new(AtomicBool::new(false));
         store.shared().subscribers.add(Sink {
             filter: filter.clone(),
             tx,
+            capacity,
             lagged: lagged.clone(),
         });
         // Everything committed before this point is history, not news.
@@ -118,7 +160,7 @@ impl Subscription {
             .map(|next| next.saturating_sub(1))
             .unwrap_or(0);
         Subscription {
-            store,
+            store: Arc::downgrade(&store.inner),
             filter,
             rx,
             lagged,
@@ -135,14 +177,13 @@ impl Subscription {
             if let Some(ev) = self.poll()? {
                 return Ok(ev);
             }
-            match self.rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(ev) => {
-                    if let Some(ev) = self.accept(ev) {
+            match self.rx.recv() {
+                Ok(note) => {
+                    if let Some(ev) = self.accept(note) {
                         return Ok(ev);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Err(SubscriptionError::Closed),
+                Err(_) => return Err(SubscriptionError::Closed),
             }
         }
     }
@@ -158,16 +199,13 @@ impl Subscription {
                 return Ok(Some(ev));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match self.rx.recv_timeout(left.min(Duration::from_millis(50))) {
-                Ok(ev) => {
-                    if let Some(ev) = self.accept(ev) {
+            match self.rx.recv_timeout(left) {
+                Ok(note) => {
+                    if let Some(ev) = self.accept(note) {
                         return Ok(Some(ev));
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
                 Err(RecvTimeoutError::Disconnected) => return Err(SubscriptionError::Closed),
             }
         }
@@ -185,24 +223,31 @@ impl Subscription {
                 continue;
             }
             match self.rx.try_recv() {
-                Ok(ev) => {
-                    if let Some(ev) = self.accept(ev) {
+                Ok(note) => {
+                    if let Some(ev) = self.accept(note) {
                         return Ok(Some(ev));
                     }
                 }
-                Err(_) if self.lagged.load(Ordering::Acquire) => {
-                    // The channel is drained; what overflowed is in the log. Re-arm the
-                    // channel first so nothing committed from here on can fall between.
-                    self.lagged.store(false, Ordering::Release);
-                    self.catching_up = true;
+                Err(crossbeam_channel::TryRecvError::Empty) => return Ok(None),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return Err(SubscriptionError::Closed)
                 }
-                Err(_) => return Ok(None),
             }
         }
     }
 
-    /// Skips what was already delivered from the log.
-    fn accept(&mut self, ev: StoredEvent) -> Option<StoredEvent> {
+    /// Takes a note from the channel: an event not delivered yet, or the order to read the
+    /// log. Re-arms the channel before reading, so nothing committed from here on falls
+    /// between the log and the channel (what arrives twice is skipped by sequence number).
+    fn accept(&mut self, note: Note) -> Option<StoredEvent> {
+        let ev = match note {
+            Note::Event(ev) => ev,
+            Note::Lagged => {
+                self.lagged.store(false, Ordering::Release);
+                self.catching_up = true;
+                return None;
+            }
+        };
         if ev.seq <= self.last_seq {
             return None;
         }
@@ -211,7 +256,10 @@ impl Subscription {
     }
 
     fn read_log(&mut self) -> Result<(), SubscriptionError> {
-        let read = self.store.read()?;
+        let store = Store {
+            inner: self.store.upgrade().ok_or(SubscriptionError::Closed)?,
+        };
+        let read = store.read()?;
         let page = read.changes_since(self.last_seq, self.capacity)?;
         if page.len() < self.capacity {
             self.catching_up = false;

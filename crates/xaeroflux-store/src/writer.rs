@@ -1,6 +1,8 @@
 //! The single writer: a thread that folds queued batches into one transaction each turn
 //! (group commit), commits, and only then acknowledges.
 
+use std::collections::VecDeque;
+use std::ops::{Bound, Range};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use crate::env::{self, Shared};
 use crate::error::{OpenError, WriteError};
 use crate::merkle::{self, MerkleError};
 use crate::set::SetKey;
+use crate::subscribe::StoredEvent;
 use crate::tables::{
     self, decode_seq, kind_key, latest_key, seq_key, tombstone_key, Pos, Tables, DROPPED_DELETED,
     DROPPED_SUPERSEDED,
@@ -69,11 +72,56 @@ impl Ticket {
     }
 }
 
-struct Command {
-    events: Vec<VerifiedEvent>,
-    durability: Durability,
-    ack: Sender<Result<Vec<Outcome>, WriteError>>,
+/// Events other processes stored, handed out by [`crate::Store::follow`].
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// The events, in store order, with their local sequence numbers.
+    pub events: Vec<StoredEvent>,
+    /// Events written by other processes that will not be handed out: more ranges piled up
+    /// than the writer keeps between calls. Whoever follows should reconcile with its peers
+    /// to carry them. (Events beyond `events_max` are not skipped: the next call hands them
+    /// out.)
+    pub skipped: u64,
 }
+
+/// A pending [`crate::Store::follow`]; resolves like a [`Ticket`].
+#[must_use = "the events are handed out only through the ticket"]
+pub struct FollowTicket {
+    rx: Receiver<Result<Followed, WriteError>>,
+}
+
+impl FollowTicket {
+    /// Waits for the writer's answer.
+    pub fn wait(self) -> Result<Followed, WriteError> {
+        self.rx.recv().unwrap_or(Err(WriteError::Closed))
+    }
+
+    /// The answer if it is ready, without waiting (`None` while the writer is busy). Once it
+    /// returned `Some`, the ticket is spent.
+    pub fn try_wait(&self) -> Option<Result<Followed, WriteError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(WriteError::Closed)),
+        }
+    }
+}
+
+enum Command {
+    Write {
+        events: Vec<VerifiedEvent>,
+        durability: Durability,
+        ack: Sender<Result<Vec<Outcome>, WriteError>>,
+    },
+    Follow {
+        events_max: usize,
+        ack: Sender<Result<Followed, WriteError>>,
+    },
+}
+
+/// Ranges of sequence numbers other processes wrote, kept once somebody follows: at most this
+/// many (the oldest are counted as skipped beyond).
+const EXTERNAL_RANGES_MAX: usize = 4096;
 
 pub(crate) struct Handle {
     pub shared: Arc<Shared>,
@@ -129,13 +177,21 @@ impl Handle {
             });
         }
         let (ack, rx) = bounded(1);
-        tx.send(Command {
+        tx.send(Command::Write {
             events,
             durability,
             ack,
         })
         .map_err(|_| WriteError::Closed)?;
         Ok(Ticket { rx })
+    }
+
+    pub(crate) fn follow(&self, events_max: usize) -> Result<FollowTicket, WriteError> {
+        let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
+        let (ack, rx) = bounded(1);
+        tx.send(Command::Follow { events_max, ack })
+            .map_err(|_| WriteError::Closed)?;
+        Ok(FollowTicket { rx })
     }
 }
 
@@ -151,7 +207,14 @@ impl Drop for Handle {
 
 struct Writer {
     shared: Arc<Shared>,
-    next_seq: u64,
+    /// The next sequence number as this writer last saw it. Another process may have moved it
+    /// since: every transaction reads the stored one, and what lies between was written there.
+    known_next: u64,
+    /// Sequence numbers other processes wrote, not handed out yet (kept once followed).
+    external: VecDeque<Range<u64>>,
+    following: bool,
+    /// External events forgotten over `EXTERNAL_RANGES_MAX` (or before anyone followed).
+    external_skipped: u64,
     relaxed: bool,
     batch_events_max: usize,
     resize_wait: Duration,
@@ -166,7 +229,8 @@ enum Fail {
 impl From<heed::Error> for Fail {
     fn from(e: heed::Error) -> Fail {
         match e {
-            heed::Error::Mdb(heed::MdbError::MapFull) => Fail::MapFull,
+            // Another process grew the map past ours: growing ours adopts it.
+            heed::Error::Mdb(heed::MdbError::MapFull | heed::MdbError::MapResized) => Fail::MapFull,
             other => Fail::Other(WriteError::from_heed(other)),
         }
     }
@@ -185,12 +249,7 @@ impl Writer {
     fn new(shared: Arc<Shared>, options: &StoreOptions) -> Result<Writer, WriteError> {
         let rtxn = shared.env.read_txn().map_err(WriteError::from_heed)?;
         let t = shared.tables;
-        let next_seq = t
-            .meta
-            .get(&rtxn, tables::META_NEXT_SEQ)
-            .map_err(WriteError::from_heed)?
-            .and_then(decode_seq)
-            .ok_or_else(|| WriteError::Corrupt("meta next_seq missing".into()))?;
+        let next_seq = read_next_seq(&t, &rtxn)?;
         let last_event = t.events.last(&rtxn).map_err(WriteError::from_heed)?;
         if let Some((k, _)) = last_event {
             let last = decode_seq(k).ok_or_else(|| WriteError::Corrupt("bad events key".into()))?;
@@ -204,7 +263,10 @@ impl Writer {
         env::set_relaxed(&shared.env, false).map_err(WriteError::from_heed)?;
         Ok(Writer {
             shared,
-            next_seq,
+            known_next: next_seq,
+            external: VecDeque::new(),
+            following: false,
+            external_skipped: 0,
             relaxed: false,
             batch_events_max: options.batch_events_max.max(1),
             resize_wait: Duration::from_millis(options.resize_wait_ms),
@@ -213,40 +275,156 @@ impl Writer {
 
     fn run(&mut self, rx: Receiver<Command>) {
         while let Ok(first) = rx.recv() {
-            let mut events = first.events.len();
-            let mut group = vec![first];
-            while events < self.batch_events_max {
-                match rx.try_recv() {
-                    Ok(cmd) => {
-                        events += cmd.events.len();
-                        group.push(cmd);
+            let mut writes = Vec::new();
+            let mut follows = Vec::new();
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Write {
+                        events: evs,
+                        durability,
+                        ack,
+                    } => {
+                        events += evs.len();
+                        writes.push(Write {
+                            events: evs,
+                            durability,
+                            ack,
+                        });
                     }
-                    Err(_) => break,
+                    Command::Follow { events_max, ack } => follows.push((events_max, ack)),
+                }
+                if events < self.batch_events_max {
+                    next = rx.try_recv().ok();
                 }
             }
-            match self.commit_group(&group) {
-                Ok((outcomes, stored)) => {
-                    self.shared.subscribers.publish(&stored);
-                    for (cmd, out) in group.iter().zip(outcomes) {
-                        let _ = cmd.ack.send(Ok(out));
-                    }
+            if !writes.is_empty() {
+                self.write_group(&writes);
+            }
+            for (events_max, ack) in follows {
+                let _ = ack.send(self.follow(events_max));
+            }
+        }
+    }
+
+    fn write_group(&mut self, group: &[Write]) {
+        match self.commit_group(group) {
+            Ok((outcomes, stored, external)) => {
+                if external {
+                    // Subscribers read the log from where they are: it holds both processes'
+                    // events in order.
+                    self.shared.subscribers.lag_all();
                 }
-                Err(e) => {
-                    for cmd in &group {
-                        let _ = cmd.ack.send(Err(e.clone()));
-                    }
+                self.shared.subscribers.publish(&stored);
+                for (cmd, out) in group.iter().zip(outcomes) {
+                    let _ = cmd.ack.send(Ok(out));
+                }
+            }
+            Err(e) => {
+                for cmd in group {
+                    let _ = cmd.ack.send(Err(e.clone()));
                 }
             }
         }
     }
 
+    /// Records that `known_next..stored_next` was written by another process. Returns whether
+    /// anything was.
+    fn note_external(&mut self, stored_next: u64) -> Result<bool, WriteError> {
+        if stored_next < self.known_next {
+            return Err(WriteError::Corrupt(format!(
+                "next_seq went back from {} to {stored_next}",
+                self.known_next
+            )));
+        }
+        if stored_next == self.known_next {
+            return Ok(false);
+        }
+        let range = self.known_next..stored_next;
+        self.known_next = stored_next;
+        if !self.following {
+            self.external_skipped += range.end - range.start;
+            return Ok(true);
+        }
+        if self.external.len() >= EXTERNAL_RANGES_MAX {
+            if let Some(old) = self.external.pop_front() {
+                self.external_skipped += old.end - old.start;
+            }
+        }
+        self.external.push_back(range);
+        Ok(true)
+    }
+
+    /// Hands out up to `events_max` events other processes wrote since the last call.
+    fn follow(&mut self, events_max: usize) -> Result<Followed, WriteError> {
+        if !self.following {
+            // What came before the first follow is history, as for a subscription.
+            self.following = true;
+            self.external_skipped = 0;
+        }
+        let shared = self.shared.clone();
+        // The resize lock keeps a reader of this process from remapping under this one.
+        let mut writing = shared.resize_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let rtxn = match shared.env.read_txn() {
+            Err(heed::Error::Mdb(heed::MdbError::MapResized)) => {
+                drop(writing);
+                env::grow_map(&shared, self.resize_wait)?;
+                writing = shared.resize_lock.lock().unwrap_or_else(|p| p.into_inner());
+                shared.env.read_txn().map_err(WriteError::from_heed)?
+            }
+            r => r.map_err(WriteError::from_heed)?,
+        };
+        let _writing = writing;
+        let t = shared.tables;
+        let stored_next = read_next_seq(&t, &rtxn)?;
+        if self.note_external(stored_next)? {
+            shared.subscribers.lag_all();
+        }
+        let mut out = Followed {
+            events: Vec::new(),
+            skipped: std::mem::take(&mut self.external_skipped),
+        };
+        while let Some(range) = self.external.pop_front() {
+            if out.events.len() >= events_max {
+                self.external.push_front(range);
+                break;
+            }
+            let lo = seq_key(range.start);
+            let hi = seq_key(range.end);
+            let mut last = None;
+            for item in t
+                .events
+                .range(&rtxn, &(Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
+                .map_err(WriteError::from_heed)?
+            {
+                if out.events.len() >= events_max {
+                    break;
+                }
+                let (k, v) = item.map_err(WriteError::from_heed)?;
+                let seq =
+                    decode_seq(k).ok_or_else(|| WriteError::Corrupt("bad events key".into()))?;
+                let ev = EventRef::from_body(v)
+                    .map_err(|e| WriteError::Corrupt(format!("event {seq}: {e}")))?;
+                out.events.push(StoredEvent {
+                    seq,
+                    bytes: ev.to_vec().into(),
+                });
+                last = Some(seq);
+            }
+            // Events of the range deleted since are simply gone; the rest waits for the next call.
+            let resume = last.map_or(range.end, |s| s + 1);
+            if out.events.len() >= events_max && resume < range.end {
+                self.external.push_front(resume..range.end);
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes every command of the group in one transaction, growing the map and retrying if
     /// LMDB runs out of map. Returns outcomes per command and the newly stored events.
-    #[allow(clippy::type_complexity)]
-    fn commit_group<'g>(
-        &mut self,
-        group: &'g [Command],
-    ) -> Result<(Vec<Vec<Outcome>>, Vec<(u64, &'g VerifiedEvent)>), WriteError> {
+    fn commit_group<'g>(&mut self, group: &'g [Write]) -> Result<Committed<'g>, WriteError> {
         let relaxed = group.iter().all(|c| c.durability == Durability::Relaxed);
         if relaxed != self.relaxed {
             env::set_relaxed(&self.shared.env, relaxed).map_err(WriteError::from_heed)?;
@@ -263,14 +441,16 @@ impl Writer {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn try_commit<'g>(
-        &mut self,
-        group: &'g [Command],
-    ) -> Result<(Vec<Vec<Outcome>>, Vec<(u64, &'g VerifiedEvent)>), Fail> {
+    fn try_commit<'g>(&mut self, group: &'g [Write]) -> Result<Committed<'g>, Fail> {
         let t = self.shared.tables;
-        let mut txn = self.shared.env.write_txn()?;
-        let mut seq = self.next_seq;
+        let shared = self.shared.clone();
+        let _writing = shared.resize_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut txn = shared.env.write_txn()?;
+        // Another process may have written since this writer's last commit: the stored
+        // counter is the truth, and what lies before it is theirs.
+        let stored_next = read_next_seq(&t, &txn).map_err(Fail::Other)?;
+        let external = self.note_external(stored_next).map_err(Fail::Other)?;
+        let mut seq = stored_next;
         let mut all = Vec::with_capacity(group.len());
         let mut stored = Vec::new();
         let mut set_changes = Vec::new();
@@ -297,9 +477,27 @@ impl Writer {
         t.meta
             .put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
         txn.commit()?;
-        self.next_seq = seq;
-        Ok((all, stored))
+        self.known_next = seq;
+        Ok((all, stored, external))
     }
+}
+
+/// One queued write.
+struct Write {
+    events: Vec<VerifiedEvent>,
+    durability: Durability,
+    ack: Sender<Result<Vec<Outcome>, WriteError>>,
+}
+
+/// Outcomes per write, the newly stored events, and whether another process had written.
+type Committed<'g> = (Vec<Vec<Outcome>>, Vec<(u64, &'g VerifiedEvent)>, bool);
+
+fn read_next_seq(t: &Tables, txn: &heed::RoTxn) -> Result<u64, WriteError> {
+    t.meta
+        .get(txn, tables::META_NEXT_SEQ)
+        .map_err(WriteError::from_heed)?
+        .and_then(decode_seq)
+        .ok_or_else(|| WriteError::Corrupt("meta next_seq missing".into()))
 }
 
 /// The fields of a stored event needed to remove it, copied out of the map.
