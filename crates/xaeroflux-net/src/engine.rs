@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 use xaeroflux_event::{verify, EventId, Limits, Topic, VerifiedEvent};
-use xaeroflux_store::{Durability, Store, Ticket};
+use xaeroflux_store::{Durability, FollowTicket, Store, Ticket};
 
 use crate::peers::{next_backoff, Peers, RateLimit};
 use crate::runner::{self, Start, SyncFailure, SyncSummary, PENALTY_INVALID, PENALTY_PROTOCOL};
@@ -27,6 +27,12 @@ pub const GOSSIP_ALL: &str = "xf/1/all";
 const GOSSIP_WRITES_AHEAD: usize = 64;
 /// Score a peer earns back per anti-entropy round of good behaviour.
 const FORGIVE_PER_ROUND: i32 = 5;
+/// Events other processes stored that one upkeep tick gossips at most; beyond, the node
+/// reconciles with its peers instead (an `xf import` beside a node is not a gossip storm).
+const FOLLOW_EVENTS_MAX: usize = 256;
+/// How long a stopping node waits for its connections to close cleanly, so peers learn at
+/// once that it left instead of holding a stale connection until it times out.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// The gossip topic of one event topic.
 pub fn gossip_topic(topic: &Topic) -> String {
@@ -76,6 +82,9 @@ pub enum NetEvent {
         error: String,
         /// Score deducted from the peer for it.
         penalty: i32,
+        /// This side opens the session again, with backoff, while the peer stays connected
+        /// (a busy peer, a cut stream).
+        retrying: bool,
     },
     /// A gossiped event was verified and queued for storing.
     Gossiped {
@@ -95,6 +104,11 @@ pub enum NetEvent {
         peer: Option<PeerId>,
         /// Why.
         error: String,
+    },
+    /// The network stopped on a signal (with `stop_on_signals`); the last report.
+    Stopped {
+        /// The signal's name.
+        signal: &'static str,
     },
 }
 
@@ -129,6 +143,8 @@ pub(crate) struct Engine<T: Transport> {
     gossip_limits: HashMap<PeerId, RateLimit>,
     /// Gossip messages dropped over a peer's rate.
     gossip_dropped: u64,
+    /// The writer's answer about events other processes stored, while it is pending.
+    following: Option<FollowTicket>,
 }
 
 /// First retry of a failed session; doubles per failure in a row, up to an anti-entropy round.
@@ -136,6 +152,7 @@ const RETRY_FIRST: Duration = Duration::from_millis(500);
 
 enum Input {
     Wake,
+    Signal(&'static str),
     Transport(TransportEvent),
     Done(PeerId, bool, Result<SyncSummary, SyncFailure>),
     Tick,
@@ -191,6 +208,7 @@ impl<T: Transport> Engine<T> {
             retries: HashMap::new(),
             gossip_limits: HashMap::new(),
             gossip_dropped: 0,
+            following: None,
         }
     }
 
@@ -204,6 +222,8 @@ impl<T: Transport> Engine<T> {
         }
         let mut tick = tokio::time::interval(self.cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut signals = Signals::new(self.cfg.stop_on_signals);
+        let mut stopped_by = None;
         loop {
             let input = {
                 let transport = &mut self.transport;
@@ -213,6 +233,7 @@ impl<T: Transport> Engine<T> {
                     ev = poll_fn(|cx| transport.poll_event(cx)) => Input::Transport(ev),
                     Some((peer, initiator, r)) = done_rx.recv() => Input::Done(peer, initiator, r),
                     _ = tick.tick() => Input::Tick,
+                    name = signals.next() => Input::Signal(name),
                 }
             };
             match input {
@@ -221,14 +242,53 @@ impl<T: Transport> Engine<T> {
                         break;
                     }
                 }
+                Input::Signal(name) => {
+                    info!(signal = name, "stopping");
+                    stopped_by = Some(name);
+                    break;
+                }
                 Input::Transport(ev) => self.on_transport(ev),
                 Input::Done(peer, initiator, r) => self.on_done(peer, initiator, r),
                 Input::Tick => self.on_tick(),
             }
         }
+        self.close_connections().await;
         self.finish_writes(0);
+        if let Err(e) = self.store.sync() {
+            warn!(error = %e, "flushing received events failed");
+        }
         self.peers.all_disconnected(crate::now_ms());
         self.persist_peers();
+        if let Some(signal) = stopped_by {
+            self.emit(NetEvent::Stopped { signal });
+        }
+    }
+
+    /// Closes every connection and lets the transport say so to the peers, for a bounded time.
+    async fn close_connections(&mut self) {
+        let connected = self.peers.connected_peers();
+        if connected.is_empty() {
+            return;
+        }
+        for peer in &connected {
+            self.transport.disconnect(*peer);
+        }
+        let mut open = connected.len();
+        let deadline = tokio::time::sleep(CLOSE_WAIT);
+        tokio::pin!(deadline);
+        while open > 0 {
+            let transport = &mut self.transport;
+            tokio::select! {
+                ev = poll_fn(|cx| transport.poll_event(cx)) => {
+                    if let TransportEvent::Disconnected { peer } = ev {
+                        if connected.contains(&peer) {
+                            open -= 1;
+                        }
+                    }
+                }
+                _ = &mut deadline => break,
+            }
+        }
     }
 
     fn emit(&self, ev: NetEvent) {
@@ -266,10 +326,47 @@ impl<T: Transport> Engine<T> {
     }
 
     fn publish(&mut self, ev: VerifiedEvent) {
-        let bytes = ev.as_bytes().to_vec();
         let topic = *ev.as_ref().topic();
+        self.gossip(ev.as_bytes().to_vec(), &topic);
+    }
+
+    fn gossip(&mut self, bytes: Vec<u8>, topic: &Topic) {
         self.transport.publish(GOSSIP_ALL, bytes.clone());
-        self.transport.publish(&gossip_topic(&topic), bytes);
+        self.transport.publish(&gossip_topic(topic), bytes);
+    }
+
+    /// Gossips what other processes (`xf post` beside a running node) stored: asks the
+    /// writer on one tick, and takes its answer on a later one, never waiting for it.
+    fn follow_store(&mut self) {
+        match self.following.as_ref().map(FollowTicket::try_wait) {
+            None => {}
+            Some(None) => return,
+            Some(Some(Err(e))) => {
+                warn!(error = %e, "following the store failed");
+                self.following = None;
+            }
+            Some(Some(Ok(followed))) => {
+                self.following = None;
+                let n = followed.events.len();
+                for ev in followed.events {
+                    let topic = *ev.event().topic();
+                    self.gossip(ev.bytes.to_vec(), &topic);
+                }
+                if n > 0 {
+                    debug!(events = n, "gossiped events stored by another process");
+                }
+                if followed.skipped > 0 || n >= FOLLOW_EVENTS_MAX {
+                    // More than gossip should carry: reconcile instead.
+                    for peer in self.peers.connected_peers() {
+                        self.start_sync(peer);
+                    }
+                }
+            }
+        }
+        match self.store.follow(FOLLOW_EVENTS_MAX) {
+            Ok(ticket) => self.following = Some(ticket),
+            Err(e) => debug!(error = %e, "cannot follow the store"),
+        }
     }
 
     fn on_transport(&mut self, ev: TransportEvent) {
@@ -487,15 +584,17 @@ impl<T: Transport> Engine<T> {
                 } else {
                     warn!(%peer, initiator, error = %e, penalty, "sync failed");
                 }
+                let retrying = penalty == 0 && initiator && !matches!(e, SyncFailure::Disjoint);
                 self.emit(NetEvent::SyncFailed {
                     peer,
                     initiator,
                     error: e.to_string(),
                     penalty,
+                    retrying,
                 });
                 if penalty > 0 {
                     self.penalize(peer, penalty, "sync protocol violation");
-                } else if initiator && !matches!(e, SyncFailure::Disjoint) {
+                } else if retrying {
                     // A cut stream or a busy peer: what was stored stays, and the retry moves
                     // only what is still missing. (libp2p-stream also drops an inbound stream
                     // when one is already waiting to be accepted; the opener sees it closed.)
@@ -574,6 +673,7 @@ impl<T: Transport> Engine<T> {
         // The network thread never waits on the writer here: a bulk sync may have filled its
         // queue. Writes still running are checked next tick, and bounded on the gossip path.
         self.reap_writes();
+        self.follow_store();
         self.persist_peers();
     }
 
@@ -588,6 +688,40 @@ impl<T: Transport> Engine<T> {
         let text = self.peers.render();
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
             warn!(error = %e, "writing the peer table failed");
+        }
+    }
+}
+
+/// SIGINT and SIGTERM as one stream, or nothing when the host handles signals itself.
+struct Signals {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new(on: bool) -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = on
+            .then(|| {
+                Some((
+                    signal(SignalKind::interrupt()).ok()?,
+                    signal(SignalKind::terminate()).ok()?,
+                ))
+            })
+            .flatten();
+        if on && streams.is_none() {
+            warn!("cannot watch for SIGINT and SIGTERM");
+        }
+        Signals { streams }
+    }
+
+    /// The next signal's name; never resolves when off.
+    async fn next(&mut self) -> &'static str {
+        match &mut self.streams {
+            Some((int, term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            None => std::future::pending().await,
         }
     }
 }

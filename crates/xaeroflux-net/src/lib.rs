@@ -92,6 +92,10 @@ pub struct NetConfig {
     /// Restore the peer table from `peers_file` at start and redial its peers (off for a
     /// one-shot sync that should reach only the address it was given).
     pub restore_peers: bool,
+    /// Stop in order on SIGINT or SIGTERM (close connections, store what was received, save
+    /// the peer table) and report [`NetEvent::Stopped`]: for a command-line host. An app that
+    /// handles signals itself leaves this off (the default) and calls `shutdown`.
+    pub stop_on_signals: bool,
 }
 
 impl Default for NetConfig {
@@ -119,6 +123,7 @@ impl Default for NetConfig {
             gossip_per_peer_per_sec: 1000,
             peers_file: None,
             restore_peers: true,
+            stop_on_signals: false,
         }
     }
 }
@@ -172,7 +177,9 @@ pub(crate) fn salt() -> u64 {
 /// The running network: a thread with its own current-thread runtime. Dropping the handle
 /// stops the thread and waits for it.
 pub struct NetHandle {
-    commands: Sender<Command>,
+    /// Taken out (dropped) before the thread is joined, so the thread sees the disconnect
+    /// even when the queue was too full for `Shutdown`.
+    commands: Option<Sender<Command>>,
     wake: Arc<Notify>,
     events: Receiver<NetEvent>,
     peer: PeerId,
@@ -218,7 +225,8 @@ impl NetHandle {
     }
 
     fn command(&self, c: Command) -> Result<(), NetError> {
-        match self.commands.try_send(c) {
+        let commands = self.commands.as_ref().ok_or(NetError::Stopped)?;
+        match commands.try_send(c) {
             Ok(()) => {
                 self.wake.notify_one();
                 Ok(())
@@ -276,8 +284,10 @@ impl NetHandle {
     }
 
     fn stop(&mut self) {
-        // A full queue still sees the disconnect when the handle's sender drops below.
-        let _ = self.commands.try_send(Command::Shutdown);
+        // A full queue loses `Shutdown`, but not the disconnect of the last sender.
+        if let Some(commands) = self.commands.take() {
+            let _ = commands.try_send(Command::Shutdown);
+        }
         self.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -332,7 +342,7 @@ where
         .map_err(NetError::Thread)?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(NetHandle {
-            commands: cmd_tx,
+            commands: Some(cmd_tx),
             wake,
             events: ev_rx,
             peer,

@@ -2,12 +2,13 @@
 //! identify, ping, mDNS, Kademlia, relay client and DCUtR, gossipsub, and the sync protocol on
 //! its own streams. Everything runs on the network thread's current-thread runtime.
 
+use std::collections::{HashMap, VecDeque};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     allow_block_list, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns, noise,
     ping, relay, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
@@ -54,7 +55,14 @@ pub struct Libp2pTransport {
     frame_cap: usize,
     idle: Duration,
     relay_server: bool,
+    /// Each peer's connections, oldest first.
+    conns: HashMap<PeerId, VecDeque<ConnectionId>>,
 }
+
+/// Connections kept per peer: two for a simultaneous dial from both sides. A third one means
+/// the peer came back while an old connection of its lingers (a process that exited without
+/// closing): the oldest is closed, so a returning peer is never refused.
+const CONNECTIONS_PER_PEER: usize = 2;
 
 /// The node's libp2p key: the user's ed25519 key, so the peer id names the author.
 pub fn keypair_from_seed(seed: &[u8; 32]) -> identity::Keypair {
@@ -116,7 +124,7 @@ impl Libp2pTransport {
                     blocked: Default::default(),
                     limits: connection_limits::Behaviour::new(
                         connection_limits::ConnectionLimits::default()
-                            .with_max_established_per_peer(Some(2))
+                            .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER as u32 + 1))
                             .with_max_established_incoming(Some(256))
                             .with_max_pending_incoming(Some(64)),
                     ),
@@ -162,6 +170,7 @@ impl Libp2pTransport {
             frame_cap: cfg.sync.frame_bytes_max,
             relay_server: cfg.relay_server,
             idle,
+            conns: HashMap::new(),
         })
     }
 
@@ -177,19 +186,39 @@ impl Libp2pTransport {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
-            } => (num_established.get() == 1).then(|| TransportEvent::Connected {
-                peer: peer_id,
-                addr: endpoint.get_remote_address().clone(),
-                dialer: endpoint.is_dialer(),
-            }),
+            } => {
+                let conns = self.conns.entry(peer_id).or_default();
+                conns.push_back(connection_id);
+                if conns.len() > CONNECTIONS_PER_PEER {
+                    if let Some(stale) = conns.pop_front() {
+                        debug!(peer = %peer_id, "a newer connection replaces a stale one");
+                        self.swarm.close_connection(stale);
+                    }
+                }
+                (num_established.get() == 1).then(|| TransportEvent::Connected {
+                    peer: peer_id,
+                    addr: endpoint.get_remote_address().clone(),
+                    dialer: endpoint.is_dialer(),
+                })
+            }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
-            } => (num_established == 0).then_some(TransportEvent::Disconnected { peer: peer_id }),
+            } => {
+                if let Some(conns) = self.conns.get_mut(&peer_id) {
+                    conns.retain(|c| *c != connection_id);
+                    if conns.is_empty() {
+                        self.conns.remove(&peer_id);
+                    }
+                }
+                (num_established == 0).then_some(TransportEvent::Disconnected { peer: peer_id })
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 Some(TransportEvent::DialFailed {
                     peer: peer_id,

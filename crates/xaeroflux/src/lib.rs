@@ -23,7 +23,7 @@ mod portable;
 
 pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 pub use ingest::{IngestError, IngestReport, Rejected};
-pub use node::{now_ms, Node, NodeBuilder, NodeError, Published};
+pub use node::{now_ms, Node, NodeBuilder, NodeError, Published, NODE_LOCK_FILE};
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, VerifyError,

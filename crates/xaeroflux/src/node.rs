@@ -53,6 +53,48 @@ pub enum NodeError {
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// Another node already runs on this data directory (it holds `node.lock`). Fix: stop it,
+    /// or use its store through commands that do not join the network: what they store, the
+    /// running node gossips.
+    #[error("a node is already running on {path}")]
+    AlreadyRunning {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The node lock file could not be created or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+/// The file a networked node holds an exclusive lock on, so that one node runs per data
+/// directory. Other processes may still write the store; the node gossips what they store.
+pub const NODE_LOCK_FILE: &str = "node.lock";
+
+/// Takes the data directory's node lock, or says who has it. The lock goes with the file
+/// handle: it is released when the node drops, or when its process dies.
+fn lock_node(dir: &std::path::Path) -> Result<std::fs::File, NodeError> {
+    let path = dir.join(NODE_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| NodeError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::AlreadyRunning {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Lock { path, source }),
+    }
 }
 
 /// What publishing produced.
@@ -127,19 +169,24 @@ impl NodeBuilder {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let net = match self.network {
+        let (net, lock) = match self.network {
             Some(mut config) => {
                 let seed = identity.as_ref().ok_or(NodeError::NoIdentity)?.seed();
+                let lock = lock_node(&dir)?;
                 config
                     .peers_file
                     .get_or_insert_with(|| dir.join(PEERS_FILE));
-                Some(NetHandle::start(store.clone(), seed, config)?)
+                (
+                    Some(NetHandle::start(store.clone(), seed, config)?),
+                    Some(lock),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Node {
             store,
             net,
+            _lock: lock,
             identity,
             verify_threads,
             keys: KeyCache::new(AUTHOR_KEYS_CACHED),
@@ -153,6 +200,9 @@ pub struct Node {
     store: Store,
     /// The network thread; it holds its own clone of the store, and stops when this drops.
     net: Option<NetHandle>,
+    /// The data directory's node lock, held while networked (declared after `net`, so it is
+    /// released only once the network has stopped).
+    _lock: Option<std::fs::File>,
     identity: Option<Identity>,
     pub(crate) verify_threads: usize,
     /// Decompressed author keys, kept across ingested batches.

@@ -65,6 +65,7 @@ impl NodeArgs {
         cfg.topics = self.topics.clone();
         cfg.anti_entropy = Duration::from_secs_f64(self.anti_entropy_secs.max(0.05));
         cfg.sync = xaeroflux_sync::SyncConfig::with_frame_bytes(self.frame_bytes);
+        cfg.stop_on_signals = true;
         cfg
     }
 }
@@ -130,6 +131,17 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
             Duration::from_secs(3600)
         };
         match net.events().recv_timeout(wait) {
+            Ok(NetEvent::Stopped { signal }) => {
+                // The network closed its connections and saved the peer table; the store is
+                // flushed when the node drops.
+                drop(node);
+                if args.json {
+                    println!("{}", json!({ "stopped": signal }));
+                } else {
+                    println!("stopped on {signal}");
+                }
+                return Ok(());
+            }
             Ok(ev) => report(args.json, node.store(), &ev)?,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
@@ -241,12 +253,19 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
     let started = Instant::now();
     let deadline = started + r.timeout;
     let mut peer = None;
+    let mut last_failure: Option<String> = None;
     let summary = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            match peer {
-                None => bail!("could not dial {} within {:?}", r.addr, r.timeout),
-                Some(p) => bail!("the sync with {p} did not finish within {:?}", r.timeout),
+            match (peer, &last_failure) {
+                (None, _) => bail!("could not dial {} within {:?}", r.addr, r.timeout),
+                (Some(p), Some(why)) => bail!(
+                    "the sync with {p} did not finish within {:?} (last attempt: {why})",
+                    r.timeout
+                ),
+                (Some(p), None) => {
+                    bail!("the sync with {p} did not finish within {:?}", r.timeout)
+                }
             }
         }
         match net
@@ -258,12 +277,24 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
                 bar.set_message(format!("connected to {p}, reconciling"));
             }
             Ok(NetEvent::Synced(s)) if Some(s.peer) == peer && s.initiator => break s,
+            // A busy node or a cut stream: the network opens the session again while the peer
+            // stays connected, and the deadline bounds the whole.
             Ok(NetEvent::SyncFailed {
                 peer: p,
                 initiator: true,
                 error,
+                retrying,
                 ..
-            }) if Some(p) == peer => bail!("sync with {p} failed: {error}"),
+            }) if Some(p) == peer => {
+                if !retrying {
+                    bail!("sync with {p} failed: {error}")
+                }
+                last_failure = Some(error);
+                bar.set_message(format!(
+                    "{p} answered: {}; retrying",
+                    last_failure.as_deref().unwrap_or("")
+                ));
+            }
             Ok(NetEvent::DialFailed { error, .. }) if peer.is_none() => {
                 bail!("dialing {} failed: {error}", r.addr)
             }

@@ -95,22 +95,22 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// `xf node` on loopback, QUIC and TCP, one-second anti-entropy rounds.
+    /// `xf node` on loopback, QUIC and TCP, one-second anti-entropy rounds (unless `extra`
+    /// sets them).
     pub fn start(data: &Path, extra: &[&str]) -> NodeProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xf"));
-        cmd.arg("--data")
-            .arg(data)
-            .args([
-                "node",
-                "--listen",
-                "/ip4/127.0.0.1/udp/0/quic-v1",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--no-mdns",
-                "--anti-entropy-secs",
-                "1",
-            ])
-            .args(extra);
+        cmd.arg("--data").arg(data).args([
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
+        ]);
+        if !extra.contains(&"--anti-entropy-secs") {
+            cmd.args(["--anti-entropy-secs", "1"]);
+        }
+        cmd.args(extra);
         NodeProc::spawn(cmd, true)
     }
 
