@@ -74,10 +74,20 @@ pub enum SyncError {
     /// Fix: the peer is broken or hostile; disconnect it.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
-    /// The peer sent an event that fails verification. Events verified before it are kept.
-    /// Fix: the peer is hostile or its store is damaged; disconnect it.
+    /// The peer sent an event that fails verification with the verdict invalid (forged or
+    /// broken; events this build does not understand or declines for now do not end the
+    /// session). Events verified before it are kept. Fix: the peer is hostile or its store is
+    /// damaged; disconnect it.
     #[error("peer sent an invalid event: {0}")]
     InvalidEvent(#[from] VerifyError),
+    /// The peer sent more events this build cannot check (a newer header version) than a
+    /// session exchanges ids (`ids_max`). Not proof of hostility: a much newer peer may send
+    /// many. Fix: upgrade this node.
+    #[error("more than {max} events this build cannot check")]
+    TooManyNotUnderstood {
+        /// The limit.
+        max: usize,
+    },
     /// The peer sent an event nobody asked for or outside the session's scope.
     #[error("peer sent unrequested event {0}")]
     Unrequested(EventId),

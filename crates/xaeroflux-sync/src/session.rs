@@ -7,7 +7,8 @@ use std::collections::{HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use xaeroflux_event::{
-    verify_batch, EventId, EventRef, Limits, VerifiedEvent, BODY_BYTES_MIN, PAYLOAD_BYTES_MAX,
+    verify_batch, EventId, EventRef, Limits, Verdict, VerifiedEvent, BODY_BYTES_MIN,
+    PAYLOAD_BYTES_MAX,
 };
 use xaeroflux_store::SetKey;
 
@@ -61,6 +62,13 @@ pub struct SessionStats {
     pub missing: u64,
     /// Events the peer sent that this side had dropped on purpose, discarded.
     pub declined: u64,
+    /// Events the peer sent that this build cannot check (a newer header version): not
+    /// stored, not held against the peer (`docs/format.md`, "Verdicts").
+    pub declined_not_understood: u64,
+    /// Authentic events the peer sent that are outside this side's bounds for now (dated
+    /// beyond the allowed clock skew): not stored, not held against the peer; a later session
+    /// fetches them again.
+    pub declined_out_of_bounds: u64,
 }
 
 impl SessionStats {
@@ -387,37 +395,56 @@ impl Session {
             .clone()
             .ok_or(SyncError::Protocol("events before hello"))?;
         let mut items = Vec::with_capacity(bodies.len());
+        // What the session needs of an event that fails verification without blame: where it
+        // sits in the set and whether the scope holds it (trusted only once authentic).
+        let mut places = Vec::with_capacity(bodies.len());
         for body in bodies {
             // A body too short to hold a header gets a zero id; verification names the fault.
-            let id = EventRef::from_body(&body).map_or(EventId::ZERO, |ev| *ev.id());
+            let place = EventRef::from_body(&body).map_or(
+                Place {
+                    key: SetKey {
+                        created_at: 0,
+                        id: EventId::ZERO,
+                    },
+                    in_scope: false,
+                },
+                |ev| Place {
+                    key: SetKey {
+                        created_at: ev.created_at(),
+                        id: *ev.id(),
+                    },
+                    in_scope: scope.contains(&ev),
+                },
+            );
             let mut bytes = Vec::with_capacity(32 + body.len());
-            bytes.extend_from_slice(&id.0);
+            bytes.extend_from_slice(&place.key.id.0);
             bytes.extend_from_slice(&body);
             items.push(bytes);
+            places.push(place);
         }
         let limits = Limits::at(self.now_ms);
         let mut events = Vec::with_capacity(items.len());
-        for result in verify_batch(items, &limits) {
-            let event = result?;
-            let ev = event.as_ref();
-            let key = SetKey {
-                created_at: ev.created_at(),
-                id: *ev.id(),
+        for (result, place) in verify_batch(items, &limits).into_iter().zip(places) {
+            let error = match result {
+                Ok(event) => {
+                    if self.accept(&place)? {
+                        events.push(event);
+                    }
+                    continue;
+                }
+                Err(e) => e,
             };
-            if self.declined.remove(ev.id()) {
-                // Offered, verified, and not wanted here: the store would drop it again.
-                self.stats.declined += 1;
-                continue;
+            match error.verdict() {
+                Verdict::Invalid => return Err(SyncError::InvalidEvent(error)),
+                Verdict::Declined => {
+                    // Authentic, so its place is true: it must have been asked for like any
+                    // other; then it is left for a later session (not stored, no blame).
+                    if self.accept(&place)? {
+                        self.stats.declined_out_of_bounds += 1;
+                    }
+                }
+                _ => self.decline_unchecked(&place)?,
             }
-            let wanted = self.want_ids.remove(ev.id())
-                || self
-                    .want_ranges
-                    .iter()
-                    .any(|(lo, hi)| key >= *lo && key < *hi);
-            if !wanted || !scope.contains(&ev) {
-                return Err(SyncError::Unrequested(*ev.id()));
-            }
-            events.push(event);
         }
         self.stats.events_received += events.len() as u64;
         self.stats.event_bytes_received += events
@@ -426,6 +453,48 @@ impl Session {
             .sum::<u64>();
         Ok(Received { events })
     }
+
+    /// Whether an authentic event is to be kept: false if this side dropped it on purpose;
+    /// an error if nobody asked for it or the scope does not hold it.
+    fn accept(&mut self, place: &Place) -> Result<bool, SyncError> {
+        let id = &place.key.id;
+        if self.declined.remove(id) {
+            // Offered, verified, and not wanted here: the store would drop it again.
+            self.stats.declined += 1;
+            return Ok(false);
+        }
+        let wanted = self.want_ids.remove(id)
+            || self
+                .want_ranges
+                .iter()
+                .any(|(lo, hi)| place.key >= *lo && place.key < *hi);
+        if !wanted || !place.in_scope {
+            return Err(SyncError::Unrequested(*id));
+        }
+        Ok(true)
+    }
+
+    /// An event this build cannot check (a newer header version): nothing in it can be
+    /// trusted, not even its id, so it is neither stored nor held against the peer. A newer
+    /// peer answering what was asked sends at most as many as the session exchanges ids.
+    fn decline_unchecked(&mut self, place: &Place) -> Result<(), SyncError> {
+        self.stats.declined_not_understood += 1;
+        if self.stats.declined_not_understood > self.cfg.ids_max as u64 {
+            return Err(SyncError::TooManyNotUnderstood {
+                max: self.cfg.ids_max,
+            });
+        }
+        // If the newer version derives ids as this one does, the id was asked for: it is not
+        // missing, only unreadable here.
+        self.want_ids.remove(&place.key.id);
+        Ok(())
+    }
+}
+
+/// Where a received event sits, read from its header before verification.
+struct Place {
+    key: SetKey,
+    in_scope: bool,
 }
 
 /// Event bodies gathered for one message.
