@@ -104,6 +104,18 @@ pub enum SyncError {
         /// The limit.
         max: usize,
     },
+    /// Answering the peer would produce more reconciliation output than this side allows in
+    /// one turn (`turn_bytes_max`) or one session (`recon_bytes_max`). Honest sessions stay
+    /// well inside the defaults, which are sized from them. Fix: the peer is hostile (it asks
+    /// for output far beyond what its messages carry); disconnect it. Raise the budgets only
+    /// for trusted peers with differences beyond the benchmark's.
+    #[error("{what} would exceed its budget of {max} bytes")]
+    OutputBudget {
+        /// Which budget.
+        what: &'static str,
+        /// The budget, in bytes.
+        max: u64,
+    },
     /// Reading the local set failed.
     #[error(transparent)]
     View(#[from] ViewError),

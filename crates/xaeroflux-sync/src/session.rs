@@ -3,7 +3,7 @@
 //! in and sends the frames [`Session::poll_frame`] hands out; it stores the verified events
 //! [`Session::handle_frame`] returns.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use xaeroflux_event::{
@@ -38,6 +38,9 @@ pub struct SessionStats {
     pub recon_bytes_sent: u64,
     /// Bytes of reconciliation frames received.
     pub recon_bytes_received: u64,
+    /// Bytes of the largest reconciliation message sent (frame headers included): at most
+    /// `turn_bytes_max`.
+    pub recon_message_bytes_max: u64,
     /// All bytes sent.
     pub bytes_sent: u64,
     /// All bytes received.
@@ -97,6 +100,12 @@ pub struct Session {
     recon_done: bool,
     send_ids: VecDeque<EventId>,
     send_ranges: VecDeque<KeyRange>,
+    /// Every id queued to send by id: an id asked for again is not sent again, nor sent a
+    /// second time as part of a range.
+    owed_ids: HashSet<EventId>,
+    /// Every range queued to send whole, `lo → hi`, disjoint: a part asked for again is not
+    /// sent again.
+    owed_ranges: BTreeMap<SetKey, SetKey>,
     want_ids: HashSet<EventId>,
     want_ranges: Vec<KeyRange>,
     /// Offered ids this side dropped on purpose: discarded when they arrive.
@@ -135,6 +144,8 @@ impl Session {
             recon_done: false,
             send_ids: VecDeque::new(),
             send_ranges: VecDeque::new(),
+            owed_ids: HashSet::new(),
+            owed_ranges: BTreeMap::new(),
             want_ids: HashSet::new(),
             want_ranges: Vec::new(),
             declined: HashSet::new(),
@@ -192,8 +203,7 @@ impl Session {
             scope: scope.clone(),
         };
         let msg = recon.open(view, hello)?;
-        self.queue_recon(msg);
-        Ok(())
+        self.queue_recon(msg)
     }
 
     /// Takes one frame from the peer. `now_ms` bounds the timestamps of received events.
@@ -277,6 +287,7 @@ impl Session {
     fn decode_limits(&self) -> DecodeLimits {
         DecodeLimits {
             ranges_max: self.cfg.ranges_max,
+            requests_max: self.cfg.pools_max,
             ids_max: self.cfg.ids_max,
             symbols_max: self.cfg.symbols_max,
             filter_values_max: self.cfg.scope_values_max,
@@ -284,22 +295,56 @@ impl Session {
         }
     }
 
-    /// Frames a message into the outbox; returns the bytes queued, headers included.
-    fn queue(&mut self, msg: &Message) -> usize {
+    /// Frames a message into the outbox.
+    fn queue(&mut self, msg: &Message) {
+        let frames = self.frame(msg);
+        self.outbox.extend(frames);
+    }
+
+    fn frame(&self, msg: &Message) -> Vec<Vec<u8>> {
         let lower = self.scope.as_ref().map_or(SetKey::MIN, Scope::lower);
         let bytes = msg.encode(&lower);
         let mut frames = Vec::new();
         wire::frames(&bytes, self.cfg.frame_bytes_max, &mut frames);
-        let queued = frames.iter().map(Vec::len).sum();
-        self.outbox.extend(frames);
-        queued
+        frames
     }
 
-    fn queue_recon(&mut self, r: Recon) {
-        self.recon_done = !r.is_open();
-        let queued = self.queue(&Message::Recon(r));
+    /// What the next reconciliation turn may produce: the turn's budget, or what is left of
+    /// the session's if less.
+    fn turn_budget(&self) -> usize {
+        let left = self
+            .cfg
+            .recon_bytes_max
+            .saturating_sub(self.stats.recon_bytes_sent);
+        self.cfg
+            .turn_bytes_max
+            .min(usize::try_from(left).unwrap_or(usize::MAX))
+    }
+
+    /// Queues a reconciliation message after measuring it against the output budgets (the
+    /// reconciler plans with estimates; this is the exact check).
+    fn queue_recon(&mut self, r: Recon) -> Result<(), SyncError> {
+        let open = r.is_open();
+        let frames = self.frame(&Message::Recon(r));
+        let queued = frames.iter().map(Vec::len).sum::<usize>() as u64;
+        if queued > self.cfg.turn_bytes_max as u64 {
+            return Err(SyncError::OutputBudget {
+                what: "reconciliation output of one turn",
+                max: self.cfg.turn_bytes_max as u64,
+            });
+        }
+        if self.stats.recon_bytes_sent + queued > self.cfg.recon_bytes_max {
+            return Err(SyncError::OutputBudget {
+                what: "reconciliation output of the session",
+                max: self.cfg.recon_bytes_max,
+            });
+        }
+        self.recon_done = !open;
+        self.outbox.extend(frames);
         self.stats.recon_messages_sent += 1;
-        self.stats.recon_bytes_sent += queued as u64;
+        self.stats.recon_bytes_sent += queued;
+        self.stats.recon_message_bytes_max = self.stats.recon_message_bytes_max.max(queued);
+        Ok(())
     }
 
     fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
@@ -318,32 +363,43 @@ impl Session {
         if self.recon_done && r.is_open() {
             return Err(SyncError::Protocol("reconciliation message after the end"));
         }
+        let budget = self.turn_budget();
         let recon = self
             .recon
             .as_mut()
             .ok_or(SyncError::Protocol("first message without hello"))?;
-        match recon.answer(view, r)? {
-            Some(reply) => self.queue_recon(reply),
+        match recon.answer(view, r, budget)? {
+            Some(reply) => self.queue_recon(reply)?,
             None => self.recon_done = true,
         }
         self.absorb_found();
         Ok(())
     }
 
-    /// Moves what reconciliation found into the transfer queues (and the record of it).
+    /// Moves what reconciliation found into the transfer queues (and the record of it). What
+    /// the peer asks for again is queued once.
     fn absorb_found(&mut self) {
         let Some(recon) = self.recon.as_mut() else {
             return;
         };
         let found = std::mem::take(&mut recon.found);
-        self.found.have.extend_from_slice(&found.have);
         self.found.need.extend_from_slice(&found.need);
-        self.found.have_ranges.extend_from_slice(&found.have_ranges);
         self.found.need_ranges.extend_from_slice(&found.need_ranges);
         self.found.declined.extend_from_slice(&found.declined);
         self.declined.extend(found.declined);
-        self.send_ids.extend(found.have);
-        self.send_ranges.extend(found.have_ranges);
+        for id in found.have {
+            if self.owed_ids.insert(id) {
+                self.found.have.push(id);
+                self.send_ids.push_back(id);
+            }
+        }
+        for (lo, hi) in found.have_ranges {
+            for part in uncovered(&self.owed_ranges, lo, hi) {
+                self.owed_ranges.insert(part.0, part.1);
+                self.found.have_ranges.push(part);
+                self.send_ranges.push_back(part);
+            }
+        }
         self.want_ids.extend(found.need);
         self.want_ranges.extend(found.need_ranges);
     }
@@ -366,10 +422,15 @@ impl Session {
             };
             let mut resume: Option<SetKey> = None;
             let mut failed = None;
+            let owed_ids = &self.owed_ids;
             view.for_each_in(&lo, &hi, &mut |k| {
                 if batch.bytes >= budget {
                     resume = Some(*k);
                     return ControlFlow::Break(());
+                }
+                if owed_ids.contains(&k.id) {
+                    // Asked for by id as well: it goes out once, by id.
+                    return ControlFlow::Continue(());
                 }
                 if let Err(e) = view.with_body(&k.id, &mut |body| batch.take(body)) {
                     failed = Some(e);
@@ -489,6 +550,33 @@ impl Session {
         self.want_ids.remove(&place.key.id);
         Ok(())
     }
+}
+
+/// The parts of `[lo, hi)` that no range of `owed` (disjoint, `lo → hi`) covers.
+fn uncovered(owed: &BTreeMap<SetKey, SetKey>, lo: SetKey, hi: SetKey) -> Vec<KeyRange> {
+    let mut parts = Vec::new();
+    let mut cursor = lo;
+    // The owed range that starts at or before `lo` may reach into it.
+    let first = owed
+        .range(..=lo)
+        .next_back()
+        .map_or(lo, |(start, _)| *start);
+    for (start, end) in owed.range(first..hi) {
+        if *end <= cursor {
+            continue;
+        }
+        if *start > cursor {
+            parts.push((cursor, *start));
+        }
+        cursor = *end;
+        if cursor >= hi {
+            break;
+        }
+    }
+    if cursor < hi {
+        parts.push((cursor, hi));
+    }
+    parts
 }
 
 /// Where a received event sits, read from its header before verification.
