@@ -2,9 +2,10 @@
 
 use std::fmt;
 
-/// What an event is. Kinds below [`Kind::APP_MIN`] are reserved for Xaeroflux; only the
-/// built-in ones listed here are accepted there. Kinds from [`Kind::APP_MIN`] up belong to
-/// applications and carry opaque payloads.
+/// What an event is. Kinds below [`Kind::APP_MIN`] are reserved for Xaeroflux: the built-in
+/// ones listed here, and kinds a newer build defines, which this one verifies, stores and
+/// relays like application kinds without interpreting them (but does not let a local author
+/// create). Kinds from [`Kind::APP_MIN`] up belong to applications and carry opaque payloads.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Kind(pub u32);
 
@@ -38,6 +39,12 @@ impl Kind {
     /// True for application kinds.
     pub fn is_app(self) -> bool {
         self >= Self::APP_MIN
+    }
+
+    /// True for the kinds this build can interpret or needs not interpret: built-in and
+    /// application kinds. False for a reserved kind only a newer build defines.
+    pub fn is_known(self) -> bool {
+        self.is_builtin() || self.is_app()
     }
 
     /// True where a newer event of the same author and kind replaces the older one.
@@ -112,6 +119,7 @@ mod tests {
         }
         assert_eq!(Kind::parse("70000"), Some(Kind(70000)));
         assert_eq!(Kind::parse("nope"), None);
-        assert!(!Kind(6).is_builtin() && !Kind(6).is_app());
+        assert!(!Kind(6).is_builtin() && !Kind(6).is_app() && !Kind(6).is_known());
+        assert!(Kind::POST.is_known() && Kind::APP_MIN.is_known());
     }
 }

@@ -33,7 +33,7 @@ pub use payload::{
 pub use sign::{Draft, Identity, IdentityError};
 pub use verify::{
     verify, verify_batch, verify_batch_cached, verify_batch_parallel, verify_batch_parallel_cached,
-    KeyCache, Limits, VerifyError, FUTURE_SKEW_MS_DEFAULT,
+    KeyCache, Limits, Verdict, VerifyError, FUTURE_SKEW_MS_DEFAULT,
 };
 
 /// Domain-separation context for event ids (BLAKE3 `derive_key` mode).

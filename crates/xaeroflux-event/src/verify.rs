@@ -33,15 +33,43 @@ impl Limits {
     }
 }
 
+/// How a verification failure counts against whoever sent the event. An event can fail
+/// because it is broken, or because this build or this node cannot take it yet: only the
+/// first is the sender's fault, so that a newer build (a new kind, a new header version) or
+/// a clock that runs a little ahead never gets an honest peer blocked. `docs/format.md`,
+/// "Verdicts", lists every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Broken or forged: no honest node sends it. Rejected, and the sender is penalised.
+    Invalid,
+    /// This build cannot check it (a header version newer than [`FORMAT_VERSION`]): neither
+    /// stored nor forwarded, and nobody is penalised. A newer build accepts it.
+    NotUnderstood,
+    /// Authentic (id and signature checked) but outside this node's bounds for now: dated
+    /// beyond the allowed clock skew, or a payload over a cap set below the format's. Neither
+    /// stored nor forwarded, nobody is penalised; a later sync fetches it again.
+    Declined,
+}
+
+impl Verdict {
+    /// Whether the sender is to blame (and scored down).
+    pub fn is_invalid(self) -> bool {
+        self == Verdict::Invalid
+    }
+}
+
 /// Why an event was rejected. Each variant names one reason; nothing is stored for a
-/// rejected event.
+/// rejected event. [`VerifyError::verdict`] says whether the sender is to blame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
     /// Structurally broken (truncated, wrong payload length).
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// A header version this build does not know. Fix: upgrade the reader.
+    /// A header version this build does not know. Newer than this build: not understood (the
+    /// id and signature cannot be checked either), fix: upgrade the reader. Older than any
+    /// version: invalid.
     #[error("unsupported event format version {got} (this build reads {supported})")]
     UnsupportedVersion {
         /// Version in the header.
@@ -55,8 +83,10 @@ pub enum VerifyError {
         /// The flags value.
         got: u16,
     },
-    /// A kind in the reserved range that this build does not define. Fix: upgrade the reader,
-    /// or use a kind at or above 65536 for application events.
+    /// A kind in the reserved range that this build does not define, in a draft signed here
+    /// ([`crate::Identity::sign_checked`]). Received events of such kinds verify (a newer
+    /// build defined the kind; this one stores and relays it). Fix: use a kind at or above
+    /// 65536 for application events, or upgrade.
     #[error("unknown kind {kind} in the reserved range (application kinds start at 65536)")]
     UnknownKind {
         /// The kind.
@@ -74,7 +104,9 @@ pub enum VerifyError {
         /// The kind.
         kind: Kind,
     },
-    /// Payload over the size bound.
+    /// Payload over the size bound: invalid over [`PAYLOAD_BYTES_MAX`], declined (reported
+    /// only once the signature checked out) over a lower cap in [`Limits`]. Fix: split the
+    /// payload, or raise `payload_bytes_max`.
     #[error("payload of {got} bytes exceeds the limit of {max}")]
     PayloadTooLarge {
         /// Payload length.
@@ -82,7 +114,9 @@ pub enum VerifyError {
         /// Limit.
         max: usize,
     },
-    /// Timestamp too far in the future. Fix: check the author's clock.
+    /// Timestamp too far in the future. Reported only once the id and signature checked out,
+    /// and declined rather than invalid: an honest clock can run ahead. Fix: check the
+    /// author's clock (or this node's); the event is accepted once it is no longer early.
     #[error("created_at {created_at} is more than {skew_ms} ms ahead of now ({now_ms})")]
     FromTheFuture {
         /// The event's time.
@@ -114,12 +148,40 @@ pub enum VerifyError {
     MalformedPayload(#[from] PayloadError),
 }
 
-/// Everything but the signature. Returns the checked view and the author's key.
+impl VerifyError {
+    /// How this failure counts against the sender of the event.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            VerifyError::UnsupportedVersion { got, supported } if got > supported => {
+                Verdict::NotUnderstood
+            }
+            VerifyError::UnknownKind { .. } => Verdict::NotUnderstood,
+            VerifyError::FromTheFuture { .. } => Verdict::Declined,
+            VerifyError::PayloadTooLarge { got, .. } if *got <= PAYLOAD_BYTES_MAX => {
+                Verdict::Declined
+            }
+            // The reference and payload rules are those of the kinds every version-1 build
+            // defines. A kind added later must grade its own rules' failures as not
+            // understood: older relays store and forward it without being able to check them.
+            _ => Verdict::Invalid,
+        }
+    }
+}
+
+/// An event that passed every check but the signature, and a bound it breaks that is reported
+/// only once the signature holds (so that only authentic events are graded declined).
+struct Checked<'a> {
+    event: EventRef<'a>,
+    key: VerifyingKey,
+    deferred: Option<VerifyError>,
+}
+
+/// Everything but the signature: the checked view, the author's key, and a deferred bound.
 fn check_all_but_signature<'a>(
     bytes: &'a [u8],
     limits: &Limits,
     keys: &mut HashMap<[u8; 32], VerifyingKey>,
-) -> Result<(EventRef<'a>, VerifyingKey), VerifyError> {
+) -> Result<Checked<'a>, VerifyError> {
     let event = EventRef::decode(bytes)?;
     let header = event.header();
     if header.version() != FORMAT_VERSION {
@@ -133,29 +195,35 @@ fn check_all_but_signature<'a>(
             got: header.flags(),
         });
     }
+    // A reserved kind this build does not define passes: the header format is the same, so
+    // id and signature are checked as for any kind, and its rules are the newer build's.
     let kind = header.kind();
-    if !kind.is_builtin() && !kind.is_app() {
-        return Err(VerifyError::UnknownKind { kind: kind.0 });
-    }
     match (kind.needs_reference(), event.reference().is_zero()) {
         (Some(true), true) => return Err(VerifyError::ReferenceMissing { kind }),
         (Some(false), false) => return Err(VerifyError::ReferenceNotAllowed { kind }),
         _ => {}
     }
-    let max = limits.payload_bytes_max.min(PAYLOAD_BYTES_MAX);
-    if event.payload().len() > max {
+    if event.payload().len() > PAYLOAD_BYTES_MAX {
         return Err(VerifyError::PayloadTooLarge {
             got: event.payload().len(),
-            max,
+            max: PAYLOAD_BYTES_MAX,
         });
     }
-    if event.created_at() > limits.now_ms.saturating_add(limits.future_skew_ms) {
-        return Err(VerifyError::FromTheFuture {
+    let max = limits.payload_bytes_max.min(PAYLOAD_BYTES_MAX);
+    let deferred = if event.payload().len() > max {
+        Some(VerifyError::PayloadTooLarge {
+            got: event.payload().len(),
+            max,
+        })
+    } else if event.created_at() > limits.now_ms.saturating_add(limits.future_skew_ms) {
+        Some(VerifyError::FromTheFuture {
             created_at: event.created_at(),
             now_ms: limits.now_ms,
             skew_ms: limits.future_skew_ms,
-        });
-    }
+        })
+    } else {
+        None
+    };
     if blake3::hash(event.payload()).as_bytes() != &header.payload_hash {
         return Err(VerifyError::PayloadHashMismatch);
     }
@@ -183,12 +251,23 @@ fn check_all_but_signature<'a>(
             key
         }
     };
-    Ok((event, key))
+    Ok(Checked {
+        event,
+        key,
+        deferred,
+    })
 }
 
-/// Every check but the signature, for events this process just signed.
+/// Every check but the signature, for events this process just signed. Stricter than
+/// verification on one point: a local author may not create a reserved kind this build does
+/// not define.
 pub(crate) fn check_unsigned(bytes: &[u8], limits: &Limits) -> Result<(), VerifyError> {
-    check_all_but_signature(bytes, limits, &mut HashMap::new()).map(drop)
+    let checked = check_all_but_signature(bytes, limits, &mut HashMap::new())?;
+    let kind = checked.event.kind();
+    if !kind.is_known() {
+        return Err(VerifyError::UnknownKind { kind: kind.0 });
+    }
+    checked.deferred.map_or(Ok(()), Err)
 }
 
 /// Decompressed keys kept per batch, so a prolific author is decompressed once.
@@ -254,11 +333,15 @@ fn verify_one_signature(event: &EventRef<'_>, key: &VerifyingKey) -> Result<(), 
         .map_err(|_| VerifyError::BadSignature)
 }
 
-/// Verifies one encoded event (`id ‖ header ‖ signature ‖ payload`).
+/// Verifies one encoded event (`id ‖ header ‖ signature ‖ payload`). A failure's
+/// [`VerifyError::verdict`] says whether the sender is to blame.
 pub fn verify(bytes: Vec<u8>, limits: &Limits) -> Result<VerifiedEvent, VerifyError> {
     let mut keys = HashMap::new();
-    let (event, key) = check_all_but_signature(&bytes, limits, &mut keys)?;
-    verify_one_signature(&event, &key)?;
+    let checked = check_all_but_signature(&bytes, limits, &mut keys)?;
+    verify_one_signature(&checked.event, &checked.key)?;
+    if let Some(e) = checked.deferred {
+        return Err(e);
+    }
     Ok(VerifiedEvent::new_unchecked(bytes))
 }
 
@@ -288,18 +371,21 @@ fn verify_batch_with(
 ) -> Vec<Result<VerifiedEvent, VerifyError>> {
     let mut keys = cache.map(|c| c.known(&items)).unwrap_or_default();
     let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(items.len());
+    // Bounds reported once the signature holds, by position in `passed`.
+    let mut deferred = Vec::with_capacity(items.len());
     let mut passed = Vec::with_capacity(items.len());
     let mut messages: Vec<&[u8]> = Vec::with_capacity(items.len());
     let mut signatures = Vec::with_capacity(items.len());
     let mut verifying_keys = Vec::with_capacity(items.len());
     for (i, bytes) in items.iter().enumerate() {
         match check_all_but_signature(bytes, limits, &mut keys) {
-            Ok((event, key)) => {
+            Ok(checked) => {
                 passed.push(i);
                 // The carried id, already checked equal to the header hash.
                 messages.push(&bytes[..crate::ID_BYTES]);
-                signatures.push(Signature::from_bytes(event.signature()));
-                verifying_keys.push(key);
+                signatures.push(Signature::from_bytes(checked.event.signature()));
+                verifying_keys.push(checked.key);
+                deferred.push(checked.deferred);
                 results.push(Ok(()));
             }
             Err(e) => results.push(Err(e)),
@@ -312,6 +398,12 @@ fn verify_batch_with(
         for (slot, &i) in passed.iter().enumerate() {
             let event = EventRef::decode(&items[i]).expect("decoded above");
             results[i] = verify_one_signature(&event, &verifying_keys[slot]);
+        }
+    }
+    for (slot, later) in deferred.into_iter().enumerate() {
+        let i = passed[slot];
+        if let (Ok(()), Some(e)) = (&results[i], later) {
+            results[i] = Err(e);
         }
     }
     drop(messages);

@@ -111,12 +111,6 @@ fn each_bad_input_has_its_own_reason() {
         })
     ));
 
-    let header = plain_header(&alice, Kind(77), NOW, &payload);
-    assert_eq!(
-        verify(resign(&alice, header, &payload), &limits()),
-        Err(VerifyError::UnknownKind { kind: 77 })
-    );
-
     let future = NOW + FUTURE_SKEW_MS_DEFAULT + 1;
     let header = plain_header(&alice, Kind::POST, future, &payload);
     assert!(matches!(
@@ -154,6 +148,113 @@ fn each_bad_input_has_its_own_reason() {
         verify(swapped_payload, &limits()),
         Err(VerifyError::PayloadHashMismatch)
     );
+}
+
+#[test]
+fn an_unknown_reserved_kind_verifies_and_is_marked_not_built_in() {
+    let alice = identity(4);
+    let payload = b"a kind a newer build defines".to_vec();
+    let draft = Draft::app(Kind(77), NOW, EventId([9; 32]), payload);
+    let event = alice.sign(&draft);
+    let verified = verify(event.as_bytes().to_vec(), &limits()).expect("verifies");
+    assert_eq!(verified, event);
+    let kind = verified.as_ref().kind();
+    assert!(!kind.is_builtin() && !kind.is_app() && !kind.is_known());
+    // Batch verification agrees.
+    let batch = verify_batch(vec![event.as_bytes().to_vec()], &limits());
+    assert_eq!(batch, vec![Ok(event)]);
+    // A local author may not create one.
+    assert_eq!(
+        alice.sign_checked(&draft, &limits()),
+        Err(VerifyError::UnknownKind { kind: 77 })
+    );
+    // Not understood, if ever reported: never the sender's fault.
+    assert_eq!(
+        VerifyError::UnknownKind { kind: 77 }.verdict(),
+        Verdict::NotUnderstood
+    );
+}
+
+#[test]
+fn verdicts_blame_only_broken_events() {
+    let alice = identity(5);
+    let payload = encode_payload(&Note { text: "x".into() });
+
+    // A newer header version cannot be checked at all: not understood, even when the
+    // signature is garbage.
+    let mut header = plain_header(&alice, Kind::POST, NOW, &payload);
+    header.version = 2u16.to_le_bytes();
+    let mut newer = resign(&alice, header, &payload);
+    newer[32 + HEADER_BYTES] ^= 1;
+    let e = verify(newer.clone(), &limits()).unwrap_err();
+    assert_eq!(
+        e,
+        VerifyError::UnsupportedVersion {
+            got: 2,
+            supported: FORMAT_VERSION
+        }
+    );
+    assert_eq!(e.verdict(), Verdict::NotUnderstood);
+    assert!(!e.verdict().is_invalid());
+    // Version 0 never existed: invalid.
+    header.version = 0u16.to_le_bytes();
+    let e = verify(resign(&alice, header, &payload), &limits()).unwrap_err();
+    assert_eq!(e.verdict(), Verdict::Invalid);
+
+    // From the future, authentic: declined, not invalid.
+    let ahead = NOW + FUTURE_SKEW_MS_DEFAULT + 1;
+    let early = alice.sign(&Draft::post(ahead, "early")).into_bytes();
+    let e = verify(early.clone(), &limits()).unwrap_err();
+    assert!(matches!(e, VerifyError::FromTheFuture { .. }));
+    assert_eq!(e.verdict(), Verdict::Declined);
+    // The same event forged: the signature is checked first, so it is invalid.
+    let mut forged_early = early.clone();
+    forged_early[32 + HEADER_BYTES + 5] ^= 1;
+    let e = verify(forged_early.clone(), &limits()).unwrap_err();
+    assert_eq!(e, VerifyError::BadSignature);
+    assert_eq!(e.verdict(), Verdict::Invalid);
+    // Batches grade the same way.
+    let batch = verify_batch(vec![early, forged_early], &limits());
+    assert_eq!(batch[0].as_ref().unwrap_err().verdict(), Verdict::Declined);
+    assert_eq!(batch[1], Err(VerifyError::BadSignature));
+
+    // A payload over a locally lowered cap: declined; over the format's bound: invalid.
+    let post = alice
+        .sign(&Draft::post(NOW, "a longer post than the cap"))
+        .into_bytes();
+    let tight = Limits {
+        payload_bytes_max: 8,
+        ..limits()
+    };
+    let e = verify(post, &tight).unwrap_err();
+    assert_eq!(e.verdict(), Verdict::Declined);
+    let big = vec![0u8; PAYLOAD_BYTES_MAX + 1];
+    let header = plain_header(&alice, Kind(70_000), NOW, &big);
+    let e = verify(resign(&alice, header, &big), &limits()).unwrap_err();
+    assert_eq!(e.verdict(), Verdict::Invalid);
+
+    // Forged, malformed and rule-breaking events stay invalid.
+    let good = alice.sign(&Draft::post(NOW, "hi")).into_bytes();
+    let mut forged = good.clone();
+    forged[32 + HEADER_BYTES + 3] ^= 0x10;
+    let mut wrong_id = good.clone();
+    wrong_id[0] ^= 1;
+    let mut flagged = plain_header(&alice, Kind::POST, NOW, &payload);
+    flagged.flags = 1u16.to_le_bytes();
+    let reply_without_parent = plain_header(&alice, Kind::REPLY, NOW, &payload);
+    let garbage = b"abc".to_vec();
+    let bad_archive = plain_header(&alice, Kind::POST, NOW, &garbage);
+    for bytes in [
+        forged,
+        wrong_id,
+        good[..100].to_vec(),
+        resign(&alice, flagged, &payload),
+        resign(&alice, reply_without_parent, &payload),
+        resign(&alice, bad_archive, &garbage),
+    ] {
+        let e = verify(bytes, &limits()).unwrap_err();
+        assert_eq!(e.verdict(), Verdict::Invalid, "{e}");
+    }
 }
 
 #[test]

@@ -74,10 +74,20 @@ pub enum SyncError {
     /// Fix: the peer is broken or hostile; disconnect it.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
-    /// The peer sent an event that fails verification. Events verified before it are kept.
-    /// Fix: the peer is hostile or its store is damaged; disconnect it.
+    /// The peer sent an event that fails verification with the verdict invalid (forged or
+    /// broken; events this build does not understand or declines for now do not end the
+    /// session). Events verified before it are kept. Fix: the peer is hostile or its store is
+    /// damaged; disconnect it.
     #[error("peer sent an invalid event: {0}")]
     InvalidEvent(#[from] VerifyError),
+    /// The peer sent more events this build cannot check (a newer header version) than a
+    /// session exchanges ids (`ids_max`). Not proof of hostility: a much newer peer may send
+    /// many. Fix: upgrade this node.
+    #[error("more than {max} events this build cannot check")]
+    TooManyNotUnderstood {
+        /// The limit.
+        max: usize,
+    },
     /// The peer sent an event nobody asked for or outside the session's scope.
     #[error("peer sent unrequested event {0}")]
     Unrequested(EventId),
@@ -93,6 +103,18 @@ pub enum SyncError {
     TooManyIds {
         /// The limit.
         max: usize,
+    },
+    /// Answering the peer would produce more reconciliation output than this side allows in
+    /// one turn (`turn_bytes_max`) or one session (`recon_bytes_max`). Honest sessions stay
+    /// well inside the defaults, which are sized from them. Fix: the peer is hostile (it asks
+    /// for output far beyond what its messages carry); disconnect it. Raise the budgets only
+    /// for trusted peers with differences beyond the benchmark's.
+    #[error("{what} would exceed its budget of {max} bytes")]
+    OutputBudget {
+        /// Which budget.
+        what: &'static str,
+        /// The budget, in bytes.
+        max: u64,
     },
     /// Reading the local set failed.
     #[error(transparent)]

@@ -75,10 +75,30 @@ pub struct SyncConfig {
     pub branch_max: usize,
     /// Reconciliation turns (both sides) before the session gives up.
     pub rounds_max: u32,
+    /// Reconciliation bytes this side produces in one turn (fingerprints, id lists, coded
+    /// symbols, requests; headers included). What is chosen here (the first batch of a pool's
+    /// symbols, an id-list answer) is cut to fit, and symbol requests are answered in part;
+    /// a message that asks for more than fits all the same (thousands of ranges to split)
+    /// ends the session with `OutputBudget`. Default 16 MiB: the largest turn of the
+    /// benchmark's honest sessions (1M vs 1M events, 100,000 differences, all on one side) is
+    /// 11.4 MB, a pool of `symbols_max` symbols with its lists; and half of a default peer's
+    /// `message_bytes_max`, so a turn never grows past what the peer accepts.
+    pub turn_bytes_max: usize,
+    /// Reconciliation bytes this side produces over the whole session. Default 128 MiB: about
+    /// four times the heaviest honest session measured (34 MB, the same benchmark case), so a
+    /// peer that keeps a session going cannot make this side produce without end.
+    pub recon_bytes_max: u64,
 }
 
 /// Default frame cap: 64 KiB.
 pub const FRAME_BYTES_DEFAULT: usize = 64 * 1024;
+/// Default reconciliation output of one turn: 16 MiB (see [`SyncConfig::turn_bytes_max`]).
+pub const TURN_BYTES_DEFAULT: usize = 16 << 20;
+/// Default reconciliation output of one session: 128 MiB (see
+/// [`SyncConfig::recon_bytes_max`]).
+pub const RECON_BYTES_DEFAULT: u64 = 128 << 20;
+/// Smallest turn budget: room for a split of a range and a few symbols.
+const TURN_BYTES_MIN: usize = 16 * 1024;
 
 impl Default for SyncConfig {
     fn default() -> Self {
@@ -99,6 +119,8 @@ impl Default for SyncConfig {
             scan_items_min: 8192,
             branch_max: 64,
             rounds_max: 64,
+            turn_bytes_max: TURN_BYTES_DEFAULT,
+            recon_bytes_max: RECON_BYTES_DEFAULT,
         }
     }
 }
@@ -125,6 +147,8 @@ impl SyncConfig {
         self.scan_items_per_difference = self.scan_items_per_difference.max(1);
         self.leaf_items = self.leaf_items.max(1);
         self.wide_items = self.wide_items.max(1);
+        self.turn_bytes_max = self.turn_bytes_max.max(TURN_BYTES_MIN);
+        self.recon_bytes_max = self.recon_bytes_max.max(self.turn_bytes_max as u64);
         self
     }
 }

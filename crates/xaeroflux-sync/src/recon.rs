@@ -30,6 +30,9 @@ const ENCODE_GROUP: usize = 256;
 /// A pool this side encoded (the peer may ask for more of its symbols).
 struct PoolOut {
     ranges: Vec<KeyRange>,
+    /// Symbols sent so far: the peer may ask only for the ones that follow, so no symbol is
+    /// coded or sent twice and a pool never yields more than `symbols_max`.
+    served: u64,
 }
 
 /// A pool the peer encoded and this side decodes.
@@ -112,17 +115,86 @@ impl Mismatch {
     }
 }
 
-/// The reply being built: ranges in any order, sorted and gap-filled at the end.
-#[derive(Default)]
+/// Estimated bytes of one range on the wire: a bound of a few bytes, the mode, a fingerprint
+/// and count, and the skip that may fill the gap before it. Long bounds (many items in one
+/// millisecond) take more; the encoded message is measured exactly before it is sent.
+const RANGE_BYTES_EST: usize = 24;
+/// Estimated bytes of a symbol request.
+const REQUEST_BYTES_EST: usize = 16;
+
+/// The reply being built: ranges in any order, sorted and gap-filled at the end. Everything
+/// added is charged against the turn's output budget, so that what a peer's message makes
+/// this side produce stays bounded whatever the message asks.
 struct Reply {
     ranges: Vec<(SetKey, SetKey, Mode)>,
     pools: Vec<PoolSymbols>,
     more: Vec<MoreSymbols>,
     need: Vec<EventId>,
     give: Vec<EventId>,
+    /// Estimated bytes so far.
+    bytes: usize,
+    /// The turn's output budget.
+    budget: usize,
 }
 
 impl Reply {
+    fn new(budget: usize) -> Reply {
+        Reply {
+            ranges: Vec::new(),
+            pools: Vec::new(),
+            more: Vec::new(),
+            need: Vec::new(),
+            give: Vec::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Bytes still free in the turn's budget.
+    fn room(&self) -> usize {
+        self.budget.saturating_sub(self.bytes)
+    }
+
+    fn spend(&mut self, bytes: usize) -> Result<(), SyncError> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.budget {
+            return Err(SyncError::OutputBudget {
+                what: "reconciliation output of one turn",
+                max: self.budget as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn range(&mut self, lo: SetKey, hi: SetKey, mode: Mode) -> Result<(), SyncError> {
+        let ids = match &mode {
+            Mode::Ids(ids) => ids.len(),
+            _ => 0,
+        };
+        self.spend(RANGE_BYTES_EST + 32 * ids)?;
+        self.ranges.push((lo, hi, mode));
+        Ok(())
+    }
+
+    fn symbols(&mut self, block: PoolSymbols) -> Result<(), SyncError> {
+        self.spend(REQUEST_BYTES_EST + block.symbols.len() * riblt::SYMBOL_BYTES_MAX)?;
+        self.pools.push(block);
+        Ok(())
+    }
+
+    fn request(&mut self, more: MoreSymbols) -> Result<(), SyncError> {
+        self.spend(REQUEST_BYTES_EST)?;
+        self.more.push(more);
+        Ok(())
+    }
+
+    fn lists(&mut self, need: Vec<EventId>, give: Vec<EventId>) -> Result<(), SyncError> {
+        self.spend(32 * (need.len() + give.len()))?;
+        self.need.extend(need);
+        self.give.extend(give);
+        Ok(())
+    }
+
     fn is_empty(&self) -> bool {
         self.ranges.is_empty()
             && self.pools.is_empty()
@@ -211,11 +283,14 @@ impl Reconciler {
         })
     }
 
-    /// Answers one message. `None`: nothing left to say (this side is reconciled).
+    /// Answers one message, producing at most about `budget` bytes (`OutputBudget` if the
+    /// message asks for more than that). `None`: nothing left to say (this side is
+    /// reconciled).
     pub(crate) fn answer(
         &mut self,
         view: &dyn SetView,
         msg: Recon,
+        budget: usize,
     ) -> Result<Option<Recon>, SyncError> {
         self.turns += 1;
         if self.turns > self.cfg.rounds_max {
@@ -224,7 +299,7 @@ impl Reconciler {
             });
         }
         let was_open = msg.is_open();
-        let mut reply = Reply::default();
+        let mut reply = Reply::new(budget);
         self.take_lists(view, msg.need, msg.give)?;
         let (mismatches, trials) = self.walk_ranges(view, &msg.ranges, &msg.pools, &mut reply)?;
         for m in &msg.more {
@@ -306,10 +381,10 @@ impl Reconciler {
                         // Matching fingerprints: the range is reconciled.
                     } else if acc.count == 0 {
                         self.found.need_ranges.push((lo, hi));
-                        reply.ranges.push((lo, hi, Mode::NeedAll));
+                        reply.range(lo, hi, Mode::NeedAll)?;
                     } else if *count == 0 {
                         self.found.have_ranges.push((lo, hi));
-                        reply.ranges.push((lo, hi, Mode::HaveAll));
+                        reply.range(lo, hi, Mode::HaveAll)?;
                     } else {
                         mismatches.push(Mismatch {
                             lo,
@@ -379,6 +454,22 @@ impl Reconciler {
         if mine.len() > limit {
             return Err(SyncError::TooManyIds { max: limit });
         }
+        // Our side of the range is too large to list in this turn's budget (a peer can ask with
+        // a short or empty list): answer with fingerprints of its parts instead, as if the
+        // range had mismatched. Parts the peer holds nothing of then move in bulk.
+        if 32 * (give.len() + theirs.len()) > reply.room() / 2 {
+            let lo_prefix = view.prefix(&lo)?;
+            let mut acc = view.prefix(&hi)?;
+            acc.sub(&lo_prefix);
+            let m = Mismatch {
+                lo,
+                hi,
+                theirs: theirs.len() as u64,
+                lo_prefix,
+                acc,
+            };
+            return self.split(view, &m, f64::INFINITY, Split::Blind, reply);
+        }
         let theirs_only: Vec<EventId> = theirs
             .iter()
             .filter(|id| !mine.contains(id))
@@ -405,9 +496,7 @@ impl Reconciler {
         self.count_ids(need.len() + mine_only.len())?;
         self.found.need.extend_from_slice(&need);
         self.found.have.extend_from_slice(&mine_only);
-        reply.need.extend(need);
-        reply.give.extend(mine_only);
-        Ok(())
+        reply.lists(need, mine_only)
     }
 
     /// Symbols `[from, to)` of this side's items in `ranges`.
@@ -445,18 +534,33 @@ impl Reconciler {
             .pools_out
             .get(&m.pool)
             .ok_or(SyncError::Protocol("symbols asked of an unknown pool"))?;
-        let count = m.count.min(self.cfg.symbols_max as u64);
-        let to = m.from.saturating_add(count);
+        if m.from != pool.served {
+            // Symbols already sent, or a gap: an honest peer asks for the next ones only.
+            return Err(SyncError::Protocol("symbols asked out of sequence"));
+        }
+        let to = m.from.saturating_add(m.count);
         if to > self.cfg.symbols_max as u64 {
             return Err(SyncError::Protocol("symbols asked beyond the pool limit"));
         }
+        // A request is answered with as many of the symbols asked for as the turn's budget
+        // holds; the peer asks again from where the answer ends.
+        let fit = (reply.room().saturating_sub(REQUEST_BYTES_EST) / riblt::SYMBOL_BYTES_MAX) as u64;
+        if fit == 0 && m.count > 0 {
+            return Err(SyncError::OutputBudget {
+                what: "reconciliation output of one turn",
+                max: reply.budget as u64,
+            });
+        }
+        let to = m.from + m.count.min(fit);
         let symbols = self.encode(view, &pool.ranges, m.from, to)?;
-        reply.pools.push(PoolSymbols {
+        if let Some(pool) = self.pools_out.get_mut(&m.pool) {
+            pool.served = to;
+        }
+        reply.symbols(PoolSymbols {
             pool: m.pool,
             from: m.from,
             symbols,
-        });
-        Ok(())
+        })
     }
 
     fn decode_pool(
@@ -484,15 +588,15 @@ impl Reconciler {
                 let local_only = pool.decoder.local_only().to_vec();
                 self.settle(view, pool.decoder.remote_only(), local_only, reply)?;
             }
-            Ok(DecodeState::NeedMore) if (to as usize) < self.cfg.symbols_max => {
+            Ok(DecodeState::NeedMore) if to < self.pool_symbols_max(reply) => {
                 // Rateless: ask for half as many again. The first batch was sized for the
                 // estimate, so a shortfall is usually small.
-                let count = (to / 2).max(8).min(self.cfg.symbols_max as u64 - to);
-                reply.more.push(MoreSymbols {
+                let count = (to / 2).max(8).min(self.pool_symbols_max(reply) - to);
+                reply.request(MoreSymbols {
                     pool: block.pool,
                     from: to,
                     count,
-                });
+                })?;
                 self.pools_in.insert(block.pool, pool);
             }
             // Out of symbols, or symbols that contradict each other: fall back to splitting
@@ -500,11 +604,19 @@ impl Reconciler {
             Ok(_) | Err(_) => {
                 for (lo, hi) in pool.ranges {
                     let acc = view.accumulate(&lo, &hi)?;
-                    reply.ranges.push((lo, hi, self.fp_mode(&acc)));
+                    reply.range(lo, hi, self.fp_mode(&acc))?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Symbols one pool may reach: `symbols_max`, and no more than the turn's budget can list
+    /// the ids of once decoded (a pool decodes at most as many ids as it has symbols; the
+    /// lists take at most half the budget). Past it, the pool's ranges go back to
+    /// fingerprints.
+    fn pool_symbols_max(&self, reply: &Reply) -> u64 {
+        (self.cfg.symbols_max as u64).min((reply.budget / 2 / 32) as u64)
     }
 
     /// Decides what to do with this turn's mismatching ranges.
@@ -553,14 +665,14 @@ impl Reconciler {
                     ids.push(k.id);
                     ControlFlow::Continue(())
                 })?;
-                reply.ranges.push((m.lo, m.hi, Mode::Ids(ids)));
+                reply.range(m.lo, m.hi, Mode::Ids(ids))?;
             } else if smaller {
                 // The peer holds most of this range (a fresh or interrupted peer catching up):
                 // its split finds the parts this side lacks entirely, which then move in bulk.
-                reply.ranges.push((m.lo, m.hi, self.fp_mode(&m.acc)));
+                reply.range(m.lo, m.hi, self.fp_mode(&m.acc))?;
             } else if m.lopsided() {
                 self.split(view, m, f64::INFINITY, Split::Saturated, reply)?;
-            } else if poolable && symbols_for(pool_d + d_r) <= self.cfg.symbols_max {
+            } else if poolable && symbols_for(pool_d + d_r) as u64 <= self.pool_symbols_max(reply) {
                 pool_ranges.push((m.lo, m.hi));
                 pool_d += d_r;
             } else {
@@ -578,20 +690,24 @@ impl Reconciler {
             if self.pools_out.len() >= self.cfg.pools_max {
                 return Err(SyncError::Protocol("too many pools in flight"));
             }
-            let m = symbols_for(pool_d) as u64;
-            let symbols = self.encode(view, &pool_ranges, 0, m)?;
             for (lo, hi) in &pool_ranges {
-                reply.ranges.push((*lo, *hi, Mode::Pool { pool }));
+                reply.range(*lo, *hi, Mode::Pool { pool })?;
             }
-            reply.pools.push(PoolSymbols {
+            // The first batch is sized for the estimate, and cut to what the turn's budget
+            // holds: symbols are rateless, so the peer asks for the rest if it needs them.
+            let fit = reply.room().saturating_sub(REQUEST_BYTES_EST) / riblt::SYMBOL_BYTES_MAX;
+            let m = symbols_for(pool_d).min(fit).max(1) as u64;
+            let symbols = self.encode(view, &pool_ranges, 0, m)?;
+            reply.symbols(PoolSymbols {
                 pool,
                 from: 0,
                 symbols,
-            });
+            })?;
             self.pools_out.insert(
                 pool,
                 PoolOut {
                     ranges: pool_ranges,
+                    served: m,
                 },
             );
         }
@@ -647,7 +763,7 @@ impl Reconciler {
             }
             let mut acc = hi_prefix;
             acc.sub(&lo_prefix);
-            reply.ranges.push((lo, hi, self.fp_mode(&acc)));
+            reply.range(lo, hi, self.fp_mode(&acc))?;
             lo = hi;
             lo_prefix = hi_prefix;
         }

@@ -3,11 +3,12 @@
 //! in and sends the frames [`Session::poll_frame`] hands out; it stores the verified events
 //! [`Session::handle_frame`] returns.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use xaeroflux_event::{
-    verify_batch, EventId, EventRef, Limits, VerifiedEvent, BODY_BYTES_MIN, PAYLOAD_BYTES_MAX,
+    verify_batch, EventId, EventRef, Limits, Verdict, VerifiedEvent, BODY_BYTES_MIN,
+    PAYLOAD_BYTES_MAX,
 };
 use xaeroflux_store::SetKey;
 
@@ -37,6 +38,9 @@ pub struct SessionStats {
     pub recon_bytes_sent: u64,
     /// Bytes of reconciliation frames received.
     pub recon_bytes_received: u64,
+    /// Bytes of the largest reconciliation message sent (frame headers included): at most
+    /// `turn_bytes_max`.
+    pub recon_message_bytes_max: u64,
     /// All bytes sent.
     pub bytes_sent: u64,
     /// All bytes received.
@@ -61,6 +65,13 @@ pub struct SessionStats {
     pub missing: u64,
     /// Events the peer sent that this side had dropped on purpose, discarded.
     pub declined: u64,
+    /// Events the peer sent that this build cannot check (a newer header version): not
+    /// stored, not held against the peer (`docs/format.md`, "Verdicts").
+    pub declined_not_understood: u64,
+    /// Authentic events the peer sent that are outside this side's bounds for now (dated
+    /// beyond the allowed clock skew): not stored, not held against the peer; a later session
+    /// fetches them again.
+    pub declined_out_of_bounds: u64,
 }
 
 impl SessionStats {
@@ -89,6 +100,12 @@ pub struct Session {
     recon_done: bool,
     send_ids: VecDeque<EventId>,
     send_ranges: VecDeque<KeyRange>,
+    /// Every id queued to send by id: an id asked for again is not sent again, nor sent a
+    /// second time as part of a range.
+    owed_ids: HashSet<EventId>,
+    /// Every range queued to send whole, `lo → hi`, disjoint: a part asked for again is not
+    /// sent again.
+    owed_ranges: BTreeMap<SetKey, SetKey>,
     want_ids: HashSet<EventId>,
     want_ranges: Vec<KeyRange>,
     /// Offered ids this side dropped on purpose: discarded when they arrive.
@@ -127,6 +144,8 @@ impl Session {
             recon_done: false,
             send_ids: VecDeque::new(),
             send_ranges: VecDeque::new(),
+            owed_ids: HashSet::new(),
+            owed_ranges: BTreeMap::new(),
             want_ids: HashSet::new(),
             want_ranges: Vec::new(),
             declined: HashSet::new(),
@@ -184,8 +203,7 @@ impl Session {
             scope: scope.clone(),
         };
         let msg = recon.open(view, hello)?;
-        self.queue_recon(msg);
-        Ok(())
+        self.queue_recon(msg)
     }
 
     /// Takes one frame from the peer. `now_ms` bounds the timestamps of received events.
@@ -269,6 +287,7 @@ impl Session {
     fn decode_limits(&self) -> DecodeLimits {
         DecodeLimits {
             ranges_max: self.cfg.ranges_max,
+            requests_max: self.cfg.pools_max,
             ids_max: self.cfg.ids_max,
             symbols_max: self.cfg.symbols_max,
             filter_values_max: self.cfg.scope_values_max,
@@ -276,22 +295,56 @@ impl Session {
         }
     }
 
-    /// Frames a message into the outbox; returns the bytes queued, headers included.
-    fn queue(&mut self, msg: &Message) -> usize {
+    /// Frames a message into the outbox.
+    fn queue(&mut self, msg: &Message) {
+        let frames = self.frame(msg);
+        self.outbox.extend(frames);
+    }
+
+    fn frame(&self, msg: &Message) -> Vec<Vec<u8>> {
         let lower = self.scope.as_ref().map_or(SetKey::MIN, Scope::lower);
         let bytes = msg.encode(&lower);
         let mut frames = Vec::new();
         wire::frames(&bytes, self.cfg.frame_bytes_max, &mut frames);
-        let queued = frames.iter().map(Vec::len).sum();
-        self.outbox.extend(frames);
-        queued
+        frames
     }
 
-    fn queue_recon(&mut self, r: Recon) {
-        self.recon_done = !r.is_open();
-        let queued = self.queue(&Message::Recon(r));
+    /// What the next reconciliation turn may produce: the turn's budget, or what is left of
+    /// the session's if less.
+    fn turn_budget(&self) -> usize {
+        let left = self
+            .cfg
+            .recon_bytes_max
+            .saturating_sub(self.stats.recon_bytes_sent);
+        self.cfg
+            .turn_bytes_max
+            .min(usize::try_from(left).unwrap_or(usize::MAX))
+    }
+
+    /// Queues a reconciliation message after measuring it against the output budgets (the
+    /// reconciler plans with estimates; this is the exact check).
+    fn queue_recon(&mut self, r: Recon) -> Result<(), SyncError> {
+        let open = r.is_open();
+        let frames = self.frame(&Message::Recon(r));
+        let queued = frames.iter().map(Vec::len).sum::<usize>() as u64;
+        if queued > self.cfg.turn_bytes_max as u64 {
+            return Err(SyncError::OutputBudget {
+                what: "reconciliation output of one turn",
+                max: self.cfg.turn_bytes_max as u64,
+            });
+        }
+        if self.stats.recon_bytes_sent + queued > self.cfg.recon_bytes_max {
+            return Err(SyncError::OutputBudget {
+                what: "reconciliation output of the session",
+                max: self.cfg.recon_bytes_max,
+            });
+        }
+        self.recon_done = !open;
+        self.outbox.extend(frames);
         self.stats.recon_messages_sent += 1;
-        self.stats.recon_bytes_sent += queued as u64;
+        self.stats.recon_bytes_sent += queued;
+        self.stats.recon_message_bytes_max = self.stats.recon_message_bytes_max.max(queued);
+        Ok(())
     }
 
     fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
@@ -310,32 +363,43 @@ impl Session {
         if self.recon_done && r.is_open() {
             return Err(SyncError::Protocol("reconciliation message after the end"));
         }
+        let budget = self.turn_budget();
         let recon = self
             .recon
             .as_mut()
             .ok_or(SyncError::Protocol("first message without hello"))?;
-        match recon.answer(view, r)? {
-            Some(reply) => self.queue_recon(reply),
+        match recon.answer(view, r, budget)? {
+            Some(reply) => self.queue_recon(reply)?,
             None => self.recon_done = true,
         }
         self.absorb_found();
         Ok(())
     }
 
-    /// Moves what reconciliation found into the transfer queues (and the record of it).
+    /// Moves what reconciliation found into the transfer queues (and the record of it). What
+    /// the peer asks for again is queued once.
     fn absorb_found(&mut self) {
         let Some(recon) = self.recon.as_mut() else {
             return;
         };
         let found = std::mem::take(&mut recon.found);
-        self.found.have.extend_from_slice(&found.have);
         self.found.need.extend_from_slice(&found.need);
-        self.found.have_ranges.extend_from_slice(&found.have_ranges);
         self.found.need_ranges.extend_from_slice(&found.need_ranges);
         self.found.declined.extend_from_slice(&found.declined);
         self.declined.extend(found.declined);
-        self.send_ids.extend(found.have);
-        self.send_ranges.extend(found.have_ranges);
+        for id in found.have {
+            if self.owed_ids.insert(id) {
+                self.found.have.push(id);
+                self.send_ids.push_back(id);
+            }
+        }
+        for (lo, hi) in found.have_ranges {
+            for part in uncovered(&self.owed_ranges, lo, hi) {
+                self.owed_ranges.insert(part.0, part.1);
+                self.found.have_ranges.push(part);
+                self.send_ranges.push_back(part);
+            }
+        }
         self.want_ids.extend(found.need);
         self.want_ranges.extend(found.need_ranges);
     }
@@ -358,10 +422,15 @@ impl Session {
             };
             let mut resume: Option<SetKey> = None;
             let mut failed = None;
+            let owed_ids = &self.owed_ids;
             view.for_each_in(&lo, &hi, &mut |k| {
                 if batch.bytes >= budget {
                     resume = Some(*k);
                     return ControlFlow::Break(());
+                }
+                if owed_ids.contains(&k.id) {
+                    // Asked for by id as well: it goes out once, by id.
+                    return ControlFlow::Continue(());
                 }
                 if let Err(e) = view.with_body(&k.id, &mut |body| batch.take(body)) {
                     failed = Some(e);
@@ -387,37 +456,56 @@ impl Session {
             .clone()
             .ok_or(SyncError::Protocol("events before hello"))?;
         let mut items = Vec::with_capacity(bodies.len());
+        // What the session needs of an event that fails verification without blame: where it
+        // sits in the set and whether the scope holds it (trusted only once authentic).
+        let mut places = Vec::with_capacity(bodies.len());
         for body in bodies {
             // A body too short to hold a header gets a zero id; verification names the fault.
-            let id = EventRef::from_body(&body).map_or(EventId::ZERO, |ev| *ev.id());
+            let place = EventRef::from_body(&body).map_or(
+                Place {
+                    key: SetKey {
+                        created_at: 0,
+                        id: EventId::ZERO,
+                    },
+                    in_scope: false,
+                },
+                |ev| Place {
+                    key: SetKey {
+                        created_at: ev.created_at(),
+                        id: *ev.id(),
+                    },
+                    in_scope: scope.contains(&ev),
+                },
+            );
             let mut bytes = Vec::with_capacity(32 + body.len());
-            bytes.extend_from_slice(&id.0);
+            bytes.extend_from_slice(&place.key.id.0);
             bytes.extend_from_slice(&body);
             items.push(bytes);
+            places.push(place);
         }
         let limits = Limits::at(self.now_ms);
         let mut events = Vec::with_capacity(items.len());
-        for result in verify_batch(items, &limits) {
-            let event = result?;
-            let ev = event.as_ref();
-            let key = SetKey {
-                created_at: ev.created_at(),
-                id: *ev.id(),
+        for (result, place) in verify_batch(items, &limits).into_iter().zip(places) {
+            let error = match result {
+                Ok(event) => {
+                    if self.accept(&place)? {
+                        events.push(event);
+                    }
+                    continue;
+                }
+                Err(e) => e,
             };
-            if self.declined.remove(ev.id()) {
-                // Offered, verified, and not wanted here: the store would drop it again.
-                self.stats.declined += 1;
-                continue;
+            match error.verdict() {
+                Verdict::Invalid => return Err(SyncError::InvalidEvent(error)),
+                Verdict::Declined => {
+                    // Authentic, so its place is true: it must have been asked for like any
+                    // other; then it is left for a later session (not stored, no blame).
+                    if self.accept(&place)? {
+                        self.stats.declined_out_of_bounds += 1;
+                    }
+                }
+                _ => self.decline_unchecked(&place)?,
             }
-            let wanted = self.want_ids.remove(ev.id())
-                || self
-                    .want_ranges
-                    .iter()
-                    .any(|(lo, hi)| key >= *lo && key < *hi);
-            if !wanted || !scope.contains(&ev) {
-                return Err(SyncError::Unrequested(*ev.id()));
-            }
-            events.push(event);
         }
         self.stats.events_received += events.len() as u64;
         self.stats.event_bytes_received += events
@@ -426,6 +514,75 @@ impl Session {
             .sum::<u64>();
         Ok(Received { events })
     }
+
+    /// Whether an authentic event is to be kept: false if this side dropped it on purpose;
+    /// an error if nobody asked for it or the scope does not hold it.
+    fn accept(&mut self, place: &Place) -> Result<bool, SyncError> {
+        let id = &place.key.id;
+        if self.declined.remove(id) {
+            // Offered, verified, and not wanted here: the store would drop it again.
+            self.stats.declined += 1;
+            return Ok(false);
+        }
+        let wanted = self.want_ids.remove(id)
+            || self
+                .want_ranges
+                .iter()
+                .any(|(lo, hi)| place.key >= *lo && place.key < *hi);
+        if !wanted || !place.in_scope {
+            return Err(SyncError::Unrequested(*id));
+        }
+        Ok(true)
+    }
+
+    /// An event this build cannot check (a newer header version): nothing in it can be
+    /// trusted, not even its id, so it is neither stored nor held against the peer. A newer
+    /// peer answering what was asked sends at most as many as the session exchanges ids.
+    fn decline_unchecked(&mut self, place: &Place) -> Result<(), SyncError> {
+        self.stats.declined_not_understood += 1;
+        if self.stats.declined_not_understood > self.cfg.ids_max as u64 {
+            return Err(SyncError::TooManyNotUnderstood {
+                max: self.cfg.ids_max,
+            });
+        }
+        // If the newer version derives ids as this one does, the id was asked for: it is not
+        // missing, only unreadable here.
+        self.want_ids.remove(&place.key.id);
+        Ok(())
+    }
+}
+
+/// The parts of `[lo, hi)` that no range of `owed` (disjoint, `lo → hi`) covers.
+fn uncovered(owed: &BTreeMap<SetKey, SetKey>, lo: SetKey, hi: SetKey) -> Vec<KeyRange> {
+    let mut parts = Vec::new();
+    let mut cursor = lo;
+    // The owed range that starts at or before `lo` may reach into it.
+    let first = owed
+        .range(..=lo)
+        .next_back()
+        .map_or(lo, |(start, _)| *start);
+    for (start, end) in owed.range(first..hi) {
+        if *end <= cursor {
+            continue;
+        }
+        if *start > cursor {
+            parts.push((cursor, *start));
+        }
+        cursor = *end;
+        if cursor >= hi {
+            break;
+        }
+    }
+    if cursor < hi {
+        parts.push((cursor, hi));
+    }
+    parts
+}
+
+/// Where a received event sits, read from its header before verification.
+struct Place {
+    key: SetKey,
+    in_scope: bool,
 }
 
 /// Event bodies gathered for one message.

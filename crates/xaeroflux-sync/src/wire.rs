@@ -380,6 +380,8 @@ const RECON_HELLO: u8 = 1;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DecodeLimits {
     pub ranges_max: usize,
+    /// Symbol requests in one message: one per pool this side may have open.
+    pub requests_max: usize,
     pub ids_max: usize,
     pub symbols_max: usize,
     pub filter_values_max: usize,
@@ -590,7 +592,7 @@ fn decode_recon(
             symbols,
         });
     }
-    let more = r.count(limits.ranges_max, 3, "symbol requests")?;
+    let more = r.count(limits.requests_max, 3, "symbol requests")?;
     for _ in 0..more {
         let pool =
             u32::try_from(r.varint("pool")?).map_err(|_| WireError::Malformed { what: "pool" })?;

@@ -314,3 +314,223 @@ fn events_outside_the_scope_are_refused() {
         "no event older than the scope was stored"
     );
 }
+
+/// Two honest sides driven frame by frame until one of them (the victim) has sent a pool of
+/// coded symbols, or has answered once; the test then speaks for the other side.
+struct Driven {
+    victim: Session,
+    store: MemStore,
+    /// The victim's open pool: id and symbols sent.
+    pool: Option<(u64, u64)>,
+}
+
+fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = bytes[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+/// The pools `(id, first symbol, symbols)` of a reconciliation message (`docs/protocol.md`).
+fn pools_of(msg: &[u8]) -> Vec<(u64, u64, u64)> {
+    if msg.first() != Some(&1) || msg.get(1) != Some(&0) {
+        return Vec::new();
+    }
+    let mut at = 2;
+    for _ in 0..varint(msg, &mut at) {
+        if varint(msg, &mut at) != 0 {
+            at += 1 + usize::from(msg[at]);
+        }
+        at += 1;
+        match msg[at - 1] {
+            1 => {
+                at += 6;
+                varint(msg, &mut at);
+            }
+            2 => at += 32 * varint(msg, &mut at) as usize,
+            3 => {
+                varint(msg, &mut at);
+            }
+            _ => {}
+        }
+    }
+    let mut pools = Vec::new();
+    for _ in 0..varint(msg, &mut at) {
+        let (pool, from, k) = (
+            varint(msg, &mut at),
+            varint(msg, &mut at),
+            varint(msg, &mut at),
+        );
+        for _ in 0..k {
+            at += 40;
+            varint(msg, &mut at);
+        }
+        pools.push((pool, from, k));
+    }
+    pools
+}
+
+impl Driven {
+    /// Runs an honest session (both sides with `cfg`) until a side has sent a pool, or only
+    /// until the responder's first answer.
+    fn new(cfg: SyncConfig, until_pool: bool) -> Driven {
+        let (a, b) = split(&mask(29, 200));
+        let mut initiator = Session::initiator(cfg, Scope::all(), 11);
+        initiator.start(&a).unwrap();
+        let mut sides = vec![(initiator, a), (Session::responder(cfg), b)];
+        for turn in 0..40 {
+            let from = turn % 2;
+            let mut msg = Vec::new();
+            let (session, store) = &mut sides[from];
+            while let Some(f) = session.poll_frame(store).unwrap() {
+                if msg.is_empty() && f[2] != 1 {
+                    break; // events: reconciliation is over
+                }
+                msg.extend_from_slice(&f[2..]);
+                if f[1] & 1 != 0 {
+                    break;
+                }
+            }
+            let pool = pools_of(&msg).first().map(|&(id, _, k)| (id, k));
+            if (until_pool && pool.is_some()) || (!until_pool && from == 1) {
+                let (victim, store) = sides.swap_remove(from);
+                return Driven {
+                    victim,
+                    store,
+                    pool,
+                };
+            }
+            let (session, store) = &mut sides[1 - from];
+            for f in wire_frames(&msg) {
+                session.handle_frame(store, &f, NOW_MS).unwrap();
+            }
+        }
+        panic!("no side sent a pool");
+    }
+
+    /// Feeds one crafted message; returns the reconciliation bytes the answer took.
+    fn feed(&mut self, msg: &[u8]) -> Result<u64, SyncError> {
+        let before = self.victim.stats().recon_bytes_sent;
+        for f in wire_frames(msg) {
+            self.victim.handle_frame(&self.store, &f, NOW_MS)?;
+        }
+        Ok(self.victim.stats().recon_bytes_sent - before)
+    }
+}
+
+/// A message cut into frames of at most 64 KiB.
+fn wire_frames(msg: &[u8]) -> Vec<Vec<u8>> {
+    let chunks: Vec<&[u8]> = msg.chunks(64 * 1024 - 2).collect();
+    let last = chunks.len().saturating_sub(1);
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut f = vec![1u8, u8::from(i == last)];
+            f.extend_from_slice(c);
+            f
+        })
+        .collect()
+}
+
+fn put(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A reconciliation message (no hello): `ranges` pre-encoded, symbol requests, need list.
+fn crafted(ranges: &[u8], more: &[(u64, u64, u64)], need: &[EventId]) -> Vec<u8> {
+    let mut m = vec![1u8, 0];
+    m.extend_from_slice(ranges);
+    put(&mut m, 0); // pools
+    put(&mut m, more.len() as u64);
+    for &(pool, from, count) in more {
+        put(&mut m, pool);
+        put(&mut m, from);
+        put(&mut m, count);
+    }
+    put(&mut m, need.len() as u64);
+    for id in need {
+        m.extend_from_slice(&id.0);
+    }
+    put(&mut m, 0); // give
+    m
+}
+
+#[test]
+fn a_flood_of_symbol_requests_is_refused_before_any_work() {
+    let cfg = SyncConfig::default();
+    let mut d = Driven::new(cfg, true);
+    let (pool, served) = d.pool.unwrap();
+    let sent_before = d.victim.stats().bytes_sent;
+    let flood = vec![(pool, served, 1u64 << 18); 1000];
+    let err = d.feed(&crafted(&[0], &flood, &[])).unwrap_err();
+    assert!(
+        matches!(err, SyncError::Wire(WireError::TooMany { got: 1000, max, .. }) if max == cfg.pools_max),
+        "{err:?}"
+    );
+    assert_eq!(d.victim.stats().bytes_sent, sent_before, "nothing produced");
+}
+
+#[test]
+fn symbol_requests_are_answered_within_the_turn_budget_and_never_twice() {
+    let cfg = SyncConfig {
+        turn_bytes_max: 64 * 1024,
+        ..SyncConfig::default()
+    };
+    let mut d = Driven::new(cfg, true);
+    let (pool, served) = d.pool.unwrap();
+    // Every symbol the pool may still yield (about 11 MiB of them), asked in one request.
+    let all = cfg.symbols_max as u64 - served;
+    let produced = d.feed(&crafted(&[0], &[(pool, served, all)], &[])).unwrap();
+    assert!(
+        produced > 0 && produced <= cfg.turn_bytes_max as u64,
+        "answered {produced} bytes"
+    );
+    assert!(d.victim.stats().recon_message_bytes_max <= cfg.turn_bytes_max as u64);
+    // Asking again for symbols already sent is refused.
+    let err = d
+        .feed(&crafted(&[0], &[(pool, served, all)], &[]))
+        .unwrap_err();
+    assert!(matches!(err, SyncError::Protocol(_)), "{err:?}");
+}
+
+#[test]
+fn an_empty_id_list_over_everything_gets_fingerprints_not_every_id() {
+    let cfg = SyncConfig {
+        turn_bytes_max: 32 * 1024,
+        ..SyncConfig::default()
+    };
+    let mut d = Driven::new(cfg, false);
+    let held = d.store.len() as u64;
+    // One range to the end of the key space (bound 0), mode Ids, no ids: "send me your list".
+    let produced = d.feed(&crafted(&[1, 0, 2, 0], &[], &[])).unwrap();
+    assert!(
+        produced <= cfg.turn_bytes_max as u64 && produced < 32 * held,
+        "answered {produced} bytes for {held} ids"
+    );
+}
+
+#[test]
+fn ids_asked_for_twice_are_sent_once() {
+    let mut d = Driven::new(SyncConfig::default(), false);
+    let id = *pool()[..]
+        .iter()
+        .map(common::key)
+        .find(|k| d.store.set().contains(k))
+        .map(|k| Box::new(k.id))
+        .unwrap();
+    d.feed(&crafted(&[0], &[], &[id, id])).unwrap();
+    d.feed(&crafted(&[0], &[], &[id])).unwrap();
+    while d.victim.poll_frame(&d.store).unwrap().is_some() {}
+    assert_eq!(d.victim.stats().events_sent, 1);
+}
