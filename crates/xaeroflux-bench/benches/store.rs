@@ -229,7 +229,7 @@ impl IngestTarget {
 
     /// The next batch and the stores it is new to.
     fn next_batch(&mut self) -> (Vec<Vec<u8>>, &Node, &mut PlainHeed) {
-        if self.next % self.pool.len() == 0 {
+        if self.next.is_multiple_of(self.pool.len()) {
             // Drop the old pair first: its directory goes with it.
             self.stores = None;
             let dir = tempfile::Builder::new()

@@ -244,7 +244,7 @@ impl Drafter {
         let drafted = if self.drafted < bootstrap {
             // Every author introduces themselves before the steady stream starts.
             let author = u32::try_from(self.drafted / 2).expect("fewer than 2^32 authors");
-            if self.drafted % 2 == 0 {
+            if self.drafted.is_multiple_of(2) {
                 self.profile(author, created_at)
             } else {
                 self.follow_list(author, created_at)

@@ -154,7 +154,7 @@ enum Input {
     Wake,
     Signal(&'static str),
     Transport(TransportEvent),
-    Done(PeerId, bool, Result<SyncSummary, SyncFailure>),
+    Done(Box<(PeerId, bool, Result<SyncSummary, SyncFailure>)>),
     Tick,
 }
 
@@ -231,7 +231,7 @@ impl<T: Transport> Engine<T> {
                 tokio::select! {
                     _ = self.wake.notified() => Input::Wake,
                     ev = poll_fn(|cx| transport.poll_event(cx)) => Input::Transport(ev),
-                    Some((peer, initiator, r)) = done_rx.recv() => Input::Done(peer, initiator, r),
+                    Some(done) = done_rx.recv() => Input::Done(Box::new(done)),
                     _ = tick.tick() => Input::Tick,
                     name = signals.next() => Input::Signal(name),
                 }
@@ -248,7 +248,10 @@ impl<T: Transport> Engine<T> {
                     break;
                 }
                 Input::Transport(ev) => self.on_transport(ev),
-                Input::Done(peer, initiator, r) => self.on_done(peer, initiator, r),
+                Input::Done(done) => {
+                    let (peer, initiator, r) = *done;
+                    self.on_done(peer, initiator, r)
+                }
                 Input::Tick => self.on_tick(),
             }
         }
@@ -457,10 +460,17 @@ impl<T: Transport> Engine<T> {
         }
         let ev = match verify(data, &Limits::at(crate::now_ms())) {
             Ok(ev) => ev,
-            Err(e) => {
+            Err(e) if e.verdict().is_invalid() => {
                 warn!(peer = %from, error = %e, "invalid gossiped event");
                 self.transport.validated(token, Verdict::Reject);
                 self.penalize(from, PENALTY_INVALID, "invalid gossiped event");
+                return;
+            }
+            Err(e) => {
+                // Newer than this build, or early by this clock: not the forwarder's fault.
+                // Not forwarded by this node either; sync fetches it once it can be checked.
+                debug!(peer = %from, error = %e, "gossiped event declined");
+                self.transport.validated(token, Verdict::Ignore);
                 return;
             }
         };
@@ -506,6 +516,15 @@ impl<T: Transport> Engine<T> {
     }
 
     fn start_sync(&mut self, peer: PeerId) {
+        // The salt keys fingerprints: one an attacker could predict lets it grind colliding
+        // ids, so without the OS's randomness no session starts (anti-entropy tries again).
+        let salt = match crate::salt() {
+            Ok(salt) => salt,
+            Err(e) => {
+                warn!(%peer, error = %e, "no randomness for a session salt: session not started");
+                return;
+            }
+        };
         let running = self.running.entry(peer).or_default();
         if running.outbound {
             running.again = true;
@@ -513,7 +532,6 @@ impl<T: Transport> Engine<T> {
         }
         running.outbound = true;
         let open = self.transport.open_sync(peer);
-        let salt = crate::salt();
         self.spawn_session(peer, open, Start::Initiator { salt });
     }
 

@@ -161,17 +161,9 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A fresh session salt.
-pub(crate) fn salt() -> u64 {
-    // The salt keys fingerprints: an attacker who could predict it could grind colliding ids.
-    getrandom::u64().unwrap_or_else(|_| {
-        let t = now_ms() ^ (std::process::id() as u64) << 32;
-        u64::from_le_bytes(
-            blake3::hash(&t.to_le_bytes()).as_bytes()[..8]
-                .try_into()
-                .unwrap(),
-        )
-    })
+/// A fresh session salt from the operating system's generator.
+pub(crate) fn salt() -> Result<u64, getrandom::Error> {
+    getrandom::u64()
 }
 
 /// The running network: a thread with its own current-thread runtime. Dropping the handle

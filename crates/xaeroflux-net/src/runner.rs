@@ -87,9 +87,10 @@ impl SyncFailure {
             SyncFailure::Link(_) => 0,
             SyncFailure::Session(e) => match e {
                 SyncError::InvalidEvent(_) => PENALTY_INVALID,
-                SyncError::Wire(_) | SyncError::Protocol(_) | SyncError::Unrequested(_) => {
-                    PENALTY_PROTOCOL
-                }
+                SyncError::Wire(_)
+                | SyncError::Protocol(_)
+                | SyncError::Unrequested(_)
+                | SyncError::OutputBudget { .. } => PENALTY_PROTOCOL,
                 SyncError::TooManyRounds { .. } => PENALTY_TOO_MANY_ROUNDS,
                 _ => 0,
             },
@@ -125,6 +126,9 @@ pub fn common_topics(ours: &[Topic], theirs: &[Topic]) -> Option<Vec<Topic>> {
 }
 
 fn encode_opening(tag: u8, topics: &[Topic]) -> Vec<u8> {
+    // The decoder refuses more than OPEN_TOPICS_MAX: a config naming more is refused when the
+    // network starts (`NetConfig::validate`), and an answer holds a subset of the question.
+    debug_assert!(topics.len() <= OPEN_TOPICS_MAX);
     let mut out = Vec::with_capacity(4 + topics.len() * 32);
     out.push(OPEN_VERSION);
     out.push(tag);
