@@ -151,6 +151,24 @@ pub enum NetError {
     /// The command queue is full. Fix: retry later.
     #[error("the network's command queue is full")]
     Busy,
+    /// A setting is out of range. Fix: the message names it and its range.
+    #[error("invalid network configuration: {0}")]
+    Config(String),
+}
+
+impl NetConfig {
+    /// Checks the settings a peer sees or relies on: the frame cap and the topic list.
+    pub fn validate(&self) -> Result<(), NetError> {
+        xaeroflux_sync::check_frame_bytes(self.sync.frame_bytes_max as u64)
+            .map_err(NetError::Config)?;
+        if self.topics.len() > OPEN_TOPICS_MAX {
+            return Err(NetError::Config(format!(
+                "{} topics; a node follows at most {OPEN_TOPICS_MAX} (none: all)",
+                self.topics.len()
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Milliseconds since the Unix epoch by the system clock.
@@ -298,6 +316,7 @@ where
     T: Transport + 'static,
     F: FnOnce(&NetConfig) -> Result<T, NetError> + Send + 'static,
 {
+    cfg.validate()?;
     let (cmd_tx, cmd_rx) = bounded(COMMANDS_MAX);
     let (ev_tx, ev_rx) = bounded(EVENTS_MAX);
     let (ready_tx, ready_rx) = bounded(1);

@@ -16,10 +16,14 @@ use xaeroflux_sync::{
 
 use crate::transport::{LinkError, PeerId, SyncLink};
 
-/// Version byte of the opening exchange.
-pub const OPEN_VERSION: u8 = 1;
+/// Version byte of the opening exchange (2: each side states its frame cap).
+pub const OPEN_VERSION: u8 = 2;
 /// Most topics an opening may name.
 pub const OPEN_TOPICS_MAX: usize = 1024;
+/// Bytes of the opening's fixed part: version, tag, frame cap, topic count.
+const OPEN_HEADER_BYTES: usize = 8;
+/// The largest opening: every side's link accepts it, whatever its frame cap.
+pub const OPEN_BYTES_MAX: usize = OPEN_HEADER_BYTES + OPEN_TOPICS_MAX * 32;
 /// How long a failing session waits for its abort frame to be written.
 const ABORT_FLUSH: Duration = Duration::from_millis(200);
 /// Writes a session lets run ahead of it before it waits for the oldest.
@@ -125,13 +129,24 @@ pub fn common_topics(ours: &[Topic], theirs: &[Topic]) -> Option<Vec<Topic>> {
     }
 }
 
-fn encode_opening(tag: u8, topics: &[Topic]) -> Vec<u8> {
+/// An opening or its answer.
+#[derive(Debug, PartialEq, Eq)]
+struct Opening {
+    tag: u8,
+    /// The sender's frame cap: the session uses the smaller of the two.
+    frame_bytes: usize,
+    topics: Vec<Topic>,
+}
+
+fn encode_opening(tag: u8, frame_bytes: usize, topics: &[Topic]) -> Vec<u8> {
     // The decoder refuses more than OPEN_TOPICS_MAX: a config naming more is refused when the
     // network starts (`NetConfig::validate`), and an answer holds a subset of the question.
     debug_assert!(topics.len() <= OPEN_TOPICS_MAX);
-    let mut out = Vec::with_capacity(4 + topics.len() * 32);
+    let mut out = Vec::with_capacity(OPEN_HEADER_BYTES + topics.len() * 32);
     out.push(OPEN_VERSION);
     out.push(tag);
+    // Validated at start to at most FRAME_BYTES_MAX, which fits.
+    out.extend_from_slice(&(frame_bytes as u32).to_le_bytes());
     out.extend_from_slice(&(topics.len() as u16).to_le_bytes());
     for t in topics {
         out.extend_from_slice(&t.0);
@@ -139,13 +154,16 @@ fn encode_opening(tag: u8, topics: &[Topic]) -> Vec<u8> {
     out
 }
 
-fn decode_opening(frame: &[u8]) -> Result<(u8, Vec<Topic>), SyncFailure> {
-    let [version, tag, a, b, rest @ ..] = frame else {
+fn decode_opening(frame: &[u8]) -> Result<Opening, SyncFailure> {
+    let [version, tag, f0, f1, f2, f3, a, b, rest @ ..] = frame else {
         return Err(SyncFailure::Opening("shorter than its header"));
     };
     if *version != OPEN_VERSION {
         return Err(SyncFailure::Opening("unknown version"));
     }
+    let frame_bytes = u32::from_le_bytes([*f0, *f1, *f2, *f3]);
+    let frame_bytes = xaeroflux_sync::check_frame_bytes(frame_bytes.into())
+        .map_err(|_| SyncFailure::Opening("frame cap out of range"))?;
     let n = u16::from_le_bytes([*a, *b]) as usize;
     if n > OPEN_TOPICS_MAX {
         return Err(SyncFailure::Opening("too many topics"));
@@ -157,7 +175,23 @@ fn decode_opening(frame: &[u8]) -> Result<(u8, Vec<Topic>), SyncFailure> {
         .chunks_exact(32)
         .map(|c| Topic(c.try_into().expect("chunks of 32")))
         .collect();
-    Ok((*tag, topics))
+    Ok(Opening {
+        tag: *tag,
+        frame_bytes,
+        topics,
+    })
+}
+
+/// This side's limits for a session whose peer stated `theirs` as its frame cap: frames no
+/// larger than either side accepts, so an honest peer is never over a cap.
+fn negotiated(mut cfg: SyncConfig, theirs: usize) -> SyncConfig {
+    let frame = cfg.frame_bytes_max.min(theirs);
+    cfg.frame_bytes_max = frame;
+    cfg.events_message_bytes = cfg
+        .events_message_bytes
+        .min(frame.saturating_sub(64))
+        .max(1);
+    cfg
 }
 
 /// Runs one session to its end. `topics` are the ones this node follows (empty: all).
@@ -170,16 +204,18 @@ pub(crate) async fn run(
     start: Start,
 ) -> Result<SyncSummary, SyncFailure> {
     let started = Instant::now();
+    let ours = cfg.frame_bytes_max;
     let (scope_topics, mut session) = match start {
         Start::Initiator { salt } => {
-            send(&link, encode_opening(TAG_OPEN, &topics)).await?;
-            let (tag, agreed) = decode_opening(&recv(&mut link).await?)?;
-            match tag {
+            send(&link, encode_opening(TAG_OPEN, ours, &topics)).await?;
+            let answer = decode_opening(&recv(&mut link).await?)?;
+            match answer.tag {
                 TAG_ACCEPT => {}
                 TAG_BUSY => return Err(SyncFailure::Busy),
                 TAG_DISJOINT => return Err(SyncFailure::Disjoint),
                 _ => return Err(SyncFailure::Opening("unknown answer")),
             }
+            let agreed = answer.topics;
             // The answer must not widen what this side asked for.
             if common_topics(&topics, &agreed).as_deref() != Some(&agreed[..]) {
                 return Err(SyncFailure::Opening("answer outside the topics asked for"));
@@ -188,22 +224,24 @@ pub(crate) async fn run(
                 topics: agreed.clone(),
                 ..Scope::all()
             };
+            let cfg = negotiated(cfg, answer.frame_bytes);
             (agreed, Session::initiator(cfg, scope, salt))
         }
         Start::Responder { busy } => {
-            let (tag, theirs) = decode_opening(&recv(&mut link).await?)?;
-            if tag != TAG_OPEN {
+            let question = decode_opening(&recv(&mut link).await?)?;
+            if question.tag != TAG_OPEN {
                 return Err(SyncFailure::Opening("expected an opening"));
             }
             if busy {
-                send(&link, encode_opening(TAG_BUSY, &[])).await?;
+                send(&link, encode_opening(TAG_BUSY, ours, &[])).await?;
                 return Err(SyncFailure::Busy);
             }
-            let Some(agreed) = common_topics(&topics, &theirs) else {
-                send(&link, encode_opening(TAG_DISJOINT, &[])).await?;
+            let Some(agreed) = common_topics(&topics, &question.topics) else {
+                send(&link, encode_opening(TAG_DISJOINT, ours, &[])).await?;
                 return Err(SyncFailure::Disjoint);
             };
-            send(&link, encode_opening(TAG_ACCEPT, &agreed)).await?;
+            send(&link, encode_opening(TAG_ACCEPT, ours, &agreed)).await?;
+            let cfg = negotiated(cfg, question.frame_bytes);
             (agreed, Session::responder(cfg))
         }
     };
@@ -375,9 +413,16 @@ mod tests {
     #[test]
     fn openings_round_trip_and_reject_malformed_input() {
         let t = [Topic([7; 32]), Topic([9; 32])];
-        let bytes = encode_opening(TAG_ACCEPT, &t);
-        let (tag, topics) = decode_opening(&bytes).unwrap();
-        assert_eq!((tag, topics), (TAG_ACCEPT, t.to_vec()));
+        let bytes = encode_opening(TAG_ACCEPT, 4096, &t);
+        let opening = decode_opening(&bytes).unwrap();
+        assert_eq!(
+            opening,
+            Opening {
+                tag: TAG_ACCEPT,
+                frame_bytes: 4096,
+                topics: t.to_vec()
+            }
+        );
         for cut in 0..bytes.len() {
             assert!(decode_opening(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -385,10 +430,37 @@ mod tests {
         wrong[0] = 9;
         assert!(decode_opening(&wrong).is_err());
         let mut many = vec![OPEN_VERSION, TAG_OPEN];
+        many.extend_from_slice(&65_536u32.to_le_bytes());
         many.extend_from_slice(&u16::MAX.to_le_bytes());
         assert!(matches!(
             decode_opening(&many),
             Err(SyncFailure::Opening("too many topics"))
         ));
+        for cap in [0u32, 1023, (16 << 20) + 1, u32::MAX] {
+            let mut odd = vec![OPEN_VERSION, TAG_OPEN];
+            odd.extend_from_slice(&cap.to_le_bytes());
+            odd.extend_from_slice(&0u16.to_le_bytes());
+            assert!(
+                matches!(
+                    decode_opening(&odd),
+                    Err(SyncFailure::Opening("frame cap out of range"))
+                ),
+                "cap {cap}"
+            );
+        }
+        let all = vec![Topic([1; 32]); OPEN_TOPICS_MAX];
+        assert_eq!(encode_opening(TAG_OPEN, 1024, &all).len(), OPEN_BYTES_MAX);
+    }
+
+    #[test]
+    fn each_side_sends_frames_no_larger_than_either_accepts() {
+        let small = SyncConfig::with_frame_bytes(1024);
+        let big = SyncConfig::default();
+        for (ours, theirs) in [(small, big.frame_bytes_max), (big, small.frame_bytes_max)] {
+            let cfg = negotiated(ours, theirs);
+            assert_eq!(cfg.frame_bytes_max, 1024);
+            assert!(cfg.events_message_bytes < 1024);
+        }
+        assert_eq!(negotiated(big, big.frame_bytes_max), big);
     }
 }

@@ -166,8 +166,10 @@ impl Libp2pTransport {
             swarm,
             control,
             incoming,
-            // The session's frame limit counts the frame's header, not the length prefix.
-            frame_cap: cfg.sync.frame_bytes_max,
+            // The session's frame limit counts the frame's header, not the length prefix. The
+            // link also takes the opening, whose topic list may exceed a small cap; a session's
+            // frames are held to the negotiated cap by the session itself.
+            frame_cap: cfg.sync.frame_bytes_max.max(crate::runner::OPEN_BYTES_MAX),
             relay_server: cfg.relay_server,
             idle,
             conns: HashMap::new(),

@@ -28,10 +28,11 @@ const GROWTH_MAX: u64 = 64 * MIB;
 /// Bytes the hostile peer streams after its claim. More than `GROWTH_MAX`, so a reader that
 /// trusted the claim and filled its buffer would show up in the resident set.
 const FOLLOW_UP_BYTES: usize = 96 << 20;
-/// The opening every initiator sends: version 1, tag "open", no topics (all).
-const OPENING: [u8; 4] = [1, 0, 0, 0];
-/// The responder's acceptance of an opening for all topics.
-const ACCEPTED: [u8; 4] = [1, 1, 0, 0];
+/// The opening every initiator sends: version 2, tag "open", a 64 KiB frame cap, no topics
+/// (all).
+const OPENING: [u8; 8] = [2, 0, 0, 0, 1, 0, 0, 0];
+/// The responder's acceptance of an opening for all topics, with its 64 KiB frame cap.
+const ACCEPTED: [u8; 8] = [2, 1, 0, 0, 1, 0, 0, 0];
 
 /// A field of the process status in KiB (`VmRSS`, `VmHWM`); `None` where the platform has no
 /// such file.

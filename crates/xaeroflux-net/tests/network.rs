@@ -204,3 +204,61 @@ fn a_gossip_flood_is_cut_to_the_peers_rate_and_anti_entropy_repairs_it() {
     victim.net.sync_now().unwrap();
     converge(&[&flooder, &victim], 1000, Duration::from_secs(20));
 }
+
+#[test]
+fn nodes_with_different_frame_caps_sync_and_nobody_is_penalised() {
+    // A node that accepts only 1 KiB frames and an honest default one (64 KiB): each session
+    // uses the smaller cap, in both directions, and neither side scores the other down.
+    let (small_side, big_side) = (events(1, 0, 400, "a"), events(2, 0, 400, "b"));
+    let mut small_cfg = loopback(false);
+    small_cfg.sync = xaeroflux_sync::SyncConfig::with_frame_bytes(1024);
+    small_cfg.anti_entropy = Duration::from_millis(500);
+    let small = node(21, &small_side, small_cfg);
+    let small_addr = first_listen(&small.net, "/quic-v1");
+    let mut big_cfg = loopback(false);
+    big_cfg.anti_entropy = Duration::from_millis(500);
+    big_cfg.bootstrap = vec![small_addr];
+    let big = node(22, &big_side, big_cfg);
+    converge(&[&small, &big], 800, Duration::from_secs(30));
+    // Several anti-entropy rounds more, opened by both sides in turn.
+    std::thread::sleep(Duration::from_secs(2));
+    for n in [&small, &big] {
+        for ev in n.net.events().try_iter() {
+            match ev {
+                xaeroflux_net::NetEvent::SyncFailed { penalty, error, .. } => {
+                    assert_eq!(penalty, 0, "an honest peer was penalised: {error}")
+                }
+                xaeroflux_net::NetEvent::Blocked { peer } => panic!("{peer} was blocked"),
+                _ => {}
+            }
+        }
+    }
+    let fresh = events(3, 0, 50, "a");
+    big.store.ingest(fresh).unwrap();
+    big.net.sync_now().unwrap();
+    converge(&[&small, &big], 850, Duration::from_secs(30));
+}
+
+#[test]
+fn out_of_range_settings_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for frame in [0usize, 1023, (16 << 20) + 1, usize::MAX] {
+        let mut cfg = loopback(false);
+        cfg.sync = xaeroflux_sync::SyncConfig::with_frame_bytes(frame);
+        let r = NetHandle::start(store.clone(), [31; 32], cfg);
+        assert!(
+            matches!(r, Err(xaeroflux_net::NetError::Config(_))),
+            "frame cap {frame}: {r:?}"
+        );
+    }
+    let mut cfg = loopback(false);
+    cfg.topics = (0..1025u32)
+        .map(|i| xaeroflux_event::Topic::named(&i.to_string()))
+        .collect();
+    let r = NetHandle::start(store, [31; 32], cfg);
+    assert!(
+        matches!(r, Err(xaeroflux_net::NetError::Config(_))),
+        "{r:?}"
+    );
+}

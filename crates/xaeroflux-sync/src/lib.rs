@@ -92,6 +92,24 @@ pub struct SyncConfig {
 
 /// Default frame cap: 64 KiB.
 pub const FRAME_BYTES_DEFAULT: usize = 64 * 1024;
+/// Smallest frame cap a node may be configured with: a frame must hold a message header and
+/// some progress.
+pub const FRAME_BYTES_MIN: usize = 1024;
+/// Largest frame cap a node may be configured with (a frame is buffered whole, and must fit
+/// the smallest message cap).
+pub const FRAME_BYTES_MAX: usize = 16 << 20;
+
+/// Checks a configured frame cap, for command lines and app settings.
+pub fn check_frame_bytes(frame_bytes: u64) -> Result<usize, String> {
+    let range = FRAME_BYTES_MIN as u64..=FRAME_BYTES_MAX as u64;
+    if range.contains(&frame_bytes) {
+        Ok(frame_bytes as usize)
+    } else {
+        Err(format!(
+            "a frame cap must be between {FRAME_BYTES_MIN} and {FRAME_BYTES_MAX} bytes, not {frame_bytes}"
+        ))
+    }
+}
 /// Default reconciliation output of one turn: 16 MiB (see [`SyncConfig::turn_bytes_max`]).
 pub const TURN_BYTES_DEFAULT: usize = 16 << 20;
 /// Default reconciliation output of one session: 128 MiB (see

@@ -173,6 +173,14 @@ pub fn parse_kind(s: &str) -> Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| format!("unknown kind {s:?}"))
 }
 
+/// A frame cap in bytes, within the range every node accepts.
+pub fn parse_frame_bytes(s: &str) -> Result<usize, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    xaeroflux_sync::check_frame_bytes(n)
+}
+
 pub fn parse_topic(s: &str) -> Result<Topic, String> {
     Ok(match s.parse::<Topic>() {
         Ok(t) if s.len() == 64 => t,

@@ -47,8 +47,9 @@ pub struct NodeArgs {
     /// Milliseconds between those posts.
     #[arg(long, default_value_t = 0)]
     pub publish_interval_ms: u64,
-    /// Largest sync frame sent or accepted, in bytes.
-    #[arg(long, default_value_t = xaeroflux_sync::FRAME_BYTES_DEFAULT)]
+    /// Largest sync frame sent or accepted, in bytes (1024 to 16 MiB; each session uses the
+    /// smaller of the two sides' caps).
+    #[arg(long, default_value_t = xaeroflux_sync::FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
     pub frame_bytes: usize,
 }
 

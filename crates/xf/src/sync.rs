@@ -34,8 +34,9 @@ pub struct SyncArgs {
     /// Give up on a network sync after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout_secs: u64,
-    /// Largest frame sent or accepted, in bytes (at least 1024).
-    #[arg(long, default_value_t = FRAME_BYTES_DEFAULT)]
+    /// Largest frame sent or accepted, in bytes (1024 to 16 MiB; each session uses the
+    /// smaller of the two sides' caps).
+    #[arg(long, default_value_t = FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
     pub frame_bytes: usize,
     /// Only events created at or after this time (ms since the Unix epoch).
     #[arg(long)]
