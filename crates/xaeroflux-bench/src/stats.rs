@@ -44,6 +44,16 @@ pub fn per_second(count: u64, ns: u64) -> f64 {
     count as f64 * 1e9 / ns.max(1) as f64
 }
 
+/// Bytes this process has handed to `write`-like system calls so far (`wchar` of
+/// `/proc/self/io`), or `None` where that file is missing. LMDB writes every dirty page of a
+/// commit with `pwrite`, so the difference over a transaction is its pages times their size.
+pub fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A monotonic stopwatch in nanoseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timer {

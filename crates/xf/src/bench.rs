@@ -15,7 +15,7 @@ use xaeroflux_event::{verify_batch_parallel, Draft, Identity, Limits};
 
 use crate::cli::Args;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
@@ -51,6 +51,16 @@ pub struct BenchArgs {
     /// The second store starts empty: the bulk path (sync; --diff is ignored).
     #[arg(long)]
     pub empty_peer: bool,
+    /// Events submitted ahead of their acknowledgement (append): the most one transaction
+    /// can gather, as in `Node::ingest_stream`.
+    #[arg(long, default_value_t = 8192)]
+    pub in_flight: usize,
+    /// The store's `batch_events_max`: events folded into one transaction at most (append).
+    #[arg(long, default_value_t = xaeroflux::StoreOptions::default().batch_events_max)]
+    pub txn_events: usize,
+    /// Also cost each table alone, on a plain heed copy of the store's layout (append).
+    #[arg(long)]
+    pub tables: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +79,9 @@ pub enum Which {
     Sync,
     /// Two nodes syncing over libp2p on loopback, next to the in-memory transport.
     Net,
+    /// Verified ingest and trusted append (already verified events through `Store::submit`)
+    /// next to the verification-only rate of the same run; with --tables, each table's cost.
+    Append,
 }
 
 /// Milliseconds, fractional.
@@ -154,6 +167,10 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     let events: Vec<Vec<u8>> = generate(&params).map(|e| e.into_bytes()).collect();
     let raw: u64 = events.iter().map(|e| e.len() as u64).sum();
     report.insert("event_bytes".into(), json!(raw));
+    if b.which == Which::Append {
+        report.insert("append".into(), append(b, &events)?);
+        return finish(args, report);
+    }
     let mut stores = open_stores(b.no_sqlite)?;
     let ingest_report = ingest(&mut stores, &events, b.batch, raw)?;
     if matches!(b.which, Which::Ingest | Which::All) {
@@ -267,6 +284,187 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
         out["ours_vs_sqlite"] = json!(ours / sq);
     }
     Ok(out)
+}
+
+/// Tenths of a run: the rate of each tenth shows how writing slows as the store grows.
+const TENTHS: usize = 10;
+
+/// Verified ingest and trusted append at scale, next to the verification-only rate measured
+/// in the same run; with `--tables`, what each table costs alone (see [`append_tables`]).
+fn append(b: &BenchArgs, events: &[Vec<u8>]) -> Result<Value> {
+    let n = events.len() as u64;
+    let limits = Limits::at(xaeroflux::now_ms());
+    let options = xaeroflux::StoreOptions {
+        batch_events_max: b.txn_events,
+        ..xaeroflux::StoreOptions::default()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("xf-bench-append-")
+        .tempdir()?;
+
+    eprintln!("append: verification alone…");
+    let t = Instant::now();
+    let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = events
+        .chunks(b.batch)
+        .map(|chunk| {
+            let ok: Vec<_> = verify_batch_parallel(chunk.to_vec(), &limits, threads())
+                .into_iter()
+                .filter_map(|r| r.ok())
+                .collect();
+            anyhow::ensure!(ok.len() == chunk.len(), "generated events must verify");
+            Ok(ok)
+        })
+        .collect::<Result<_>>()?;
+    let verify_only = rate(n, t.elapsed().as_nanos());
+
+    eprintln!("append: verified ingest…");
+    let node = Node::builder()
+        .data_dir(dir.path().join("verified"))
+        .store_options(options.clone())
+        .open()?;
+    let t = Instant::now();
+    let r = node.ingest_stream(events.iter().cloned().map(Ok), b.batch, |_| {})?;
+    let verified_ingest = rate(n, t.elapsed().as_nanos());
+    anyhow::ensure!(
+        r.stored + r.deleted + r.superseded == n,
+        "every event accounted for: {r:?}"
+    );
+    drop(node);
+
+    eprintln!("append: trusted append (already verified)…");
+    let store = Store::open_with(dir.path().join("trusted"), options)?;
+    let trusted = trusted_append(&store, verified.clone(), b.in_flight)?;
+    let used = store.read()?.stats()?.used_bytes;
+    drop(store);
+
+    let mut out = json!({
+        "batch": b.batch, "in_flight": b.in_flight, "txn_events": b.txn_events,
+        "verify_only_events_per_s": verify_only,
+        "verified_ingest_events_per_s": verified_ingest,
+        "verified_ingest_vs_verify_only": verified_ingest / verify_only,
+        "trusted": trusted,
+        "trusted_vs_verify_only": trusted["events_per_s"].as_f64().unwrap_or(0.0) / verify_only,
+        "used_bytes": used,
+    });
+    if b.tables {
+        out["tables"] = append_tables(dir.path(), &verified, b.in_flight)?;
+    }
+    Ok(out)
+}
+
+/// Submits the batches with up to `in_flight` events unacknowledged; the rate overall and per
+/// tenth, and the bytes written per event.
+fn trusted_append(
+    store: &Store,
+    batches: Vec<Vec<xaeroflux::VerifiedEvent>>,
+    in_flight: usize,
+) -> Result<Value> {
+    let n: usize = batches.iter().map(Vec::len).sum();
+    let written = xaeroflux_bench::written_bytes();
+    let mut tenths = Vec::with_capacity(TENTHS);
+    let mut pending = std::collections::VecDeque::new();
+    let (mut queued, mut acked) = (0usize, 0usize);
+    let start = Instant::now();
+    let (mut lap, mut lap_acked) = (start, 0usize);
+    let mut ack = |ticket: xaeroflux::Ticket, len: usize, acked: &mut usize| -> Result<()> {
+        ticket.wait()?;
+        let tenth = *acked * TENTHS / n.max(1);
+        *acked += len;
+        // One rate per tenth crossed: what was acknowledged since the last one.
+        if *acked * TENTHS / n.max(1) > tenth {
+            tenths.push(rate((*acked - lap_acked) as u64, lap.elapsed().as_nanos()));
+            (lap, lap_acked) = (Instant::now(), *acked);
+        }
+        Ok(())
+    };
+    for batch in batches {
+        let len = batch.len();
+        pending.push_back((store.submit(batch, Durability::Durable)?, len));
+        queued += len;
+        while queued - acked > in_flight {
+            let (ticket, len) = pending.pop_front().expect("events in flight");
+            ack(ticket, len, &mut acked)?;
+        }
+    }
+    for (ticket, len) in pending {
+        ack(ticket, len, &mut acked)?;
+    }
+    let elapsed = start.elapsed().as_nanos();
+    let written = written.zip(xaeroflux_bench::written_bytes());
+    Ok(json!({
+        "events_per_s": rate(n as u64, elapsed),
+        "tenths_events_per_s": tenths,
+        "written_bytes_per_event": written.map(|(a, b)| (b - a) as f64 / n.max(1) as f64),
+    }))
+}
+
+/// Each table of the store's layout written alone beside `events` (a plain heed copy, one
+/// durable transaction per `txn_events` events), then all of them in the writer's order and
+/// sorted per table: microseconds and bytes written per event, and the cost each table adds.
+fn append_tables(
+    dir: &std::path::Path,
+    batches: &[Vec<xaeroflux::VerifiedEvent>],
+    txn_events: usize,
+) -> Result<Value> {
+    use xaeroflux_bench::{Layout, LayoutTable, PutOrder};
+    let refs: Vec<xaeroflux::EventRef<'_>> = batches.iter().flatten().map(|e| e.as_ref()).collect();
+    let n = refs.len().max(1) as f64;
+    let run = |name: &str, tables: &[LayoutTable], order: PutOrder| -> Result<Value> {
+        eprintln!("append: layout copy, {name}…");
+        let path = dir.join(format!("layout-{name}"));
+        let mut layout = Layout::open(&path, tables)?;
+        let written = xaeroflux_bench::written_bytes();
+        let t = Instant::now();
+        let mut last_tenth = 0.0;
+        for (i, txn) in refs.chunks(txn_events.max(1)).enumerate() {
+            let lap = Instant::now();
+            layout.append(txn, order)?;
+            if (i + 1) * txn_events >= refs.len() * (TENTHS - 1) / TENTHS {
+                last_tenth += lap.elapsed().as_secs_f64();
+            }
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / n;
+        let written = written.zip(xaeroflux_bench::written_bytes());
+        let out = json!({
+            "us_per_event": us,
+            "last_tenth_us_per_event": last_tenth * 1e6 / (n / TENTHS as f64),
+            "written_bytes_per_event": written.map(|(a, b)| (b - a) as f64 / n),
+            "disk_bytes": layout.disk_bytes()?,
+        });
+        drop(layout);
+        std::fs::remove_dir_all(&path)?;
+        Ok(out)
+    };
+    let mut out = serde_json::Map::new();
+    let base = run("events", &[LayoutTable::Events], PutOrder::Event)?;
+    for table in &LayoutTable::ALL[1..] {
+        let mut r = run(
+            table.name(),
+            &[LayoutTable::Events, *table],
+            PutOrder::Event,
+        )?;
+        r["adds_us_per_event"] = json!(
+            r["us_per_event"].as_f64().unwrap_or(0.0)
+                - base["us_per_event"].as_f64().unwrap_or(0.0)
+        );
+        out.insert(format!("events+{}", table.name()), r);
+        let sorted = run(
+            &format!("{}-sorted", table.name()),
+            &[LayoutTable::Events, *table],
+            PutOrder::Sorted,
+        )?;
+        out.insert(format!("events+{}_sorted", table.name()), sorted);
+    }
+    out.insert("events".into(), base);
+    out.insert(
+        "all".into(),
+        run("all", &LayoutTable::ALL, PutOrder::Event)?,
+    );
+    out.insert(
+        "all_sorted".into(),
+        run("all-sorted", &LayoutTable::ALL, PutOrder::Sorted)?,
+    );
+    Ok(Value::Object(out))
 }
 
 /// A deterministic shuffle of indexes (xorshift), so every store reads the same sequence.

@@ -232,17 +232,8 @@ fn close(w: Workload) -> (tempfile::TempDir, Duration) {
 /// `--diff` and `--empty-peer` as each workload needs them; everything else as given.
 fn workload_args(b: &BenchArgs, empty_peer: bool) -> BenchArgs {
     BenchArgs {
-        which: b.which,
-        events: b.events,
-        authors: b.authors,
-        seed: b.seed,
-        batch: b.batch,
-        publishers: b.publishers,
-        per_publisher: b.per_publisher,
-        no_sqlite: b.no_sqlite,
-        diff: b.diff,
-        frame_bytes: b.frame_bytes,
         empty_peer,
+        ..b.clone()
     }
 }
 

@@ -5,6 +5,7 @@
 mod plain_heed;
 mod sqlite;
 
+pub(crate) use plain_heed::open_env;
 pub use plain_heed::PlainHeed;
 pub use sqlite::Sqlite;
 

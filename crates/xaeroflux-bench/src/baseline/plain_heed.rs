@@ -43,9 +43,10 @@ pub struct PlainHeed {
     by_reference: Table,
 }
 
-/// Opens the LMDB environment: the crate's only unsafe call besides the counting allocator.
+/// Opens an LMDB environment (this one and the layout copy's): the crate's only unsafe call
+/// besides the counting allocator.
 #[allow(unsafe_code)]
-fn open_env(dir: &Path) -> heed::Result<Env<WithoutTls>> {
+pub(crate) fn open_env(dir: &Path) -> heed::Result<Env<WithoutTls>> {
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options.map_size(MAP_BYTES).max_dbs(DATABASES);
     // SAFETY: the map is only unsound if the file is changed behind LMDB's back. The directory
