@@ -20,6 +20,7 @@ mod merkle;
 mod query;
 mod read;
 mod set;
+mod staged;
 mod subscribe;
 mod tables;
 mod writer;

@@ -15,6 +15,7 @@ use crate::env::{self, Shared};
 use crate::error::{OpenError, WriteError};
 use crate::merkle::{self, MerkleError};
 use crate::set::SetKey;
+use crate::staged::Staged;
 use crate::subscribe::StoredEvent;
 use crate::tables::{
     self, decode_seq, kind_key, latest_key, seq_key, tombstone_key, Pos, Tables, DROPPED_DELETED,
@@ -454,6 +455,7 @@ impl Writer {
         let mut all = Vec::with_capacity(group.len());
         let mut stored = Vec::new();
         let mut set_changes = Vec::new();
+        let mut staged = Staged::new(stored_next);
         for cmd in group {
             let mut outcomes = Vec::with_capacity(cmd.events.len());
             for event in &cmd.events {
@@ -461,6 +463,7 @@ impl Writer {
                     t: &t,
                     txn: &mut txn,
                     set_changes: &mut set_changes,
+                    staged: &mut staged,
                 };
                 let outcome = apply.event(event.as_ref(), seq)?;
                 if let Outcome::Stored { seq: s } = outcome {
@@ -471,6 +474,7 @@ impl Writer {
             }
             all.push(outcomes);
         }
+        staged.put(&t, &mut txn)?;
         // The index sees the transaction's net changes, sorted: each page touched is read and
         // written once.
         merkle::apply(&t, &mut txn, &mut set_changes)?;
@@ -511,6 +515,8 @@ struct Apply<'a, 'e> {
     txn: &'a mut RwTxn<'e>,
     /// Set keys stored (+1) and removed (-1) by this transaction, for the Merkle index.
     set_changes: &'a mut Vec<(merkle::Key, i8)>,
+    /// The `ids` and index rows of the events this transaction stores, put at its end.
+    staged: &'a mut Staged,
 }
 
 impl Apply<'_, '_> {
@@ -518,7 +524,7 @@ impl Apply<'_, '_> {
         let t = self.t;
         let id = ev.id();
         let author = ev.author();
-        if t.ids.get(self.txn, &id.0)?.is_some() {
+        if self.seq_of(&id.0)?.is_some() {
             return Ok(Outcome::Duplicate);
         }
         if t.tombstones
@@ -559,10 +565,9 @@ impl Apply<'_, '_> {
         let author = deletion.author();
         t.tombstones
             .put(self.txn, &tombstone_key(&target.0, &author.0), &[])?;
-        let Some(target_seq) = t.ids.get(self.txn, &target.0)? else {
+        let Some(target_seq) = self.seq_of(&target.0)? else {
             return Ok(());
         };
-        let target_seq = decode_seq(target_seq).ok_or_else(|| corrupt("ids value is not a seq"))?;
         let old = self.load(target_seq)?;
         // Deletions themselves are not deletable: that would let an event come back.
         if old.header.author() != author || old.header.kind() == Kind::DELETION {
@@ -577,6 +582,19 @@ impl Apply<'_, '_> {
         self.remove(target_seq, &old)?;
         t.dropped.put(self.txn, &old.id.0, &[DROPPED_DELETED])?;
         Ok(())
+    }
+
+    /// The sequence number of a stored event, staged in this transaction or put before.
+    fn seq_of(&self, id: &[u8; 32]) -> Result<Option<u64>, Fail> {
+        if let Some(seq) = self.staged.seq_of(id) {
+            return Ok(Some(seq));
+        }
+        match self.t.ids.get(self.txn, id)? {
+            Some(v) => Ok(Some(
+                decode_seq(v).ok_or_else(|| corrupt("ids value is not a seq"))?,
+            )),
+            None => Ok(None),
+        }
     }
 
     fn load(&self, seq: u64) -> Result<StoredHeader, Fail> {
@@ -597,26 +615,33 @@ impl Apply<'_, '_> {
         let key = seq_key(seq);
         t.events
             .put_with_flags(self.txn, PutFlags::APPEND, &key, ev.body())?;
-        t.ids.put(self.txn, &ev.id().0, &key)?;
-        let pos = Pos {
-            created_at: ev.created_at(),
-            seq,
-        }
-        .encode();
-        t.by_author.put(self.txn, &ev.author().0, &pos)?;
-        t.by_kind.put(self.txn, &kind_key(ev.kind().0), &pos)?;
-        if !ev.topic().is_zero() {
-            t.by_topic.put(self.txn, &ev.topic().0, &pos)?;
-        }
-        if !ev.reference().is_zero() {
-            t.by_ref.put(self.txn, &ev.reference().0, &pos)?;
-        }
+        self.staged.stage(ev, seq);
         self.set_changes
             .push((set_key(ev.created_at(), ev.id()), 1));
         Ok(())
     }
 
     fn remove(&mut self, seq: u64, old: &StoredHeader) -> Result<(), Fail> {
+        let mut gone = self.t.events.delete(self.txn, &seq_key(seq))?;
+        if self.staged.holds(seq) {
+            // Stored earlier in this transaction: its other rows were never put.
+            gone &= self.staged.unstage(seq, &old.id.0);
+        } else {
+            gone &= self.remove_rows(seq, old)?;
+        }
+        if !gone {
+            return Err(corrupt(&format!(
+                "event {seq} was missing from an index on removal"
+            )));
+        }
+        self.set_changes
+            .push((set_key(old.header.created_at(), &old.id), -1));
+        Ok(())
+    }
+
+    /// Deletes the `ids` and index rows of an event put by an earlier transaction. False if
+    /// any is missing.
+    fn remove_rows(&mut self, seq: u64, old: &StoredHeader) -> Result<bool, Fail> {
         let t = self.t;
         let h = &old.header;
         let pos = Pos {
@@ -624,8 +649,7 @@ impl Apply<'_, '_> {
             seq,
         }
         .encode();
-        let mut gone = t.events.delete(self.txn, &seq_key(seq))?;
-        gone &= t.ids.delete(self.txn, &old.id.0)?;
+        let mut gone = t.ids.delete(self.txn, &old.id.0)?;
         gone &= t
             .by_author
             .delete_one_duplicate(self.txn, &h.author, &pos)?;
@@ -640,14 +664,7 @@ impl Apply<'_, '_> {
                 .by_ref
                 .delete_one_duplicate(self.txn, &h.reference, &pos)?;
         }
-        if !gone {
-            return Err(corrupt(&format!(
-                "event {seq} was missing from an index on removal"
-            )));
-        }
-        self.set_changes
-            .push((set_key(h.created_at(), &old.id), -1));
-        Ok(())
+        Ok(gone)
     }
 }
 
