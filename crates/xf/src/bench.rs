@@ -53,7 +53,7 @@ pub struct BenchArgs {
     pub empty_peer: bool,
     /// Events submitted ahead of their acknowledgement (append): the most one transaction
     /// can gather, as in `Node::ingest_stream`.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = IN_FLIGHT_EVENTS)]
     pub in_flight: usize,
     /// The store's `batch_events_max`: events folded into one transaction at most (append).
     #[arg(long, default_value_t = xaeroflux::StoreOptions::default().batch_events_max)]
@@ -236,18 +236,8 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
                 .collect()
         })
         .collect();
-    let t = Instant::now();
-    let mut tickets = std::collections::VecDeque::new();
-    for chunk in verified {
-        tickets.push_back(trusted_store.submit(chunk, Durability::Durable)?);
-        if tickets.len() > 2 {
-            tickets.pop_front().expect("non-empty").wait()?;
-        }
-    }
-    for t in tickets {
-        t.wait()?;
-    }
-    let trusted = rate(n, t.elapsed().as_nanos());
+    let trusted = trusted_append(&trusted_store, verified, IN_FLIGHT_EVENTS)?;
+    let trusted = trusted["events_per_s"].as_f64().unwrap_or(0.0);
     drop(trusted_store);
 
     // The baselines verify the same way, then write: what a straightforward engine would do.
@@ -285,6 +275,10 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
     }
     Ok(out)
 }
+
+/// Events the trusted append keeps unacknowledged in `xf bench ingest`: as many as
+/// `Node::ingest_stream` does, so the two rates compare.
+const IN_FLIGHT_EVENTS: usize = 8192;
 
 /// Tenths of a run: the rate of each tenth shows how writing slows as the store grows.
 const TENTHS: usize = 10;
