@@ -28,7 +28,12 @@ use crate::StoreOptions;
 pub enum Durability {
     /// fsync before the acknowledgement (the default).
     Durable,
-    /// Acknowledge after commit without fsync: survives a process crash, not a power loss.
+    /// Acknowledge after commit without fsync (LMDB's `MDB_NOSYNC`). The batch survives a crash
+    /// of this process. After an operating-system crash or a power loss, LMDB promises less
+    /// than "the last transactions are lost": unless the file system keeps writes in order,
+    /// the file itself may be damaged. Use it for what can be fetched again (sync, gossip),
+    /// and call [`crate::Store::sync`] at the end of a burst; a later durable commit flushes
+    /// it too.
     Relaxed,
 }
 
@@ -223,7 +228,21 @@ struct Writer {
 /// A failure inside a write transaction.
 enum Fail {
     MapFull,
+    /// An I/O error, which LMDB also reports for a short write on a full disk.
+    Io(WriteError),
     Other(WriteError),
+}
+
+/// Free bytes below which an I/O error on commit is taken for a full disk: LMDB turns the
+/// short `pwrite` of a full disk into EIO, and a disk that just filled has next to nothing
+/// left.
+const DISK_FULL_BYTES: u64 = 1 << 20;
+
+/// Whether the file system holding `dir` is (almost) out of space.
+fn disk_full(dir: &std::path::Path) -> bool {
+    rustix::fs::statvfs(dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize) < DISK_FULL_BYTES)
+        .unwrap_or(false)
 }
 
 impl From<heed::Error> for Fail {
@@ -231,6 +250,9 @@ impl From<heed::Error> for Fail {
         match e {
             // Another process grew the map past ours: growing ours adopts it.
             heed::Error::Mdb(heed::MdbError::MapFull | heed::MdbError::MapResized) => Fail::MapFull,
+            io @ (heed::Error::Io(_) | heed::Error::Mdb(heed::MdbError::Other(5))) => {
+                Fail::Io(WriteError::from_heed(io))
+            }
             other => Fail::Other(WriteError::from_heed(other)),
         }
     }
@@ -437,6 +459,11 @@ impl Writer {
                     env::grow_map(&self.shared, self.resize_wait)?;
                 }
                 Err(Fail::Other(e)) => return Err(e),
+                Err(Fail::Io(e @ WriteError::Storage(_))) if disk_full(&self.shared.path) => {
+                    debug_assert!(!matches!(e, WriteError::DiskFull));
+                    return Err(WriteError::DiskFull);
+                }
+                Err(Fail::Io(e)) => return Err(e),
             }
         }
     }
