@@ -544,9 +544,13 @@ impl<T: Transport> Engine<T> {
             self.cfg.topics.clone(),
             self.done_tx.clone(),
         );
+        let progress = runner::Progress {
+            window: self.cfg.progress_window,
+            bytes_min: self.cfg.progress_bytes_min,
+        };
         tokio::task::spawn_local(async move {
             let r = match open.await {
-                Ok(link) => runner::run(store, sync, topics, peer, link, start).await,
+                Ok(link) => runner::run(store, sync, topics, peer, link, start, progress).await,
                 Err(e) => Err(e.into()),
             };
             match start {

@@ -71,6 +71,25 @@ pub enum SyncFailure {
     /// Received events could not be stored.
     #[error("storing received events failed: {0}")]
     Store(String),
+    /// Fewer than the minimum bytes moved, either way, within one progress window: a stalled
+    /// or dripping peer. Not scored (a link can be that slow), but the session's slot is
+    /// freed. Fix: nothing; a later round tries again.
+    #[error("the session moved {bytes} B in {secs} s, under its minimum")]
+    TooSlow {
+        /// Bytes moved in the window.
+        bytes: u64,
+        /// The window.
+        secs: u64,
+    },
+}
+
+/// What a session must move, in whole frames either way, per window of time, to go on. Bulk
+/// transfers over slow links pass (50 KB/s moves 3 MB a minute); a peer that stalls or drips
+/// bytes to hold a session slot is cut off within a window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Progress {
+    pub window: Duration,
+    pub bytes_min: u64,
 }
 
 /// Score a peer loses for an invalid event or a frame over the cap: one such offence and a
@@ -99,7 +118,10 @@ impl SyncFailure {
                 _ => 0,
             },
             SyncFailure::Opening(_) => PENALTY_PROTOCOL,
-            SyncFailure::Busy | SyncFailure::Disjoint | SyncFailure::Store(_) => 0,
+            SyncFailure::Busy
+            | SyncFailure::Disjoint
+            | SyncFailure::Store(_)
+            | SyncFailure::TooSlow { .. } => 0,
         }
     }
 }
@@ -202,6 +224,7 @@ pub(crate) async fn run(
     peer: PeerId,
     mut link: SyncLink,
     start: Start,
+    progress: Progress,
 ) -> Result<SyncSummary, SyncFailure> {
     let started = Instant::now();
     let ours = cfg.frame_bytes_max;
@@ -260,7 +283,7 @@ pub(crate) async fn run(
     if matches!(start, Start::Initiator { .. }) {
         with_view(view, |src| session.start(src))?;
     }
-    let outcome = drive(&mut session, view, &mut link, &scope).await;
+    let outcome = drive(&mut session, view, &mut link, &scope, progress).await;
     if let Err(e) = &outcome {
         if e.penalty() > 0 {
             // Tell the peer why, and let that frame go out before the engine cuts the
@@ -286,9 +309,12 @@ async fn drive(
     view: &mut dyn Peer,
     link: &mut SyncLink,
     scope: &Scope,
+    progress: Progress,
 ) -> Result<(), SyncFailure> {
     let mut writes: VecDeque<PendingWrite> = VecDeque::new();
     let mut out: Option<Vec<u8>> = None;
+    let mut window_end = tokio::time::Instant::now() + progress.window;
+    let mut moved: u64 = 0;
     let mut scope_checked = session.role() == xaeroflux_sync::Role::Initiator;
     let result = loop {
         if out.is_none() {
@@ -304,6 +330,7 @@ async fn drive(
                     Some(Err(e)) => break Err(e.into()),
                     None => break Err(LinkError::Io("the peer closed the stream".into()).into()),
                 };
+                moved += frame.len() as u64;
                 let now = crate::now_ms();
                 let events = match with_view(view, |src| session.handle_frame(src, &frame, now)) {
                     Ok(received) => received.events,
@@ -332,9 +359,23 @@ async fn drive(
                 }
             }
             permit = link.tx.reserve(), if out.is_some() => match permit {
-                Ok(permit) => permit.send(out.take().expect("guarded by the branch condition")),
+                Ok(permit) => {
+                    let frame = out.take().expect("guarded by the branch condition");
+                    moved += frame.len() as u64;
+                    permit.send(frame)
+                }
                 Err(_) => break Err(LinkError::Io("the stream's writer stopped".into()).into()),
             },
+            _ = tokio::time::sleep_until(window_end) => {
+                if moved < progress.bytes_min {
+                    break Err(SyncFailure::TooSlow {
+                        bytes: moved,
+                        secs: progress.window.as_secs(),
+                    });
+                }
+                moved = 0;
+                window_end = tokio::time::Instant::now() + progress.window;
+            }
         }
     };
     // Whatever ended the session, what it received is stored before it reports.
