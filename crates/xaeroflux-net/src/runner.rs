@@ -8,10 +8,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use xaeroflux_event::Topic;
-use xaeroflux_store::Store;
+use xaeroflux_store::{Durability, Store, Ticket};
 use xaeroflux_sync::{
-    LocalError, Peer, PendingWrite, Scope, ScopedStore, Session, SessionStats, SyncConfig,
-    SyncError, SyncSource,
+    LocalError, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig, SyncError, SyncSource,
 };
 
 use crate::transport::{LinkError, PeerId, SyncLink};
@@ -283,7 +282,7 @@ pub(crate) async fn run(
     if matches!(start, Start::Initiator { .. }) {
         with_view(view, |src| session.start(src))?;
     }
-    let outcome = drive(&mut session, view, &mut link, &scope, progress).await;
+    let outcome = drive(&mut session, view, &store, &mut link, &scope, progress).await;
     if let Err(e) = &outcome {
         if e.penalty() > 0 {
             // Tell the peer why, and let that frame go out before the engine cuts the
@@ -307,11 +306,12 @@ pub(crate) async fn run(
 async fn drive(
     session: &mut Session,
     view: &mut dyn Peer,
+    store: &Store,
     link: &mut SyncLink,
     scope: &Scope,
     progress: Progress,
 ) -> Result<(), SyncFailure> {
-    let mut writes: VecDeque<PendingWrite> = VecDeque::new();
+    let mut writes: VecDeque<Ticket> = VecDeque::new();
     let mut out: Option<Vec<u8>> = None;
     let mut window_end = tokio::time::Instant::now() + progress.window;
     let mut moved: u64 = 0;
@@ -348,12 +348,14 @@ async fn drive(
                     }
                 }
                 if !events.is_empty() {
-                    match view.store(events) {
-                        Ok(Some(w)) => writes.push_back(w),
-                        Ok(None) => {}
+                    // Relaxed: a peer can send them again; the engine flushes when the
+                    // session ends. Awaited, never waited on: the thread runs other peers
+                    // meanwhile.
+                    match store.submit(events, Durability::Relaxed) {
+                        Ok(ticket) => writes.push_back(ticket),
                         Err(e) => break Err(SyncFailure::Store(e.to_string())),
                     }
-                    if let Err(e) = wait_writes(&mut writes, WRITES_AHEAD) {
+                    if let Err(e) = settle_writes(&mut writes, WRITES_AHEAD).await {
                         break Err(e);
                     }
                 }
@@ -379,16 +381,17 @@ async fn drive(
         }
     };
     // Whatever ended the session, what it received is stored before it reports.
-    let flushed = wait_writes(&mut writes, 0);
+    let flushed = settle_writes(&mut writes, 0).await;
     result?;
     flushed
 }
 
-fn wait_writes(writes: &mut VecDeque<PendingWrite>, left: usize) -> Result<(), SyncFailure> {
+/// Awaits the oldest writes until at most `left` are in flight; the first failure wins.
+async fn settle_writes(writes: &mut VecDeque<Ticket>, left: usize) -> Result<(), SyncFailure> {
     let mut first = Ok(());
     while writes.len() > left {
-        if let Some(w) = writes.pop_front() {
-            if let Err(e) = w() {
+        if let Some(ticket) = writes.pop_front() {
+            if let Err(e) = ticket.await {
                 if first.is_ok() {
                     first = Err(SyncFailure::Store(e.to_string()));
                 }
