@@ -317,6 +317,13 @@ async fn drive(
     let mut moved: u64 = 0;
     let mut scope_checked = session.role() == xaeroflux_sync::Role::Initiator;
     let result = loop {
+        if out.is_none() && session.peer_done() && !writes.is_empty() {
+            // What comes next may be this side's `Done`, which tells the peer its events
+            // are here: they must be stored first.
+            if let Err(e) = settle_writes(&mut writes, 0).await {
+                break Err(e);
+            }
+        }
         if out.is_none() {
             out = with_view(view, |src| session.poll_frame(src))?;
         }
