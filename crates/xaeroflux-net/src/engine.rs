@@ -256,8 +256,12 @@ impl<T: Transport> Engine<T> {
             }
         }
         self.close_connections().await;
-        self.finish_writes(0);
-        if let Err(e) = self.store.sync() {
+        self.finish_writes().await;
+        let flushed = match self.store.flush() {
+            Ok(flush) => flush.await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
             warn!(error = %e, "flushing received events failed");
         }
         self.peers.all_disconnected(crate::now_ms());
@@ -341,7 +345,7 @@ impl<T: Transport> Engine<T> {
     /// Gossips what other processes (`xf post` beside a running node) stored: asks the
     /// writer on one tick, and takes its answer on a later one, never waiting for it.
     fn follow_store(&mut self) {
-        match self.following.as_ref().map(FollowTicket::try_wait) {
+        match self.following.as_mut().map(FollowTicket::try_wait) {
             None => {}
             Some(None) => return,
             Some(Some(Err(e))) => {
@@ -485,10 +489,16 @@ impl<T: Transport> Engine<T> {
             return;
         }
         let id = *ev.id();
+        self.reap_writes();
+        if self.gossip_writes.len() >= GOSSIP_WRITES_AHEAD {
+            // The writer is behind (a bulk sync): the loop never waits for it. The event is
+            // verified and forwarded; anti-entropy stores it later.
+            debug!(%id, "writer busy: gossiped event left to anti-entropy");
+            return;
+        }
         match self.store.submit(vec![ev], Durability::Relaxed) {
             Ok(ticket) => {
                 self.gossip_writes.push_back(ticket);
-                self.finish_writes(GOSSIP_WRITES_AHEAD);
                 self.emit(NetEvent::Gossiped { id, from });
             }
             Err(e) => warn!(error = %e, "storing a gossiped event failed"),
@@ -497,7 +507,7 @@ impl<T: Transport> Engine<T> {
 
     /// Drops the gossip writes already done (reporting failures), without waiting for any.
     fn reap_writes(&mut self) {
-        while let Some(done) = self.gossip_writes.front().and_then(Ticket::try_wait) {
+        while let Some(done) = self.gossip_writes.front_mut().and_then(Ticket::try_wait) {
             self.gossip_writes.pop_front();
             if let Err(e) = done {
                 warn!(error = %e, "storing a gossiped event failed");
@@ -505,12 +515,11 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    fn finish_writes(&mut self, left: usize) {
-        while self.gossip_writes.len() > left {
-            if let Some(t) = self.gossip_writes.pop_front() {
-                if let Err(e) = t.wait() {
-                    warn!(error = %e, "storing a gossiped event failed");
-                }
+    /// Awaits every gossip write still in flight (when stopping).
+    async fn finish_writes(&mut self) {
+        while let Some(ticket) = self.gossip_writes.pop_front() {
+            if let Err(e) = ticket.await {
+                warn!(error = %e, "storing a gossiped event failed");
             }
         }
     }
@@ -544,9 +553,13 @@ impl<T: Transport> Engine<T> {
             self.cfg.topics.clone(),
             self.done_tx.clone(),
         );
+        let progress = runner::Progress {
+            window: self.cfg.progress_window,
+            bytes_min: self.cfg.progress_bytes_min,
+        };
         tokio::task::spawn_local(async move {
             let r = match open.await {
-                Ok(link) => runner::run(store, sync, topics, peer, link, start).await,
+                Ok(link) => runner::run(store, sync, topics, peer, link, start, progress).await,
                 Err(e) => Err(e.into()),
             };
             match start {
@@ -589,8 +602,16 @@ impl<T: Transport> Engine<T> {
                     self.retries.remove(&peer);
                 }
                 if s.events_received > 0 {
-                    if let Err(e) = self.store.sync() {
-                        warn!(error = %e, "flushing received events failed");
+                    // The writer thread does the fsync; this loop goes on.
+                    match self.store.flush() {
+                        Ok(flush) => {
+                            tokio::task::spawn_local(async move {
+                                if let Err(e) = flush.await {
+                                    warn!(error = %e, "flushing received events failed");
+                                }
+                            });
+                        }
+                        Err(e) => warn!(error = %e, "flushing received events failed"),
                     }
                 }
                 self.emit(NetEvent::Synced(summary));

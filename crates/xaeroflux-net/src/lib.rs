@@ -80,8 +80,13 @@ pub struct NetConfig {
     pub redial_max: Duration,
     /// Period of the loop's upkeep (due redials, peer table, pending writes).
     pub tick: Duration,
-    /// A sync stream silent this long fails.
+    /// A sync stream on which no whole frame moved either way for this long fails.
     pub idle_timeout: Duration,
+    /// A session must move `progress_bytes_min` bytes, either way, in every window this long,
+    /// or it ends (a stalled or dripping peer frees its slot; nobody is scored for it).
+    pub progress_window: Duration,
+    /// Bytes a session moves per `progress_window` at least.
+    pub progress_bytes_min: u64,
     /// Gossip messages accepted from one peer per second (twice that in a burst); beyond, they
     /// are dropped unread and anti-entropy fetches what was real.
     pub gossip_per_peer_per_sec: u32,
@@ -119,6 +124,8 @@ impl Default for NetConfig {
             redial_max: Duration::from_secs(60),
             tick: Duration::from_millis(250),
             idle_timeout: Duration::from_secs(60),
+            progress_window: Duration::from_secs(60),
+            progress_bytes_min: 16 << 10,
             inbound_sessions_max: 8,
             gossip_per_peer_per_sec: 1000,
             peers_file: None,

@@ -8,10 +8,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use xaeroflux_event::Topic;
-use xaeroflux_store::Store;
+use xaeroflux_store::{Durability, Store, Ticket};
 use xaeroflux_sync::{
-    LocalError, Peer, PendingWrite, Scope, ScopedStore, Session, SessionStats, SyncConfig,
-    SyncError, SyncSource,
+    LocalError, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig, SyncError, SyncSource,
 };
 
 use crate::transport::{LinkError, PeerId, SyncLink};
@@ -71,6 +70,25 @@ pub enum SyncFailure {
     /// Received events could not be stored.
     #[error("storing received events failed: {0}")]
     Store(String),
+    /// Fewer than the minimum bytes moved, either way, within one progress window: a stalled
+    /// or dripping peer. Not scored (a link can be that slow), but the session's slot is
+    /// freed. Fix: nothing; a later round tries again.
+    #[error("the session moved {bytes} B in {secs} s, under its minimum")]
+    TooSlow {
+        /// Bytes moved in the window.
+        bytes: u64,
+        /// The window.
+        secs: u64,
+    },
+}
+
+/// What a session must move, in whole frames either way, per window of time, to go on. Bulk
+/// transfers over slow links pass (50 KB/s moves 3 MB a minute); a peer that stalls or drips
+/// bytes to hold a session slot is cut off within a window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Progress {
+    pub window: Duration,
+    pub bytes_min: u64,
 }
 
 /// Score a peer loses for an invalid event or a frame over the cap: one such offence and a
@@ -99,7 +117,10 @@ impl SyncFailure {
                 _ => 0,
             },
             SyncFailure::Opening(_) => PENALTY_PROTOCOL,
-            SyncFailure::Busy | SyncFailure::Disjoint | SyncFailure::Store(_) => 0,
+            SyncFailure::Busy
+            | SyncFailure::Disjoint
+            | SyncFailure::Store(_)
+            | SyncFailure::TooSlow { .. } => 0,
         }
     }
 }
@@ -202,6 +223,7 @@ pub(crate) async fn run(
     peer: PeerId,
     mut link: SyncLink,
     start: Start,
+    progress: Progress,
 ) -> Result<SyncSummary, SyncFailure> {
     let started = Instant::now();
     let ours = cfg.frame_bytes_max;
@@ -260,7 +282,7 @@ pub(crate) async fn run(
     if matches!(start, Start::Initiator { .. }) {
         with_view(view, |src| session.start(src))?;
     }
-    let outcome = drive(&mut session, view, &mut link, &scope).await;
+    let outcome = drive(&mut session, view, &store, &mut link, &scope, progress).await;
     if let Err(e) = &outcome {
         if e.penalty() > 0 {
             // Tell the peer why, and let that frame go out before the engine cuts the
@@ -284,13 +306,24 @@ pub(crate) async fn run(
 async fn drive(
     session: &mut Session,
     view: &mut dyn Peer,
+    store: &Store,
     link: &mut SyncLink,
     scope: &Scope,
+    progress: Progress,
 ) -> Result<(), SyncFailure> {
-    let mut writes: VecDeque<PendingWrite> = VecDeque::new();
+    let mut writes: VecDeque<Ticket> = VecDeque::new();
     let mut out: Option<Vec<u8>> = None;
+    let mut window_end = tokio::time::Instant::now() + progress.window;
+    let mut moved: u64 = 0;
     let mut scope_checked = session.role() == xaeroflux_sync::Role::Initiator;
     let result = loop {
+        if out.is_none() && session.peer_done() && !writes.is_empty() {
+            // What comes next may be this side's `Done`, which tells the peer its events
+            // are here: they must be stored first.
+            if let Err(e) = settle_writes(&mut writes, 0).await {
+                break Err(e);
+            }
+        }
         if out.is_none() {
             out = with_view(view, |src| session.poll_frame(src))?;
         }
@@ -304,6 +337,7 @@ async fn drive(
                     Some(Err(e)) => break Err(e.into()),
                     None => break Err(LinkError::Io("the peer closed the stream".into()).into()),
                 };
+                moved += frame.len() as u64;
                 let now = crate::now_ms();
                 let events = match with_view(view, |src| session.handle_frame(src, &frame, now)) {
                     Ok(received) => received.events,
@@ -321,33 +355,50 @@ async fn drive(
                     }
                 }
                 if !events.is_empty() {
-                    match view.store(events) {
-                        Ok(Some(w)) => writes.push_back(w),
-                        Ok(None) => {}
+                    // Relaxed: a peer can send them again; the engine flushes when the
+                    // session ends. Awaited, never waited on: the thread runs other peers
+                    // meanwhile.
+                    match store.submit(events, Durability::Relaxed) {
+                        Ok(ticket) => writes.push_back(ticket),
                         Err(e) => break Err(SyncFailure::Store(e.to_string())),
                     }
-                    if let Err(e) = wait_writes(&mut writes, WRITES_AHEAD) {
+                    if let Err(e) = settle_writes(&mut writes, WRITES_AHEAD).await {
                         break Err(e);
                     }
                 }
             }
             permit = link.tx.reserve(), if out.is_some() => match permit {
-                Ok(permit) => permit.send(out.take().expect("guarded by the branch condition")),
+                Ok(permit) => {
+                    let frame = out.take().expect("guarded by the branch condition");
+                    moved += frame.len() as u64;
+                    permit.send(frame)
+                }
                 Err(_) => break Err(LinkError::Io("the stream's writer stopped".into()).into()),
             },
+            _ = tokio::time::sleep_until(window_end) => {
+                if moved < progress.bytes_min {
+                    break Err(SyncFailure::TooSlow {
+                        bytes: moved,
+                        secs: progress.window.as_secs(),
+                    });
+                }
+                moved = 0;
+                window_end = tokio::time::Instant::now() + progress.window;
+            }
         }
     };
     // Whatever ended the session, what it received is stored before it reports.
-    let flushed = wait_writes(&mut writes, 0);
+    let flushed = settle_writes(&mut writes, 0).await;
     result?;
     flushed
 }
 
-fn wait_writes(writes: &mut VecDeque<PendingWrite>, left: usize) -> Result<(), SyncFailure> {
+/// Awaits the oldest writes until at most `left` are in flight; the first failure wins.
+async fn settle_writes(writes: &mut VecDeque<Ticket>, left: usize) -> Result<(), SyncFailure> {
     let mut first = Ok(());
     while writes.len() > left {
-        if let Some(w) = writes.pop_front() {
-            if let Err(e) = w() {
+        if let Some(ticket) = writes.pop_front() {
+            if let Err(e) = ticket.await {
                 if first.is_ok() {
                     first = Err(SyncFailure::Store(e.to_string()));
                 }

@@ -60,10 +60,14 @@ struct Node {
 }
 
 fn node(seed: u8, initial: Vec<VerifiedEvent>) -> Node {
+    node_with(seed, initial, loopback())
+}
+
+fn node_with(seed: u8, initial: Vec<VerifiedEvent>, cfg: NetConfig) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.ingest(initial).unwrap();
-    let net = NetHandle::start(store.clone(), [seed; 32], loopback()).unwrap();
+    let net = NetHandle::start(store.clone(), [seed; 32], cfg).unwrap();
     Node {
         store,
         net,
@@ -599,4 +603,65 @@ fn hostile_peers_are_cut_off_and_blocked_while_an_honest_peer_keeps_syncing() {
             .any(|e| matches!(e, NetEvent::Connected { peer, .. } if *peer == h1.peer)),
         "the victim reported a connection from a blocked peer"
     );
+}
+
+#[test]
+fn a_dripping_or_stalled_peer_loses_its_session_within_a_window() {
+    // Windows of 2 s that must each move 16 KiB: a peer that keeps the stream alive with a
+    // few bytes a second (never idle) still loses the session, and is not scored for it.
+    let cfg = NetConfig {
+        progress_window: Duration::from_secs(2),
+        ..loopback()
+    };
+    let victim = node_with(51, events(1, 0, 10, "drip"), cfg);
+    let victim_id = victim.net.peer_id();
+    let victim_addr = listen_addr(&victim.net);
+    let mut watch = Watch {
+        rx: victim.net.events().clone(),
+        log: Vec::new(),
+    };
+    let h = Hostile::new();
+    h.connect(&victim_addr, victim_id);
+
+    // Drip: one byte of a message that never ends, every 200 ms.
+    let mut s = h.session(victim_id);
+    let started = Instant::now();
+    let mut dripped = 0;
+    let ev = loop {
+        h.write(&mut s, &[1, 0, b'x']);
+        dripped += 1;
+        watch.drain();
+        if let Some(ev) = watch.log.iter().find(|e| failed_for(h.peer)(e)) {
+            break ev.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a dripping peer kept its session for {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let NetEvent::SyncFailed { error, penalty, .. } = ev else {
+        unreachable!()
+    };
+    eprintln!(
+        "drip of {dripped} frames: session ended after {:?}: {error}",
+        started.elapsed()
+    );
+    assert!(error.contains("under its minimum"), "{error}");
+    assert_eq!(penalty, 0, "a slow peer is not scored");
+    drop(s);
+
+    // Stall: a session opened and then never read from or written to.
+    let mark = watch.log.len();
+    let s = h.session(victim_id);
+    let started = Instant::now();
+    watch.until(
+        "the stalled session's end",
+        Duration::from_secs(10),
+        failed_for(h.peer),
+    );
+    eprintln!("stalled session ended after {:?}", started.elapsed());
+    assert!(watch.since(mark).count() >= 1);
+    drop(s);
 }

@@ -262,3 +262,56 @@ fn out_of_range_settings_are_refused_at_start() {
         "{r:?}"
     );
 }
+
+#[test]
+fn the_network_thread_serves_other_peers_while_the_writer_is_stalled() {
+    // A's writer is held up: its map is small, and a read transaction the test keeps open stops
+    // it from growing while B streams thousands of events at A. Meanwhile C, which lacks what A
+    // holds, must still get it: A's network thread may not wait on its writer.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        xaeroflux_store::StoreOptions {
+            map_bytes_initial: 2 << 20,
+            resize_wait_ms: 20_000,
+            ..xaeroflux_store::StoreOptions::default()
+        },
+    )
+    .unwrap();
+    store.ingest(events(1, 0, 300, "a")).unwrap();
+    let mut cfg = loopback(false);
+    cfg.anti_entropy = Duration::from_secs(3600);
+    let a_net = NetHandle::start(store.clone(), [41; 32], cfg.clone()).unwrap();
+    let a_addr = first_listen(&a_net, "/quic-v1");
+
+    let reader = store.read().unwrap();
+    let mut b_cfg = cfg.clone();
+    b_cfg.bootstrap = vec![a_addr.clone()];
+    let b = node(42, &events(2, 0, 15_000, "b"), b_cfg);
+    // Let B's bulk session fill A's writer queue and map.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut c_cfg = cfg;
+    c_cfg.bootstrap = vec![a_addr];
+    let started = Instant::now();
+    let c = node(43, &[], c_cfg);
+    let got = wait_until("C gets A's events", Duration::from_secs(15), || {
+        root(&c.store).1 >= 300
+    });
+    let stored = root(&store).1;
+    eprintln!("C got A's 300 events in {got:?}; A held {stored} of the 15,300 events by then");
+    assert!(
+        stored < 15_300,
+        "the writer was not held up: the test proves nothing"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "A's network waited on its writer"
+    );
+    drop(reader);
+    // Once the reader is gone the writer grows the map and takes in the rest.
+    wait_until("A stores B's events", Duration::from_secs(60), || {
+        root(&store).1 == 15_300
+    });
+    drop((b, c, a_net));
+}

@@ -97,7 +97,7 @@ pub enum WriteError {
     #[error("the store's writer has stopped")]
     Closed,
     /// The disk is full. Fix: free space; the batch was not stored.
-    #[error("disk full: the batch was not stored")]
+    #[error("no space left on device: the batch was not stored")]
     DiskFull,
     /// The map needed to grow but readers held it past the wait. Fix: keep read transactions
     /// short, then retry.

@@ -33,7 +33,7 @@ pub use query::{
 pub use read::{ReadTxn, SetBoundary, SetRoot, Stats, TableStats};
 pub use set::{Accum, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
-pub use writer::{Durability, FollowTicket, Followed, Outcome, Ticket};
+pub use writer::{Durability, FlushTicket, FollowTicket, Followed, Outcome, Ticket};
 pub use xaeroflux_event::EventRef;
 
 use std::path::{Path, PathBuf};
@@ -134,6 +134,13 @@ impl Store {
     /// or poll it with [`FollowTicket::try_wait`].
     pub fn follow(&self, events_max: usize) -> Result<FollowTicket, WriteError> {
         self.inner.follow(events_max)
+    }
+
+    /// Asks the writer thread to force everything committed so far to disk, and returns at
+    /// once: the ticket resolves after the fsync (awaitable, so a network thread never waits
+    /// on the disk).
+    pub fn flush(&self) -> Result<FlushTicket, WriteError> {
+        self.inner.flush()
     }
 
     /// Forces everything committed so far to disk (useful after `Relaxed` writes).

@@ -2,12 +2,16 @@
 //! (group commit), commits, and only then acknowledges.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::{Bound, Range};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use futures_channel::oneshot;
 use heed::{PutFlags, RwTxn};
 use xaeroflux_event::{EventId, EventRef, Header, Kind, VerifiedEvent};
 
@@ -29,7 +33,12 @@ use crate::StoreOptions;
 pub enum Durability {
     /// fsync before the acknowledgement (the default).
     Durable,
-    /// Acknowledge after commit without fsync: survives a process crash, not a power loss.
+    /// Acknowledge after commit without fsync (LMDB's `MDB_NOSYNC`). The batch survives a crash
+    /// of this process. After an operating-system crash or a power loss, LMDB promises less
+    /// than "the last transactions are lost": unless the file system keeps writes in order,
+    /// the file itself may be damaged. Use it for what can be fetched again (sync, gossip),
+    /// and call [`crate::Store::sync`] at the end of a burst; a later durable commit flushes
+    /// it too.
     Relaxed,
 }
 
@@ -50,26 +59,90 @@ pub enum Outcome {
     Superseded,
 }
 
-/// A pending write; [`Ticket::wait`] blocks until the batch is stored.
+/// A pending write. [`Ticket::wait`] blocks until the batch is stored; an async caller (the
+/// network thread) awaits the ticket itself instead, which never blocks its thread.
 #[must_use = "a write is acknowledged only through its ticket"]
 pub struct Ticket {
-    rx: Receiver<Result<Vec<Outcome>, WriteError>>,
+    rx: Answer<Vec<Outcome>>,
 }
 
 impl Ticket {
     /// Waits for the batch's transaction to commit (and reach the disk, if durable).
     pub fn wait(self) -> Result<Vec<Outcome>, WriteError> {
-        self.rx.recv().unwrap_or(Err(WriteError::Closed))
+        self.rx.wait()
     }
 
     /// The batch's outcome if it is decided, without waiting; `None` while it is still queued
     /// or being written. Once it returned `Some`, the ticket is spent.
-    pub fn try_wait(&self) -> Option<Result<Vec<Outcome>, WriteError>> {
+    pub fn try_wait(&mut self) -> Option<Result<Vec<Outcome>, WriteError>> {
+        self.rx.try_take()
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<Vec<Outcome>, WriteError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx)
+    }
+}
+
+/// The writer's answer to one command: a one-shot channel that can be waited on by a thread
+/// or awaited by a task.
+struct Answer<T> {
+    rx: oneshot::Receiver<Result<T, WriteError>>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
+
+fn answer<T>() -> (Reply<T>, Answer<T>) {
+    let (tx, rx) = oneshot::channel();
+    (tx, Answer { rx })
+}
+
+impl<T> Answer<T> {
+    fn wait(self) -> Result<T, WriteError> {
+        block_on(self)
+    }
+
+    fn try_take(&mut self) -> Option<Result<T, WriteError>> {
         match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(WriteError::Closed)),
+            Ok(Some(r)) => Some(r),
+            Ok(None) => None,
+            Err(oneshot::Canceled) => Some(Err(WriteError::Closed)),
         }
+    }
+}
+
+impl<T> Future for Answer<T> {
+    type Output = Result<T, WriteError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(WriteError::Closed)))
+    }
+}
+
+/// Wakes a thread parked in [`block_on`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on this thread, parking between polls.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
     }
 }
 
@@ -88,23 +161,40 @@ pub struct Followed {
 /// A pending [`crate::Store::follow`]; resolves like a [`Ticket`].
 #[must_use = "the events are handed out only through the ticket"]
 pub struct FollowTicket {
-    rx: Receiver<Result<Followed, WriteError>>,
+    rx: Answer<Followed>,
 }
 
 impl FollowTicket {
     /// Waits for the writer's answer.
     pub fn wait(self) -> Result<Followed, WriteError> {
-        self.rx.recv().unwrap_or(Err(WriteError::Closed))
+        self.rx.wait()
     }
 
     /// The answer if it is ready, without waiting (`None` while the writer is busy). Once it
     /// returned `Some`, the ticket is spent.
-    pub fn try_wait(&self) -> Option<Result<Followed, WriteError>> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(WriteError::Closed)),
-        }
+    pub fn try_wait(&mut self) -> Option<Result<Followed, WriteError>> {
+        self.rx.try_take()
+    }
+}
+
+/// A pending [`crate::Store::flush`].
+#[must_use = "the flush is confirmed only through the ticket"]
+pub struct FlushTicket {
+    rx: Answer<()>,
+}
+
+impl FlushTicket {
+    /// Waits until everything committed before the flush was asked for is on disk.
+    pub fn wait(self) -> Result<(), WriteError> {
+        self.rx.wait()
+    }
+}
+
+impl Future for FlushTicket {
+    type Output = Result<(), WriteError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx)
     }
 }
 
@@ -112,11 +202,14 @@ enum Command {
     Write {
         events: Vec<VerifiedEvent>,
         durability: Durability,
-        ack: Sender<Result<Vec<Outcome>, WriteError>>,
+        ack: Reply<Vec<Outcome>>,
     },
     Follow {
         events_max: usize,
-        ack: Sender<Result<Followed, WriteError>>,
+        ack: Reply<Followed>,
+    },
+    Flush {
+        ack: Reply<()>,
     },
 }
 
@@ -177,7 +270,7 @@ impl Handle {
                 max: self.batch_events_max,
             });
         }
-        let (ack, rx) = bounded(1);
+        let (ack, rx) = answer();
         tx.send(Command::Write {
             events,
             durability,
@@ -189,10 +282,18 @@ impl Handle {
 
     pub(crate) fn follow(&self, events_max: usize) -> Result<FollowTicket, WriteError> {
         let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
-        let (ack, rx) = bounded(1);
+        let (ack, rx) = answer();
         tx.send(Command::Follow { events_max, ack })
             .map_err(|_| WriteError::Closed)?;
         Ok(FollowTicket { rx })
+    }
+
+    pub(crate) fn flush(&self) -> Result<FlushTicket, WriteError> {
+        let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
+        let (ack, rx) = answer();
+        tx.send(Command::Flush { ack })
+            .map_err(|_| WriteError::Closed)?;
+        Ok(FlushTicket { rx })
     }
 }
 
@@ -224,7 +325,21 @@ struct Writer {
 /// A failure inside a write transaction.
 enum Fail {
     MapFull,
+    /// An I/O error, which LMDB also reports for a short write on a full disk.
+    Io(WriteError),
     Other(WriteError),
+}
+
+/// Free bytes below which an I/O error on commit is taken for a full disk: LMDB turns the
+/// short `pwrite` of a full disk into EIO, and a disk that just filled has next to nothing
+/// left.
+const DISK_FULL_BYTES: u64 = 1 << 20;
+
+/// Whether the file system holding `dir` is (almost) out of space.
+fn disk_full(dir: &std::path::Path) -> bool {
+    rustix::fs::statvfs(dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize) < DISK_FULL_BYTES)
+        .unwrap_or(false)
 }
 
 impl From<heed::Error> for Fail {
@@ -232,6 +347,9 @@ impl From<heed::Error> for Fail {
         match e {
             // Another process grew the map past ours: growing ours adopts it.
             heed::Error::Mdb(heed::MdbError::MapFull | heed::MdbError::MapResized) => Fail::MapFull,
+            io @ (heed::Error::Io(_) | heed::Error::Mdb(heed::MdbError::Other(5))) => {
+                Fail::Io(WriteError::from_heed(io))
+            }
             other => Fail::Other(WriteError::from_heed(other)),
         }
     }
@@ -277,7 +395,9 @@ impl Writer {
     fn run(&mut self, rx: Receiver<Command>) {
         while let Ok(first) = rx.recv() {
             let mut writes = Vec::new();
+            let mut acks = Vec::new();
             let mut follows = Vec::new();
+            let mut flushes = Vec::new();
             let mut events = 0;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
@@ -291,25 +411,34 @@ impl Writer {
                         writes.push(Write {
                             events: evs,
                             durability,
-                            ack,
                         });
+                        acks.push(ack);
                     }
                     Command::Follow { events_max, ack } => follows.push((events_max, ack)),
+                    Command::Flush { ack } => flushes.push(ack),
                 }
                 if events < self.batch_events_max {
                     next = rx.try_recv().ok();
                 }
             }
             if !writes.is_empty() {
-                self.write_group(&writes);
+                self.write_group(&writes, acks);
             }
             for (events_max, ack) in follows {
                 let _ = ack.send(self.follow(events_max));
             }
+            if !flushes.is_empty() {
+                // One fsync answers every flush asked for before it ran.
+                let synced = self.shared.env.force_sync().map_err(WriteError::from_heed);
+                for ack in flushes {
+                    let _ = ack.send(synced.clone());
+                }
+            }
         }
     }
 
-    fn write_group(&mut self, group: &[Write]) {
+    fn write_group(&mut self, group: &[Write], acks: Vec<Reply<Vec<Outcome>>>) {
+        debug_assert_eq!(group.len(), acks.len());
         match self.commit_group(group) {
             Ok((outcomes, stored, external)) => {
                 if external {
@@ -318,13 +447,13 @@ impl Writer {
                     self.shared.subscribers.lag_all();
                 }
                 self.shared.subscribers.publish(&stored);
-                for (cmd, out) in group.iter().zip(outcomes) {
-                    let _ = cmd.ack.send(Ok(out));
+                for (ack, out) in acks.into_iter().zip(outcomes) {
+                    let _ = ack.send(Ok(out));
                 }
             }
             Err(e) => {
-                for cmd in group {
-                    let _ = cmd.ack.send(Err(e.clone()));
+                for ack in acks {
+                    let _ = ack.send(Err(e.clone()));
                 }
             }
         }
@@ -438,6 +567,11 @@ impl Writer {
                     env::grow_map(&self.shared, self.resize_wait)?;
                 }
                 Err(Fail::Other(e)) => return Err(e),
+                Err(Fail::Io(e @ WriteError::Storage(_))) if disk_full(&self.shared.path) => {
+                    debug_assert!(!matches!(e, WriteError::DiskFull));
+                    return Err(WriteError::DiskFull);
+                }
+                Err(Fail::Io(e)) => return Err(e),
             }
         }
     }
@@ -490,7 +624,6 @@ impl Writer {
 struct Write {
     events: Vec<VerifiedEvent>,
     durability: Durability,
-    ack: Sender<Result<Vec<Outcome>, WriteError>>,
 }
 
 /// Outcomes per write, the newly stored events, and whether another process had written.

@@ -52,7 +52,7 @@ fn stores_reads_and_reports_duplicates() {
 fn a_ticket_can_be_polled_until_its_batch_is_written() {
     let (_d, store) = store();
     let post = who(1).sign(&Draft::post(T0, "polled"));
-    let ticket = store.submit(vec![post], Durability::Relaxed).unwrap();
+    let mut ticket = store.submit(vec![post], Durability::Relaxed).unwrap();
     let start = std::time::Instant::now();
     let outcome = loop {
         if let Some(outcome) = ticket.try_wait() {

@@ -58,8 +58,9 @@ impl SyncSource for ReadTxn<'_> {
     }
 }
 
-/// Received events are written with relaxed durability (they survive a crash of this process,
-/// and a later session fetches whatever a power loss took); call [`Store::sync`] at the end.
+/// Received events are written with relaxed durability: they survive a crash of this process,
+/// not necessarily one of the operating system (see [`xaeroflux_store::Durability::Relaxed`]);
+/// call [`Store::sync`] at the end.
 impl Peer for Store {
     fn with_source(
         &self,

@@ -188,6 +188,11 @@ impl Session {
         self.sent_done && self.peer_done
     }
 
+    /// Whether the peer said it has sent everything it owes (`Done`).
+    pub fn peer_done(&self) -> bool {
+        self.peer_done
+    }
+
     /// Whether reconciliation is over on this side.
     pub fn is_reconciled(&self) -> bool {
         self.recon_done
@@ -256,7 +261,10 @@ impl Session {
         let events = self.next_events(view)?;
         if !events.is_empty() {
             self.queue(&Message::Events(events));
-        } else if self.recon_done {
+        } else if self.recon_done && (self.peer_done || self.role() == Role::Initiator) {
+            // The responder answers the initiator's `Done` only: its own `Done` then says
+            // "and I have everything you sent", so an initiator that finishes knows its
+            // events arrived (its driver holds this frame until they are stored, too).
             self.sent_done = true;
             self.queue(&Message::Done);
         }

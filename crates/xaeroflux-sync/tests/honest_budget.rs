@@ -141,7 +141,6 @@ fn honest_sessions_adapt_to_a_tight_turn_budget() {
 }
 
 #[test]
-#[ignore = "1M keys per side, about 20 s; run with --ignored"]
 fn the_benchmark_sizes_fit_the_default_budgets() {
     // 1M vs 1M at 64 KiB frames, 100,000 differences split evenly, all on one side and 9:1;
     // then 10,000 and 1,000. The defaults were sized from these runs.
