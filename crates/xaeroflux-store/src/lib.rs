@@ -66,7 +66,7 @@ impl Default for StoreOptions {
                 256 << 20
             },
             queue_batches_max: 1024,
-            batch_events_max: 16 * 1024,
+            batch_events_max: 32 * 1024,
             resize_wait_ms: 30_000,
             read_only: false,
         }

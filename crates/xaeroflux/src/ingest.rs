@@ -66,7 +66,7 @@ pub enum IngestError {
 /// Events submitted but not yet acknowledged. While the writer commits, queued batches pile
 /// up and the next commit folds them into one transaction: fewer fsyncs and fewer rewrites of
 /// the same index pages per event.
-const IN_FLIGHT_EVENTS_MAX: usize = 8192;
+const IN_FLIGHT_EVENTS_MAX: usize = 32 * 1024;
 
 impl Node {
     /// Verifies and stores a stream of encoded events in batches of `batch` (bounded memory:

@@ -278,7 +278,7 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
 
 /// Events the trusted append keeps unacknowledged in `xf bench ingest`: as many as
 /// `Node::ingest_stream` does, so the two rates compare.
-const IN_FLIGHT_EVENTS: usize = 8192;
+const IN_FLIGHT_EVENTS: usize = 32 * 1024;
 
 /// Tenths of a run: the rate of each tenth shows how writing slows as the store grows.
 const TENTHS: usize = 10;
