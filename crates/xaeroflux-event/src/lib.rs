@@ -16,6 +16,7 @@ mod keys;
 mod kind;
 mod payload;
 mod sign;
+mod stage;
 mod verify;
 
 pub use event::{
@@ -31,6 +32,7 @@ pub use payload::{
     PAYLOAD_BYTES_MAX,
 };
 pub use sign::{Draft, Identity, IdentityError};
+pub use stage::{block_on, Verification, Verified, Verifier, VerifierStopped, IDLE_EXIT};
 pub use verify::{
     verify, verify_batch, verify_batch_cached, verify_batch_parallel, verify_batch_parallel_cached,
     KeyCache, Limits, Verdict, VerifyError, FUTURE_SKEW_MS_DEFAULT,

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
-use xaeroflux_event::{verify, EventId, Limits, Topic, VerifiedEvent};
+use xaeroflux_event::{
+    EventId, Limits, Topic, Verification, Verified, VerifiedEvent, Verifier, VerifierStopped,
+};
 use xaeroflux_store::{Durability, FollowTicket, Store, Ticket};
 
 use crate::peers::{next_backoff, Peers, RateLimit};
@@ -25,6 +27,9 @@ use crate::NetConfig;
 pub const GOSSIP_ALL: &str = "xf/1/all";
 /// Gossip writes in flight before the loop waits for the oldest.
 const GOSSIP_WRITES_AHEAD: usize = 64;
+/// Gossiped events waiting at the verifier stage; more are dropped unread (anti-entropy
+/// fetches whatever of them was real).
+const GOSSIP_CHECKS_AHEAD: usize = 256;
 /// Score a peer earns back per anti-entropy round of good behaviour.
 const FORGIVE_PER_ROUND: i32 = 5;
 /// Events other processes stored that one upkeep tick gossips at most; beyond, the node
@@ -145,6 +150,17 @@ pub(crate) struct Engine<T: Transport> {
     gossip_dropped: u64,
     /// The writer's answer about events other processes stored, while it is pending.
     following: Option<FollowTicket>,
+    /// Checks what sessions and gossip receive.
+    verifier: Verifier,
+    /// Gossiped events at the verifier stage, oldest first.
+    gossip_checks: VecDeque<GossipCheck>,
+}
+
+/// A gossiped event handed to the verifier stage, and what its report needs.
+struct GossipCheck {
+    topic: String,
+    token: GossipToken,
+    check: Verification,
 }
 
 /// First retry of a failed session; doubles per failure in a row, up to an anti-entropy round.
@@ -155,6 +171,7 @@ enum Input {
     Signal(&'static str),
     Transport(TransportEvent),
     Done(Box<(PeerId, bool, Result<SyncSummary, SyncFailure>)>),
+    Checked(Result<Verified, VerifierStopped>),
     Tick,
 }
 
@@ -169,6 +186,7 @@ impl<T: Transport> Engine<T> {
     ) -> Engine<T> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
+        let cfg_verifier = cfg.verifier.clone().unwrap_or_else(Verifier::per_core);
         let mut peers = Peers::new(cfg.redial_min, cfg.redial_max);
         if let Some(text) = cfg
             .peers_file
@@ -209,6 +227,8 @@ impl<T: Transport> Engine<T> {
             gossip_limits: HashMap::new(),
             gossip_dropped: 0,
             following: None,
+            verifier: cfg_verifier,
+            gossip_checks: VecDeque::new(),
         }
     }
 
@@ -228,10 +248,14 @@ impl<T: Transport> Engine<T> {
             let input = {
                 let transport = &mut self.transport;
                 let done_rx = &mut self.done_rx;
+                let checking = !self.gossip_checks.is_empty();
                 tokio::select! {
                     _ = self.wake.notified() => Input::Wake,
                     ev = poll_fn(|cx| transport.poll_event(cx)) => Input::Transport(ev),
                     Some(done) = done_rx.recv() => Input::Done(Box::new(done)),
+                    checked = runner::front(&mut self.gossip_checks, |c| &mut c.check), if checking => {
+                        Input::Checked(checked)
+                    }
                     _ = tick.tick() => Input::Tick,
                     name = signals.next() => Input::Signal(name),
                 }
@@ -251,6 +275,11 @@ impl<T: Transport> Engine<T> {
                 Input::Done(done) => {
                     let (peer, initiator, r) = *done;
                     self.on_done(peer, initiator, r)
+                }
+                Input::Checked(checked) => {
+                    if let Some(done) = self.gossip_checks.pop_front() {
+                        self.on_gossip_checked(done, checked);
+                    }
                 }
                 Input::Tick => self.on_tick(),
             }
@@ -462,7 +491,36 @@ impl<T: Transport> Engine<T> {
             self.transport.validated(token, Verdict::Ignore);
             return;
         }
-        let ev = match verify(data, &Limits::at(crate::now_ms())) {
+        if self.gossip_checks.len() >= GOSSIP_CHECKS_AHEAD {
+            self.gossip_dropped += 1;
+            if self.gossip_dropped.is_power_of_two() {
+                warn!(peer = %from, dropped = self.gossip_dropped, "gossip over what the verifier holds dropped");
+            }
+            self.transport.validated(token, Verdict::Ignore);
+            return;
+        }
+        let check = self
+            .verifier
+            .verify(vec![data], &Limits::at(crate::now_ms()));
+        self.gossip_checks.push_back(GossipCheck {
+            topic: topic.to_owned(),
+            token,
+            check,
+        });
+    }
+
+    /// Reports a gossiped event's verification to the transport, and stores it if it holds.
+    fn on_gossip_checked(&mut self, done: GossipCheck, checked: Result<Verified, VerifierStopped>) {
+        let GossipCheck { topic, token, .. } = done;
+        let from = token.source;
+        let result = match checked.map(|mut r| r.pop()) {
+            Ok(Some(result)) => result,
+            Ok(None) | Err(_) => {
+                self.transport.validated(token, Verdict::Ignore);
+                return;
+            }
+        };
+        let ev = match result {
             Ok(ev) => ev,
             Err(e) if e.verdict().is_invalid() => {
                 warn!(peer = %from, error = %e, "invalid gossiped event");
@@ -547,19 +605,20 @@ impl<T: Transport> Engine<T> {
     /// Runs a session on this thread once its stream is open, and reports how it ended
     /// (unless it only told the peer this side is busy: that one was never counted).
     fn spawn_session(&self, peer: PeerId, open: OpenFuture, start: Start) {
-        let (store, sync, topics, done) = (
-            self.store.clone(),
-            self.cfg.sync,
-            self.cfg.topics.clone(),
-            self.done_tx.clone(),
-        );
-        let progress = runner::Progress {
-            window: self.cfg.progress_window,
-            bytes_min: self.cfg.progress_bytes_min,
+        let setup = runner::Setup {
+            store: self.store.clone(),
+            verifier: self.verifier.clone(),
+            cfg: self.cfg.sync,
+            topics: self.cfg.topics.clone(),
+            progress: runner::Progress {
+                window: self.cfg.progress_window,
+                bytes_min: self.cfg.progress_bytes_min,
+            },
         };
+        let done = self.done_tx.clone();
         tokio::task::spawn_local(async move {
             let r = match open.await {
-                Ok(link) => runner::run(store, sync, topics, peer, link, start, progress).await,
+                Ok(link) => runner::run(setup, peer, link, start).await,
                 Err(e) => Err(e.into()),
             };
             match start {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use tokio::sync::Notify;
-use xaeroflux_event::{Topic, VerifiedEvent};
+use xaeroflux_event::{Topic, VerifiedEvent, Verifier};
 use xaeroflux_store::Store;
 use xaeroflux_sync::SyncConfig;
 
@@ -101,6 +101,10 @@ pub struct NetConfig {
     /// the peer table) and report [`NetEvent::Stopped`]: for a command-line host. An app that
     /// handles signals itself leaves this off (the default) and calls `shutdown`.
     pub stop_on_signals: bool,
+    /// The verifier stage that checks what sessions and gossip receive, shared with the rest
+    /// of the app (the facade passes the one its ingest uses, so one pool of threads and one
+    /// key cache serve all). `None`: the network starts its own, a thread per core.
+    pub verifier: Option<Verifier>,
 }
 
 impl Default for NetConfig {
@@ -131,6 +135,7 @@ impl Default for NetConfig {
             peers_file: None,
             restore_peers: true,
             stop_on_signals: false,
+            verifier: None,
         }
     }
 }

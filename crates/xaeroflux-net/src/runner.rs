@@ -1,16 +1,20 @@
 //! One sync session over a link. The stream opens with a short exchange that settles the
 //! scope (the topics both sides follow), then carries the frames of an `xaeroflux-sync`
-//! session. Received events are verified inside the session and handed to the store's writer;
-//! a cut session leaves only whole, verified events behind, and the next one moves only what
-//! is still missing.
+//! session. Received events go to the verifier stage, and what it passes to the store's
+//! writer: the network thread neither verifies nor waits. A cut session leaves only whole,
+//! verified events behind, and the next one moves only what is still missing.
 
 use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use xaeroflux_event::Topic;
+use xaeroflux_event::{Topic, Verification, Verifier, VerifierStopped};
 use xaeroflux_store::{Durability, Store, Ticket};
 use xaeroflux_sync::{
-    LocalError, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig, SyncError, SyncSource,
+    Claim, LocalError, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig, SyncError,
+    SyncSource,
 };
 
 use crate::transport::{LinkError, PeerId, SyncLink};
@@ -25,8 +29,10 @@ const OPEN_HEADER_BYTES: usize = 8;
 pub const OPEN_BYTES_MAX: usize = OPEN_HEADER_BYTES + OPEN_TOPICS_MAX * 32;
 /// How long a failing session waits for its abort frame to be written.
 const ABORT_FLUSH: Duration = Duration::from_millis(200);
-/// Writes a session lets run ahead of it before it waits for the oldest.
+/// Writes a session lets run ahead of it before it stops reading.
 const WRITES_AHEAD: usize = 8;
+/// Batches a session has at the verifier stage before it stops reading.
+const CHECKS_AHEAD: usize = 8;
 
 const TAG_OPEN: u8 = 0;
 const TAG_ACCEPT: u8 = 1;
@@ -70,6 +76,9 @@ pub enum SyncFailure {
     /// Received events could not be stored.
     #[error("storing received events failed: {0}")]
     Store(String),
+    /// The verifier stage stopped before it answered.
+    #[error(transparent)]
+    Verifier(#[from] VerifierStopped),
     /// Fewer than the minimum bytes moved, either way, within one progress window: a stalled
     /// or dripping peer. Not scored (a link can be that slow), but the session's slot is
     /// freed. Fix: nothing; a later round tries again.
@@ -120,6 +129,7 @@ impl SyncFailure {
             SyncFailure::Busy
             | SyncFailure::Disjoint
             | SyncFailure::Store(_)
+            | SyncFailure::Verifier(_)
             | SyncFailure::TooSlow { .. } => 0,
         }
     }
@@ -215,16 +225,31 @@ fn negotiated(mut cfg: SyncConfig, theirs: usize) -> SyncConfig {
     cfg
 }
 
-/// Runs one session to its end. `topics` are the ones this node follows (empty: all).
+/// What every session of a node shares.
+#[derive(Clone)]
+pub(crate) struct Setup {
+    pub store: Store,
+    pub verifier: Verifier,
+    pub cfg: SyncConfig,
+    /// The topics this node follows (empty: all).
+    pub topics: Vec<Topic>,
+    pub progress: Progress,
+}
+
+/// Runs one session to its end.
 pub(crate) async fn run(
-    store: Store,
-    cfg: SyncConfig,
-    topics: Vec<Topic>,
+    setup: Setup,
     peer: PeerId,
     mut link: SyncLink,
     start: Start,
-    progress: Progress,
 ) -> Result<SyncSummary, SyncFailure> {
+    let Setup {
+        store,
+        verifier,
+        cfg,
+        topics,
+        progress,
+    } = setup;
     let started = Instant::now();
     let ours = cfg.frame_bytes_max;
     let (scope_topics, mut session) = match start {
@@ -282,7 +307,13 @@ pub(crate) async fn run(
     if matches!(start, Start::Initiator { .. }) {
         with_view(view, |src| session.start(src))?;
     }
-    let outcome = drive(&mut session, view, &store, &mut link, &scope, progress).await;
+    let ends = Ends {
+        store: &store,
+        verifier: &verifier,
+        scope: &scope,
+        progress,
+    };
+    let outcome = drive(&mut session, view, &mut link, ends).await;
     if let Err(e) = &outcome {
         if e.penalty() > 0 {
             // Tell the peer why, and let that frame go out before the engine cuts the
@@ -301,37 +332,53 @@ pub(crate) async fn run(
     })
 }
 
+/// Where a session's received events go, and what it must keep to.
+struct Ends<'a> {
+    store: &'a Store,
+    verifier: &'a Verifier,
+    scope: &'a Scope,
+    progress: Progress,
+}
+
 /// Moves frames until both sides are finished, reading and writing at the same time so two
-/// sides streaming events at each other never wait on each other's full windows.
+/// sides streaming events at each other never wait on each other's full windows. Received
+/// batches are verified by the stage and written by the writer while the session goes on;
+/// with `CHECKS_AHEAD` batches at the stage or `WRITES_AHEAD` at the writer it stops reading
+/// (back-pressure on the peer), never its thread.
 async fn drive(
     session: &mut Session,
     view: &mut dyn Peer,
-    store: &Store,
     link: &mut SyncLink,
-    scope: &Scope,
-    progress: Progress,
+    ends: Ends<'_>,
 ) -> Result<(), SyncFailure> {
+    let Ends {
+        store,
+        verifier,
+        scope,
+        progress,
+    } = ends;
+    let mut checks: VecDeque<(Claim, Verification)> = VecDeque::new();
     let mut writes: VecDeque<Ticket> = VecDeque::new();
     let mut out: Option<Vec<u8>> = None;
     let mut window_end = tokio::time::Instant::now() + progress.window;
     let mut moved: u64 = 0;
     let mut scope_checked = session.role() == xaeroflux_sync::Role::Initiator;
     let result = loop {
-        if out.is_none() && session.peer_done() && !writes.is_empty() {
-            // What comes next may be this side's `Done`, which tells the peer its events
-            // are here: they must be stored first.
-            if let Err(e) = settle_writes(&mut writes, 0).await {
-                break Err(e);
-            }
-        }
         if out.is_none() {
             out = with_view(view, |src| session.poll_frame(src))?;
         }
         if out.is_none() && session.is_finished() {
             break Ok(());
         }
+        // What comes next may be this side's `Done`, which tells the peer its events are
+        // here: a `Done` waits for every write before it.
+        let hold = out.is_some() && session.is_finished() && !writes.is_empty();
+        // After the peer's `Done` nothing more comes (it may close the stream while this side
+        // still settles what arrived).
+        let reading =
+            !session.peer_done() && checks.len() < CHECKS_AHEAD && writes.len() < WRITES_AHEAD;
         tokio::select! {
-            frame = link.rx.recv() => {
+            frame = link.rx.recv(), if reading => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => break Err(e.into()),
@@ -339,8 +386,8 @@ async fn drive(
                 };
                 moved += frame.len() as u64;
                 let now = crate::now_ms();
-                let events = match with_view(view, |src| session.handle_frame(src, &frame, now)) {
-                    Ok(received) => received.events,
+                let unverified = match with_view(view, |src| session.handle_frame(src, &frame, now)) {
+                    Ok(received) => received.unverified,
                     Err(e) => break Err(e),
                 };
                 // The responder learns the session's scope from its first message: once.
@@ -354,20 +401,36 @@ async fn drive(
                         scope_checked = true;
                     }
                 }
+                if let Some(batch) = unverified {
+                    let (items, claim) = batch.into_parts();
+                    let check = verifier.verify(items, &claim.limits());
+                    checks.push_back((claim, check));
+                }
+            }
+            checked = front(&mut checks, |c| &mut c.1), if !checks.is_empty() => {
+                let (claim, _) = checks.pop_front().expect("guarded by the branch condition");
+                let events = match checked.map_err(SyncFailure::from).and_then(|results| {
+                    session.settle(claim, results).map_err(SyncFailure::from)
+                }) {
+                    Ok(events) => events,
+                    Err(e) => break Err(e),
+                };
                 if !events.is_empty() {
                     // Relaxed: a peer can send them again; the engine flushes when the
-                    // session ends. Awaited, never waited on: the thread runs other peers
-                    // meanwhile.
+                    // session ends. Awaited, never waited on.
                     match store.submit(events, Durability::Relaxed) {
                         Ok(ticket) => writes.push_back(ticket),
                         Err(e) => break Err(SyncFailure::Store(e.to_string())),
                     }
-                    if let Err(e) = settle_writes(&mut writes, WRITES_AHEAD).await {
-                        break Err(e);
-                    }
                 }
             }
-            permit = link.tx.reserve(), if out.is_some() => match permit {
+            written = front(&mut writes, |t| t), if !writes.is_empty() => {
+                writes.pop_front();
+                if let Err(e) = written {
+                    break Err(SyncFailure::Store(e.to_string()));
+                }
+            }
+            permit = link.tx.reserve(), if out.is_some() && !hold => match permit {
                 Ok(permit) => {
                     let frame = out.take().expect("guarded by the branch condition");
                     moved += frame.len() as u64;
@@ -387,25 +450,33 @@ async fn drive(
             }
         }
     };
-    // Whatever ended the session, what it received is stored before it reports.
-    let flushed = settle_writes(&mut writes, 0).await;
+    // Whatever ended the session, what it received and verified is stored before it reports
+    // (batches still at the stage are dropped: a later session fetches them again).
+    let mut flushed = Ok(());
+    while let Some(ticket) = writes.pop_front() {
+        if let Err(e) = ticket.await {
+            if flushed.is_ok() {
+                flushed = Err(SyncFailure::Store(e.to_string()));
+            }
+        }
+    }
     result?;
     flushed
 }
 
-/// Awaits the oldest writes until at most `left` are in flight; the first failure wins.
-async fn settle_writes(writes: &mut VecDeque<Ticket>, left: usize) -> Result<(), SyncFailure> {
-    let mut first = Ok(());
-    while writes.len() > left {
-        if let Some(ticket) = writes.pop_front() {
-            if let Err(e) = ticket.await {
-                if first.is_ok() {
-                    first = Err(SyncFailure::Store(e.to_string()));
-                }
-            }
-        }
-    }
-    first
+/// The answer of the oldest entry of `queue`, the future `pick` finds in it (the entry stays
+/// queued; the caller pops it). Never ready on an empty queue.
+pub(crate) fn front<'q, T, F>(
+    queue: &'q mut VecDeque<T>,
+    pick: fn(&mut T) -> &mut F,
+) -> impl Future<Output = F::Output> + 'q
+where
+    F: Future + Unpin + 'q,
+{
+    poll_fn(move |cx| match queue.front_mut() {
+        Some(entry) => Pin::new(pick(entry)).poll(cx),
+        None => Poll::Pending,
+    })
 }
 
 /// Calls `f` with a fresh read snapshot of the peer's view.

@@ -6,14 +6,14 @@ use std::future::Future;
 use std::ops::{Bound, Range};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use futures_channel::oneshot;
 use heed::{PutFlags, RwTxn};
-use xaeroflux_event::{EventId, EventRef, Header, Kind, VerifiedEvent};
+use xaeroflux_event::{block_on, EventId, EventRef, Header, Kind, VerifiedEvent};
 
 use crate::env::{self, Shared};
 use crate::error::{OpenError, WriteError};
@@ -121,28 +121,6 @@ impl<T> Future for Answer<T> {
         Pin::new(&mut self.rx)
             .poll(cx)
             .map(|r| r.unwrap_or(Err(WriteError::Closed)))
-    }
-}
-
-/// Wakes a thread parked in [`block_on`].
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs a future to completion on this thread, parking between polls.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
     }
 }
 

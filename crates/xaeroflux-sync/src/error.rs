@@ -130,4 +130,9 @@ pub enum SyncError {
     /// A frame arrived after the session finished. Fix: the driver is feeding a closed session.
     #[error("session already finished")]
     Finished,
+    /// The driver settled results that do not belong to a batch this session handed out (a
+    /// count or an id differs). Not the peer's fault. Fix: settle each batch with the results
+    /// of its own items, in their order.
+    #[error("settled verification results that do not match the batch")]
+    Unmatched,
 }

@@ -32,7 +32,7 @@ pub use riblt::{
     Symbol, SYMBOL_BYTES_MAX,
 };
 pub use scope::Scope;
-pub use session::{Received, Role, Session, SessionStats};
+pub use session::{Claim, Received, Role, Session, SessionStats, Unverified};
 pub use view::{MemSet, SetView, SyncSource, ViewError};
 pub use wire::{FP_BYTES, PROTOCOL_VERSION};
 

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use xaeroflux_event::VerifiedEvent;
+use xaeroflux_event::{verify_batch, VerifiedEvent, Verifier, VerifierStopped};
 
 use crate::error::SyncError;
 use crate::memory::MemStore;
@@ -52,6 +52,9 @@ pub enum LocalError {
     /// A peer could not be read.
     #[error("reading a peer failed: {0}")]
     View(#[from] ViewError),
+    /// The verifier stage stopped before it answered.
+    #[error(transparent)]
+    Verifier(#[from] VerifierStopped),
     /// Neither side had anything to send, yet the session is not finished.
     #[error("the session stalled")]
     Stalled,
@@ -82,12 +85,15 @@ pub struct LinkReport {
 }
 
 /// How the link behaves.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LinkOptions {
     /// Frames each side may have in flight before the other side reads them.
     pub window_frames: usize,
     /// Cut the link after this many delivered frames (tests of resumption).
     pub cut_after_frames: Option<u64>,
+    /// Where received events are verified: a verifier stage (its threads, its key cache), or
+    /// with `None` one batch at a time on the calling thread.
+    pub verifier: Option<Verifier>,
 }
 
 /// Runs one session between `a` (initiator) and `b` until both sides are finished.
@@ -120,6 +126,7 @@ pub fn run_local(
         cut_after: link.cut_after_frames,
         delivered: 0,
         now_ms,
+        verifier: link.verifier,
         frames: VecDeque::new(),
         writes: VecDeque::new(),
     };
@@ -171,6 +178,7 @@ struct Link {
     cut_after: Option<u64>,
     delivered: u64,
     now_ms: u64,
+    verifier: Option<Verifier>,
     frames: VecDeque<Vec<u8>>,
     writes: VecDeque<PendingWrite>,
 }
@@ -205,17 +213,31 @@ impl Link {
                 });
             }
             self.delivered += 1;
-            let mut events = Vec::new();
+            let mut unverified = None;
             let now_ms = self.now_ms;
             let started = Instant::now();
             to_peer.with_source(&mut |src| {
-                events = to
+                unverified = to
                     .session
                     .handle_frame(src, &frame, now_ms)
                     .map_err(|e| to.fail(e))?
-                    .events;
+                    .unverified;
                 Ok(())
             })?;
+            let events = match unverified {
+                Some(batch) => {
+                    let (items, claim) = batch.into_parts();
+                    let results = match &self.verifier {
+                        Some(stage) => stage
+                            .verify(items, &claim.limits())
+                            .wait()
+                            .map_err(LocalError::Verifier)?,
+                        None => verify_batch(items, &claim.limits()),
+                    };
+                    to.session.settle(claim, results).map_err(|e| to.fail(e))?
+                }
+                None => Vec::new(),
+            };
             to.busy += started.elapsed();
             if !events.is_empty() {
                 if let Some(write) = to_peer.store(events)? {

@@ -1,14 +1,16 @@
 //! One side of a sync session: reconciliation, then (interleaved with its last turn) the
 //! transfer of missing events in both directions. Sans-IO: the caller feeds received frames
-//! in and sends the frames [`Session::poll_frame`] hands out; it stores the verified events
-//! [`Session::handle_frame`] returns.
+//! in and sends the frames [`Session::poll_frame`] hands out. Received events come out of
+//! [`Session::handle_frame`] unverified; the caller has them verified by whatever policy and
+//! on whatever thread it chooses (a verifier stage, a batch on its own thread), hands the
+//! results to [`Session::settle`], and stores the events that returns. The session does not
+//! say `Done` while a batch it handed out is unsettled.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use xaeroflux_event::{
-    verify_batch, EventId, EventRef, Limits, Verdict, VerifiedEvent, BODY_BYTES_MIN,
-    PAYLOAD_BYTES_MAX,
+    EventId, EventRef, Limits, Verdict, Verified, VerifiedEvent, BODY_BYTES_MIN, PAYLOAD_BYTES_MAX,
 };
 use xaeroflux_store::SetKey;
 
@@ -84,8 +86,65 @@ impl SessionStats {
 /// What a received frame produced.
 #[derive(Debug, Default)]
 pub struct Received {
-    /// Verified events for the caller to store.
-    pub events: Vec<VerifiedEvent>,
+    /// Events to verify, then to hand back with [`Session::settle`].
+    pub unverified: Option<Unverified>,
+}
+
+/// Events received and not yet verified. [`Unverified::into_parts`] gives the bytes to verify
+/// and the claim that settles them.
+#[derive(Debug)]
+pub struct Unverified {
+    items: Vec<Vec<u8>>,
+    claim: Claim,
+}
+
+impl Unverified {
+    /// Events in the batch.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch is empty (never, as handed out).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The bounds to verify them against (the session's time).
+    pub fn limits(&self) -> Limits {
+        self.claim.limits
+    }
+
+    /// The events' bytes (`id ‖ header ‖ signature ‖ payload` each) for the verifier, and the
+    /// claim to hand to [`Session::settle`] with the results, in the same order.
+    pub fn into_parts(self) -> (Vec<Vec<u8>>, Claim) {
+        (self.items, self.claim)
+    }
+
+    /// Verifies on this thread with `policy` (for example `xaeroflux_event::verify_batch`) and
+    /// settles: the events to store.
+    pub fn verify_with(
+        self,
+        session: &mut Session,
+        policy: impl FnOnce(Vec<Vec<u8>>, &Limits) -> Verified,
+    ) -> Result<Vec<VerifiedEvent>, SyncError> {
+        let (items, claim) = self.into_parts();
+        let results = policy(items, &claim.limits);
+        session.settle(claim, results)
+    }
+}
+
+/// Where each event of an [`Unverified`] batch sits; what [`Session::settle`] needs.
+#[derive(Debug)]
+pub struct Claim {
+    places: Vec<Place>,
+    limits: Limits,
+}
+
+impl Claim {
+    /// The bounds to verify the batch against (the session's time).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
 }
 
 /// One side of a sync session.
@@ -112,6 +171,8 @@ pub struct Session {
     declined: HashSet<EventId>,
     sent_done: bool,
     peer_done: bool,
+    /// Batches handed out by `handle_frame` and not yet settled.
+    unsettled: usize,
     stats: SessionStats,
     found: Found,
     now_ms: u64,
@@ -151,6 +212,7 @@ impl Session {
             declined: HashSet::new(),
             sent_done: false,
             peer_done: false,
+            unsettled: 0,
             stats: SessionStats::default(),
             found: Found::default(),
             now_ms: 0,
@@ -172,6 +234,12 @@ impl Session {
         SessionStats {
             have: self.found.have.len() as u64,
             need: self.found.need.len() as u64,
+            // Known once the peer said it sent everything and all of it is settled.
+            missing: if self.peer_done && self.unsettled == 0 {
+                self.want_ids.len() as u64
+            } else {
+                0
+            },
             ..self.stats
         }
     }
@@ -183,9 +251,14 @@ impl Session {
         &self.found
     }
 
-    /// Whether both sides have finished: everything owed was sent and received.
+    /// Whether both sides have finished: everything owed was sent, received and settled.
     pub fn is_finished(&self) -> bool {
-        self.sent_done && self.peer_done
+        self.sent_done && self.peer_done && self.unsettled == 0
+    }
+
+    /// Batches handed out by [`Session::handle_frame`] and not yet settled.
+    pub fn unsettled(&self) -> usize {
+        self.unsettled
     }
 
     /// Whether the peer said it has sent everything it owes (`Done`).
@@ -243,7 +316,6 @@ impl Session {
                     return Err(SyncError::Protocol("done before reconciliation ended"));
                 }
                 self.peer_done = true;
-                self.stats.missing = self.want_ids.len() as u64;
                 Ok(Received::default())
             }
             Message::Abort { code, reason } => Err(SyncError::Aborted { code, reason }),
@@ -261,10 +333,14 @@ impl Session {
         let events = self.next_events(view)?;
         if !events.is_empty() {
             self.queue(&Message::Events(events));
-        } else if self.recon_done && (self.peer_done || self.role() == Role::Initiator) {
-            // The responder answers the initiator's `Done` only: its own `Done` then says
-            // "and I have everything you sent", so an initiator that finishes knows its
-            // events arrived (its driver holds this frame until they are stored, too).
+        } else if self.recon_done
+            && self.unsettled == 0
+            && (self.peer_done || self.role() == Role::Initiator)
+        {
+            // The responder answers the initiator's `Done` only, once everything received is
+            // settled: its own `Done` then says "and I have everything you sent", so an
+            // initiator that finishes knows its events arrived (its driver holds this frame
+            // until they are stored, too).
             self.sent_done = true;
             self.queue(&Message::Done);
         }
@@ -463,6 +539,9 @@ impl Session {
             .scope
             .clone()
             .ok_or(SyncError::Protocol("events before hello"))?;
+        if bodies.is_empty() {
+            return Ok(Received::default());
+        }
         let mut items = Vec::with_capacity(bodies.len());
         // What the session needs of an event that fails verification without blame: where it
         // sits in the set and whether the scope holds it (trusted only once authentic).
@@ -491,11 +570,38 @@ impl Session {
             items.push(bytes);
             places.push(place);
         }
-        let limits = Limits::at(self.now_ms);
-        let mut events = Vec::with_capacity(items.len());
-        for (result, place) in verify_batch(items, &limits).into_iter().zip(places) {
+        self.unsettled += 1;
+        Ok(Received {
+            unverified: Some(Unverified {
+                items,
+                claim: Claim {
+                    places,
+                    limits: Limits::at(self.now_ms),
+                },
+            }),
+        })
+    }
+
+    /// Takes the verification results of a batch [`Session::handle_frame`] handed out (in its
+    /// order) and returns the events to store. An invalid event, or an authentic one nobody
+    /// asked for, fails the session; events this build cannot check and events outside this
+    /// side's bounds are left out without blame. Batches may be settled in any order.
+    pub fn settle(
+        &mut self,
+        claim: Claim,
+        results: Verified,
+    ) -> Result<Vec<VerifiedEvent>, SyncError> {
+        if self.unsettled == 0 || results.len() != claim.places.len() {
+            return Err(SyncError::Unmatched);
+        }
+        self.unsettled -= 1;
+        let mut events = Vec::with_capacity(results.len());
+        for (result, place) in results.into_iter().zip(claim.places) {
             let error = match result {
                 Ok(event) => {
+                    if event.id() != &place.key.id {
+                        return Err(SyncError::Unmatched);
+                    }
                     if self.accept(&place)? {
                         events.push(event);
                     }
@@ -520,7 +626,7 @@ impl Session {
             .iter()
             .map(|e| e.as_bytes().len() as u64)
             .sum::<u64>();
-        Ok(Received { events })
+        Ok(events)
     }
 
     /// Whether an authentic event is to be kept: false if this side dropped it on purpose;
@@ -588,6 +694,7 @@ fn uncovered(owed: &BTreeMap<SetKey, SetKey>, lo: SetKey, hi: SetKey) -> Vec<Key
 }
 
 /// Where a received event sits, read from its header before verification.
+#[derive(Debug)]
 struct Place {
     key: SetKey,
     in_scope: bool,

@@ -90,9 +90,11 @@ fn a_cut_session_resumes_with_only_what_is_missing() {
         (2 * union - ma.len() - mb.len()) as u64
     };
     let cfg = SyncConfig::with_frame_bytes(4096);
+    // Received events go through a verifier stage here, as on a node.
     let link = LinkOptions {
         window_frames: 4,
         cut_after_frames: None,
+        verifier: Some(xaeroflux_event::Verifier::new(2)),
     };
     // A dry run on copies in memory counts the frames; the cut falls three quarters in, where
     // events are moving.
@@ -103,7 +105,7 @@ fn a_cut_session_resumes_with_only_what_is_missing() {
         cfg,
         8,
         NOW_MS,
-        link,
+        link.clone(),
     )
     .unwrap();
     let cut_at = (dry.initiator.frames_sent + dry.responder.frames_sent) * 3 / 4;
@@ -155,6 +157,7 @@ fn a_fresh_store_is_bootstrapped_in_bulk_and_resumes() {
         LinkOptions {
             window_frames: 8,
             cut_after_frames: Some(100),
+            verifier: None,
         },
     );
     assert!(matches!(cut, Err(LocalError::Cut { .. })));

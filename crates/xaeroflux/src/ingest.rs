@@ -1,8 +1,9 @@
-//! Ingest of events from outside: verify in parallel, store in pipelined batches.
+//! Ingest of events from outside: verify on the node's verifier stage, store in pipelined
+//! batches. While one batch is verified the next is read, and earlier ones are written.
 
 use std::collections::VecDeque;
 
-use xaeroflux_event::{verify_batch_parallel_cached, Limits, VerifyError};
+use xaeroflux_event::{Limits, Verification, VerifiedEvent, VerifierStopped, VerifyError};
 use xaeroflux_store::{Durability, Outcome, Ticket, WriteError};
 
 use crate::node::{now_ms, Node};
@@ -61,6 +62,9 @@ pub enum IngestError {
     /// The input could not be read.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// The verifier stage stopped before it answered.
+    #[error(transparent)]
+    Verifier(#[from] VerifierStopped),
 }
 
 /// Events submitted but not yet acknowledged. While the writer commits, queued batches pile
@@ -88,6 +92,8 @@ impl Node {
         let mut in_flight: VecDeque<Ticket> = VecDeque::new();
         let mut events = events.into_iter();
         let mut failure = None;
+        // The batch at the verifier stage, and the input position of its first event.
+        let mut checking: Option<(Verification, u64)> = None;
         loop {
             let mut chunk = Vec::with_capacity(batch);
             for item in events.by_ref() {
@@ -102,20 +108,33 @@ impl Node {
                     break;
                 }
             }
-            if chunk.is_empty() {
-                break;
-            }
             let last = chunk.len() < batch || failure.is_some();
-            let verified = self.verify_chunk(chunk, &mut report);
-            if !verified.is_empty() {
-                in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
+            let next = (!chunk.is_empty()).then(|| {
+                let base = report.seen;
+                report.seen += chunk.len() as u64;
+                (self.verifier.verify(chunk, &Limits::at(now_ms())), base)
+            });
+            if let Some((check, base)) = std::mem::replace(&mut checking, next) {
+                let verified = passed(check.wait()?, base, &mut report);
+                if !verified.is_empty() {
+                    in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
+                }
             }
-            while in_flight.len() > in_flight_max || (last && !in_flight.is_empty()) {
+            while in_flight.len() > in_flight_max {
                 let outcomes = in_flight.pop_front().expect("non-empty").wait()?;
                 outcomes.into_iter().for_each(|o| report.count(o));
                 progress(&report);
             }
+            if last && checking.is_none() {
+                break;
+            }
             if last {
+                // Nothing more to read: the batch at the stage is the final one.
+                let (check, base) = checking.take().expect("checked above");
+                let verified = passed(check.wait()?, base, &mut report);
+                if !verified.is_empty() {
+                    in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
+                }
                 break;
             }
         }
@@ -133,13 +152,8 @@ impl Node {
     pub fn ingest(
         &self,
         events: Vec<Vec<u8>>,
-    ) -> Result<Vec<Result<Outcome, VerifyError>>, WriteError> {
-        let results = verify_batch_parallel_cached(
-            events,
-            &Limits::at(now_ms()),
-            self.verify_threads,
-            &self.keys,
-        );
+    ) -> Result<Vec<Result<Outcome, VerifyError>>, IngestError> {
+        let results = self.verifier.verify(events, &Limits::at(now_ms())).wait()?;
         let mut good = Vec::with_capacity(results.len());
         let mut slots = Vec::with_capacity(results.len());
         for r in results {
@@ -158,37 +172,29 @@ impl Node {
         };
         Ok(slots.into_iter().map(|s| s.map(|i| outcomes[i])).collect())
     }
+}
 
-    fn verify_chunk(
-        &self,
-        chunk: Vec<Vec<u8>>,
-        report: &mut IngestReport,
-    ) -> Vec<xaeroflux_event::VerifiedEvent> {
-        let base = report.seen;
-        report.seen += chunk.len() as u64;
-        let mut good = Vec::with_capacity(chunk.len());
-        for (i, r) in verify_batch_parallel_cached(
-            chunk,
-            &Limits::at(now_ms()),
-            self.verify_threads,
-            &self.keys,
-        )
-        .into_iter()
-        .enumerate()
-        {
-            match r {
-                Ok(ev) => good.push(ev),
-                Err(error) => {
-                    report.rejected_total += 1;
-                    if report.rejected.len() < IngestReport::REJECTED_SHOWN {
-                        report.rejected.push(Rejected {
-                            index: base + i as u64,
-                            error,
-                        });
-                    }
+/// The events of a verified batch that passed; the others are counted and (the first few)
+/// named by their input position, from `base`.
+fn passed(
+    results: Vec<Result<VerifiedEvent, VerifyError>>,
+    base: u64,
+    report: &mut IngestReport,
+) -> Vec<VerifiedEvent> {
+    let mut good = Vec::with_capacity(results.len());
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(ev) => good.push(ev),
+            Err(error) => {
+                report.rejected_total += 1;
+                if report.rejected.len() < IngestReport::REJECTED_SHOWN {
+                    report.rejected.push(Rejected {
+                        index: base + i as u64,
+                        error,
+                    });
                 }
             }
         }
-        good
     }
+    good
 }

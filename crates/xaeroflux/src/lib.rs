@@ -26,7 +26,8 @@ pub use ingest::{IngestError, IngestReport, Rejected};
 pub use node::{now_ms, Node, NodeBuilder, NodeError, Published, NODE_LOCK_FILE};
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use xaeroflux_event::{
-    Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, VerifyError,
+    Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, Verifier,
+    VerifyError,
 };
 pub use xaeroflux_net::{
     MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, SyncSummary,

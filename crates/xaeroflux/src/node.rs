@@ -4,15 +4,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xaeroflux_event::{
-    Draft, EventId, Identity, KeyCache, Kind, Limits, Profile, PublicKey, Topic, VerifyError,
+    Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, Verifier, VerifyError,
 };
 use xaeroflux_net::{NetConfig, NetError, NetHandle, PEERS_FILE};
 use xaeroflux_store::{OpenError, Outcome, QueryError, ReadError, Store, StoreOptions, WriteError};
 
 use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
-
-/// Author keys kept decompressed for verification (about 200 bytes each).
-const AUTHOR_KEYS_CACHED: usize = 8192;
 
 /// Milliseconds since the Unix epoch by the system clock.
 pub fn now_ms() -> u64 {
@@ -147,7 +144,8 @@ impl NodeBuilder {
         self.store_options = options;
         self
     }
-    /// Threads used to verify incoming batches (default: the machine's parallelism).
+    /// Most threads verifying incoming batches (default: the machine's parallelism); they
+    /// run only while there is work.
     pub fn verify_threads(mut self, threads: usize) -> Self {
         self.verify_threads = Some(threads.max(1));
         self
@@ -164,11 +162,9 @@ impl NodeBuilder {
             None if path.exists() => Some(load_or_create_identity(&path)?.0),
             None => None,
         };
-        let verify_threads = self.verify_threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
+        let verifier = self
+            .verify_threads
+            .map_or_else(Verifier::per_core, Verifier::new);
         let (net, lock) = match self.network {
             Some(mut config) => {
                 let seed = identity.as_ref().ok_or(NodeError::NoIdentity)?.seed();
@@ -176,6 +172,8 @@ impl NodeBuilder {
                 config
                     .peers_file
                     .get_or_insert_with(|| dir.join(PEERS_FILE));
+                // One stage checks what the network receives and what the app ingests.
+                config.verifier.get_or_insert_with(|| verifier.clone());
                 (
                     Some(NetHandle::start(store.clone(), seed, config)?),
                     Some(lock),
@@ -188,8 +186,7 @@ impl NodeBuilder {
             net,
             _lock: lock,
             identity,
-            verify_threads,
-            keys: KeyCache::new(AUTHOR_KEYS_CACHED),
+            verifier,
             last_ms: AtomicU64::new(0),
         })
     }
@@ -204,9 +201,9 @@ pub struct Node {
     /// released only once the network has stopped).
     _lock: Option<std::fs::File>,
     identity: Option<Identity>,
-    pub(crate) verify_threads: usize,
-    /// Decompressed author keys, kept across ingested batches.
-    pub(crate) keys: KeyCache,
+    /// Checks what the node ingests (and, when networked, what it receives): threads that
+    /// start with work and end when idle, and the decompressed author keys.
+    pub(crate) verifier: Verifier,
     last_ms: AtomicU64,
 }
 

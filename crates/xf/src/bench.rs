@@ -11,7 +11,7 @@ use xaeroflux_bench::{
     allocations, counting, generate, identity_for, median_ns, percentile, GenParams, PlainHeed,
     Sqlite,
 };
-use xaeroflux_event::{verify_batch_parallel, Draft, Identity, Limits};
+use xaeroflux_event::{Draft, Identity, Limits, Verification, Verified, Verifier};
 
 use crate::cli::Args;
 
@@ -146,6 +146,36 @@ fn rate(n: u64, ns: u128) -> f64 {
     n as f64 / (ns as f64 / 1e9)
 }
 
+/// Verification alone, as a node verifies: a fresh verifier stage (a thread per core, the
+/// author-key cache), batches of `batch` with one more at the stage while the oldest is
+/// collected, as `Node::ingest_stream` keeps it. The rate is the reference every verified
+/// path of the run is compared with; the results come back in input order.
+pub(crate) fn verify_only(events: &[Vec<u8>], batch: usize) -> Result<(f64, Vec<Verified>)> {
+    let stage = Verifier::per_core();
+    let limits = Limits::at(xaeroflux::now_ms());
+    // The copies are made before the clock starts: the ingest paths own their input too.
+    let chunks: Vec<Vec<Vec<u8>>> = events.chunks(batch.max(1)).map(<[_]>::to_vec).collect();
+    let t = Instant::now();
+    let mut at_stage: std::collections::VecDeque<Verification> = Default::default();
+    let mut out = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        at_stage.push_back(stage.verify(chunk, &limits));
+        if at_stage.len() > 2 {
+            out.push(at_stage.pop_front().expect("non-empty").wait()?);
+        }
+    }
+    while let Some(check) = at_stage.pop_front() {
+        out.push(check.wait()?);
+    }
+    let verify_only = rate(events.len() as u64, t.elapsed().as_nanos());
+    let ok: usize = out
+        .iter()
+        .map(|r| r.iter().filter(|r| r.is_ok()).count())
+        .sum();
+    anyhow::ensure!(ok == events.len(), "generated events must verify");
+    Ok((verify_only, out))
+}
+
 pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     let authors = b.authors.unwrap_or(((b.events / 1000) as u32).max(100));
     if b.which == Which::Sync {
@@ -201,17 +231,8 @@ fn finish(args: &Args, report: serde_json::Map<String, Value>) -> Result<()> {
 /// Verified ingest into each store, batches of `batch`; verification uses every core in each.
 fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<Value> {
     let n = events.len() as u64;
-    let limits = Limits::at(xaeroflux::now_ms());
     eprintln!("ingest: verification alone…");
-    let t = Instant::now();
-    for chunk in events.chunks(batch) {
-        let ok = verify_batch_parallel(chunk.to_vec(), &limits, threads())
-            .iter()
-            .filter(|r| r.is_ok())
-            .count();
-        anyhow::ensure!(ok == chunk.len(), "generated events must verify");
-    }
-    let verify_only = rate(n, t.elapsed().as_nanos());
+    let (verify_only, verified) = verify_only(events, batch)?;
 
     eprintln!("ingest: ours…");
     let t = Instant::now();
@@ -227,26 +248,24 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
 
     eprintln!("ingest: ours, trusted append (already verified)…");
     let trusted_store = Store::open(s._dir.path().join("trusted"))?;
-    let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = events
-        .chunks(batch)
-        .map(|c| {
-            verify_batch_parallel(c.to_vec(), &limits, threads())
-                .into_iter()
-                .filter_map(|r| r.ok())
-                .collect()
-        })
+    let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = verified
+        .into_iter()
+        .map(|c| c.into_iter().filter_map(|r| r.ok()).collect())
         .collect();
     let trusted = trusted_append(&trusted_store, verified, IN_FLIGHT_EVENTS)?;
     let trusted = trusted["events_per_s"].as_f64().unwrap_or(0.0);
     drop(trusted_store);
 
-    // The baselines verify the same way, then write: what a straightforward engine would do.
+    // The baselines verify the same way (a stage of their own), then write each batch: what a
+    // straightforward engine would do.
+    let limits = Limits::at(xaeroflux::now_ms());
     let verified_batches =
         |name: &str, write: &mut dyn FnMut(&[&[u8]]) -> Result<()>| -> Result<f64> {
             eprintln!("ingest: {name}…");
+            let stage = Verifier::per_core();
             let t = Instant::now();
             for chunk in events.chunks(batch) {
-                let verified = verify_batch_parallel(chunk.to_vec(), &limits, threads());
+                let verified = stage.verify(chunk.to_vec(), &limits).wait()?;
                 let bytes: Vec<&[u8]> = verified
                     .iter()
                     .filter_map(|r| r.as_ref().ok())
@@ -287,7 +306,6 @@ const TENTHS: usize = 10;
 /// in the same run; with `--tables`, what each table costs alone (see [`append_tables`]).
 fn append(b: &BenchArgs, events: &[Vec<u8>]) -> Result<Value> {
     let n = events.len() as u64;
-    let limits = Limits::at(xaeroflux::now_ms());
     let options = xaeroflux::StoreOptions {
         batch_events_max: b.txn_events,
         ..xaeroflux::StoreOptions::default()
@@ -297,19 +315,11 @@ fn append(b: &BenchArgs, events: &[Vec<u8>]) -> Result<Value> {
         .tempdir()?;
 
     eprintln!("append: verification alone…");
-    let t = Instant::now();
-    let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = events
-        .chunks(b.batch)
-        .map(|chunk| {
-            let ok: Vec<_> = verify_batch_parallel(chunk.to_vec(), &limits, threads())
-                .into_iter()
-                .filter_map(|r| r.ok())
-                .collect();
-            anyhow::ensure!(ok.len() == chunk.len(), "generated events must verify");
-            Ok(ok)
-        })
-        .collect::<Result<_>>()?;
-    let verify_only = rate(n, t.elapsed().as_nanos());
+    let (verify_only, verified) = verify_only(events, b.batch)?;
+    let verified: Vec<Vec<xaeroflux::VerifiedEvent>> = verified
+        .into_iter()
+        .map(|c| c.into_iter().filter_map(|r| r.ok()).collect())
+        .collect();
 
     eprintln!("append: verified ingest…");
     let node = Node::builder()

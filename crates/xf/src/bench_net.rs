@@ -26,9 +26,11 @@ const LOOPBACK_QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
 /// Long enough that only the on-connect session runs during a measurement.
 const ANTI_ENTROPY: Duration = Duration::from_secs(24 * 3600);
 /// The node at rest is measured this long after it is up (and again after it has served).
-const REST: Duration = Duration::from_secs(2);
+const REST: Duration = Duration::from_secs(3);
 /// Starting, listening, and the child's first line.
 const START_LIMIT: Duration = Duration::from_secs(60);
+/// Events per batch of the verification-only reference (as `xf bench ingest`).
+const VERIFY_BATCH: usize = 1000;
 /// How often convergence is checked once the session reported.
 const POLL: Duration = Duration::from_millis(1);
 
@@ -196,6 +198,26 @@ fn bootstrap(via: &Via, a_dir: &Path, b_dir: &Path, n: u64, cfg: &NetConfig) -> 
     }))
 }
 
+/// The events of the store in `dir`, in their portable form (`id ‖ body`), store order.
+fn portable_events(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let read = store.read()?;
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = read.changes_since(after, 10_000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (_, ev) in page {
+            let mut bytes = Vec::with_capacity(32 + ev.body().len());
+            bytes.extend_from_slice(&ev.id().0);
+            bytes.extend_from_slice(ev.body());
+            out.push(bytes);
+        }
+    }
+    Ok(out)
+}
+
 fn diff(via: &Via, a_dir: &Path, b_dir: &Path, want: u64, cfg: &NetConfig) -> Result<Value> {
     eprintln!("net bench: diff over {}…", via.name());
     let a = start(via, a_dir, 0xA1, cfg.clone())?;
@@ -352,6 +374,15 @@ pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
         &cfg,
     )?;
     let boot_memory = bootstrap(&hub(), &a_dir, &boot_dir.path().join("b-memory"), n, &cfg)?;
+    eprintln!("net bench: verification alone of the same events…");
+    let events = portable_events(&a_dir)?;
+    ensure!(
+        events.len() as u64 == n,
+        "A holds {} of {n} events",
+        events.len()
+    );
+    let (verify_only, _) = crate::bench::verify_only(&events, VERIFY_BATCH)?;
+    drop(events);
     let rest = at_rest(&a_dir, n, &cfg)?;
     drop(boot_dir);
 
@@ -390,6 +421,9 @@ pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
             "libp2p": boot_libp2p,
             "memory": boot_memory,
             "libp2p_vs_memory_time": ratio(&boot_libp2p["seconds"], &boot_memory["seconds"]),
+            "verify_only_events_per_s": verify_only,
+            "libp2p_vs_verify_only": boot_libp2p["events_per_s"].as_f64().map(|r| r / verify_only),
+            "memory_vs_verify_only": boot_memory["events_per_s"].as_f64().map(|r| r / verify_only),
         },
         "diff_sync": {
             "libp2p": diff_libp2p,
@@ -450,6 +484,12 @@ fn print_table(r: &Value) {
     row("  connect ms", boot, "connect_ms");
     row("  events/s", boot, "events_per_s");
     row("  event MB/s", boot, "event_mb_per_s");
+    println!(
+        "  verification alone: {} events/s; bootstrap / verification alone: libp2p {}, memory {}",
+        num(&boot["verify_only_events_per_s"]),
+        num(&boot["libp2p_vs_verify_only"]),
+        num(&boot["memory_vs_verify_only"])
+    );
     row("  event bytes", boot, "event_bytes");
     row("  session bytes", boot, "session_bytes");
     row(

@@ -334,6 +334,7 @@ fn ours(w: &mut Workload, cfg: SyncConfig, seed: u64) -> Result<(LinkReport, Val
         LinkOptions {
             window_frames: crate::sync::WINDOW_FRAMES,
             cut_after_frames: None,
+            verifier: Some(xaeroflux::Verifier::per_core()),
         },
     )
     .context("our session failed")?;

@@ -91,6 +91,7 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
         let link = LinkOptions {
             window_frames: WINDOW_FRAMES,
             cut_after_frames: None,
+            verifier: Some(xaeroflux::Verifier::per_core()),
         };
         let cfg = SyncConfig::with_frame_bytes(s.frame_bytes);
         run_local(a, b, scope.clone(), cfg, salt, now_ms(), link)

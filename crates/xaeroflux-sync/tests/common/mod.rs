@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use xaeroflux_event::{Draft, Identity, Topic, VerifiedEvent};
+use xaeroflux_event::{verify_batch, Draft, Identity, Topic, VerifiedEvent};
 use xaeroflux_store::SetKey;
 use xaeroflux_sync::{
-    run_local, LinkOptions, LinkReport, LocalError, MemStore, Peer, Scope, SyncConfig,
+    run_local, LinkOptions, LinkReport, LocalError, MemStore, Peer, Scope, Session, SyncConfig,
+    SyncError, SyncSource,
 };
 
 /// "Now" for every test: after every pool event.
@@ -32,6 +33,18 @@ pub fn pool() -> &'static [VerifiedEvent] {
             })
             .collect()
     })
+}
+
+/// One frame into `session`; the events it carried, verified on this thread and settled.
+pub fn receive(
+    session: &mut Session,
+    view: &dyn SyncSource,
+    frame: &[u8],
+) -> Result<Vec<VerifiedEvent>, SyncError> {
+    match session.handle_frame(view, frame, NOW_MS)?.unverified {
+        Some(batch) => batch.verify_with(session, verify_batch),
+        None => Ok(Vec::new()),
+    }
 }
 
 pub fn key(e: &VerifiedEvent) -> SetKey {
