@@ -61,6 +61,18 @@ pub struct BenchArgs {
     /// Also cost each table alone, on a plain heed copy of the store's layout (append).
     #[arg(long)]
     pub tables: bool,
+    /// Seeds per link and loss rate (lossy); run i uses seed `--seed` × 1000 + i.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Seconds a lossy run may take before it counts as not converged (lossy).
+    #[arg(long, default_value_t = 900)]
+    pub limit_secs: u64,
+    /// Only this link (lossy; default: both).
+    #[arg(long, value_enum)]
+    pub link: Option<crate::bench_lossy::LinkName>,
+    /// Only these loss rates, 0 to 1 (lossy; default: 0, 0.05 and 0.2).
+    #[arg(long, value_delimiter = ',', value_parser = crate::netsim::parse_loss)]
+    pub loss: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,6 +91,9 @@ pub enum Which {
     Sync,
     /// Two nodes syncing over libp2p on loopback, next to the in-memory transport.
     Net,
+    /// Two nodes converging over QUIC through the seeded loss-and-delay relay: in order and
+    /// reordering, at 0, 5 and 20% loss, --seeds seeds each.
+    Lossy,
     /// Verified ingest and trusted append (already verified events through `Store::submit`)
     /// next to the verification-only rate of the same run; with --tables, each table's cost.
     Append,
@@ -183,6 +198,9 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     }
     if b.which == Which::Net {
         return crate::bench_net::run(args, b, authors);
+    }
+    if b.which == Which::Lossy {
+        return crate::bench_lossy::run(args, b, authors);
     }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();

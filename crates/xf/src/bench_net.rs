@@ -35,7 +35,7 @@ const VERIFY_BATCH: usize = 1000;
 const POLL: Duration = Duration::from_millis(1);
 
 #[derive(Clone)]
-enum Via {
+pub(crate) enum Via {
     Libp2p,
     Memory(MemoryHub),
 }
@@ -49,11 +49,11 @@ impl Via {
     }
 }
 
-struct Running {
-    store: Store,
-    net: NetHandle,
+pub(crate) struct Running {
+    pub(crate) store: Store,
+    pub(crate) net: NetHandle,
     /// Where the others dial it, `/p2p/<id>` included.
-    addr: Multiaddr,
+    pub(crate) addr: Multiaddr,
 }
 
 fn config(b: &BenchArgs) -> NetConfig {
@@ -68,7 +68,7 @@ fn config(b: &BenchArgs) -> NetConfig {
     }
 }
 
-fn start(via: &Via, dir: &Path, seed: u8, cfg: NetConfig) -> Result<Running> {
+pub(crate) fn start(via: &Via, dir: &Path, seed: u8, cfg: NetConfig) -> Result<Running> {
     let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let seed = [seed; 32];
     let (net, want) = match via {
@@ -89,7 +89,7 @@ fn start(via: &Via, dir: &Path, seed: u8, cfg: NetConfig) -> Result<Running> {
     Ok(Running { store, net, addr })
 }
 
-fn root(store: &Store) -> Result<([u8; 32], u64)> {
+pub(crate) fn root(store: &Store) -> Result<([u8; 32], u64)> {
     let r = store.read()?.set_root()?;
     Ok((r.fingerprint, r.accum.count))
 }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_lossy;
 mod bench_net;
 mod bench_sync;
 mod cli;

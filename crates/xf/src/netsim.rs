@@ -118,7 +118,7 @@ fn delay_parser() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(0..=MAX_DELAY_MS)
 }
 
-fn parse_loss(s: &str) -> std::result::Result<f64, String> {
+pub(crate) fn parse_loss(s: &str) -> std::result::Result<f64, String> {
     let loss: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&loss) {
         Ok(loss)
@@ -189,6 +189,8 @@ fn complain(line: fmt::Arguments<'_>) {
 pub struct Stats {
     /// UDP datagrams delivered, both directions.
     pub udp_forwarded: u64,
+    /// UDP payload bytes delivered, both directions: the link's goodput over a run.
+    pub udp_bytes: u64,
     /// UDP datagrams dropped by the simulated loss.
     pub udp_dropped: u64,
     /// UDP datagrams dropped because too many bytes were already in flight.
@@ -213,9 +215,10 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "udp: forwarded {} dropped {} overflow {} send-failed {} mappings {}; \
+            "udp: forwarded {} ({} B) dropped {} overflow {} send-failed {} mappings {}; \
              tcp: connections {} chunks {} bytes {} delayed {}; errors {}",
             self.udp_forwarded,
+            self.udp_bytes,
             self.udp_dropped,
             self.udp_overflow,
             self.udp_send_failed,
@@ -470,6 +473,7 @@ impl Shape {
 #[derive(Default)]
 struct Counters {
     udp_forwarded: AtomicU64,
+    udp_bytes: AtomicU64,
     udp_dropped: AtomicU64,
     udp_overflow: AtomicU64,
     udp_send_failed: AtomicU64,
@@ -490,6 +494,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
             udp_forwarded: get(&self.udp_forwarded),
+            udp_bytes: get(&self.udp_bytes),
             udp_dropped: get(&self.udp_dropped),
             udp_overflow: get(&self.udp_overflow),
             udp_send_failed: get(&self.udp_send_failed),
@@ -841,7 +846,10 @@ impl UdpRelay {
             Dest::Client(client) => self.listen.send_to(&pending.bytes, client),
         };
         match sent {
-            Ok(_) => bump(&shared.counters.udp_forwarded, 1),
+            Ok(n) => {
+                bump(&shared.counters.udp_forwarded, 1);
+                bump(&shared.counters.udp_bytes, n as u64);
+            }
             Err(e) => {
                 // A full send buffer ends up here too: a drop, as on a real link.
                 bump(&shared.counters.udp_send_failed, 1);
