@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use xaeroflux_event::{Topic, Verification, Verifier, VerifierStopped};
 use xaeroflux_store::{Durability, Store, Ticket};
 use xaeroflux_sync::{
-    Claim, LocalError, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig, SyncError,
-    SyncSource,
+    Claim, LocalError, MemSet, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig,
+    SyncError, SyncSource,
 };
 
 use crate::transport::{LinkError, PeerId, SyncLink};
@@ -301,7 +301,8 @@ pub(crate) async fn run(
     let view: &mut dyn Peer = if scope.is_window() {
         &mut whole
     } else {
-        scoped = ScopedStore::new(&store, &scope).map_err(SyncError::View)?;
+        let keys = gather(&store, &scope).await?;
+        scoped = ScopedStore::with_keys(&store, keys);
         &mut scoped
     };
     if matches!(start, Start::Initiator { .. }) {
@@ -330,6 +331,23 @@ pub(crate) async fn run(
         stats: session.stats(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The keys a topic-scoped session reconciles, gathered on a short-lived thread of their own
+/// (O(events in scope) reads): the network thread awaits them and serves other peers meanwhile.
+async fn gather(store: &Store, scope: &Scope) -> Result<MemSet, SyncFailure> {
+    let (tx, rx) = futures::channel::oneshot::channel();
+    let (store, scope) = (store.clone(), scope.clone());
+    std::thread::Builder::new()
+        .name("xf-gather".into())
+        .spawn(move || {
+            let _ = tx.send(ScopedStore::gather(&store, &scope));
+        })
+        .map_err(|e| SyncFailure::Store(format!("starting the scope's gather: {e}")))?;
+    match rx.await {
+        Ok(keys) => Ok(keys.map_err(SyncError::View)?),
+        Err(_) => Err(SyncFailure::Store("the scope's gather stopped".into())),
+    }
 }
 
 /// Where a session's received events go, and what it must keep to.

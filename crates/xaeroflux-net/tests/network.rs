@@ -315,3 +315,28 @@ fn the_network_thread_serves_other_peers_while_the_writer_is_stalled() {
     });
     drop((b, c, a_net));
 }
+
+/// Nodes that follow a topic reconcile only that topic (the session's keys are gathered off
+/// the network thread): each ends with the other's events of the topic and none of the rest.
+#[test]
+fn nodes_following_a_topic_exchange_that_topic_only() {
+    use xaeroflux_event::Topic;
+    let (a_t, a_u) = (events(21, 0, 400, "t"), events(21, 400, 300, "u"));
+    let (b_t, b_u) = (events(22, 0, 200, "t"), events(22, 200, 100, "u"));
+    let mut cfg = loopback(false);
+    cfg.anti_entropy = Duration::from_secs(3600);
+    cfg.topics = vec![Topic::named("t")];
+    let a = node(23, &[a_t.clone(), a_u.clone()].concat(), cfg.clone());
+    cfg.bootstrap = vec![first_listen(&a.net, "/quic-v1")];
+    let b = node(24, &[b_t.clone(), b_u.clone()].concat(), cfg);
+    let has = |n: &Node, e: &VerifiedEvent| n.store.read().unwrap().get(e.id()).unwrap().is_some();
+    wait_until("the topic's events", Duration::from_secs(30), || {
+        a_t.iter().all(|e| has(&b, e)) && b_t.iter().all(|e| has(&a, e))
+    });
+    // Settled: the session that moved them has ended; nothing else may have come over.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(a_u.iter().all(|e| !has(&b, e)), "A's other topic reached B");
+    assert!(b_u.iter().all(|e| !has(&a, e)), "B's other topic reached A");
+    assert_eq!(root(&a.store).1, 400 + 300 + 200);
+    assert_eq!(root(&b.store).1, 200 + 100 + 400);
+}

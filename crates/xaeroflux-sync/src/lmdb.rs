@@ -86,6 +86,16 @@ pub struct ScopedStore<'s> {
 impl<'s> ScopedStore<'s> {
     /// Gathers the keys of the events in `scope`.
     pub fn new(store: &'s Store, scope: &Scope) -> Result<ScopedStore<'s>, ViewError> {
+        Ok(ScopedStore::with_keys(
+            store,
+            ScopedStore::gather(store, scope)?,
+        ))
+    }
+
+    /// The keys of the events in `scope`, read from one snapshot: the part of
+    /// [`ScopedStore::new`] that grows with the events in scope, for a caller that runs it on
+    /// a thread of its own (a network thread must not).
+    pub fn gather(store: &Store, scope: &Scope) -> Result<MemSet, ViewError> {
         let filter = Filter {
             authors: scope.authors.clone(),
             topics: scope.topics.clone(),
@@ -102,10 +112,13 @@ impl<'s> ScopedStore<'s> {
             });
             ControlFlow::Continue(())
         })?;
-        Ok(ScopedStore {
-            store,
-            set: MemSet::from_keys(keys),
-        })
+        Ok(MemSet::from_keys(keys))
+    }
+
+    /// A scoped view over keys gathered earlier with [`ScopedStore::gather`] (events stored
+    /// since are not in it; the next session sees them).
+    pub fn with_keys(store: &'s Store, set: MemSet) -> ScopedStore<'s> {
+        ScopedStore { store, set }
     }
 
     /// Events in scope.
