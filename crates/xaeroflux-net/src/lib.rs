@@ -105,6 +105,11 @@ pub struct NetConfig {
     /// of the app (the facade passes the one its ingest uses, so one pool of threads and one
     /// key cache serve all). `None`: the network starts its own, a thread per core.
     pub verifier: Option<Verifier>,
+    /// Tell peers (identify) the addresses this node listens on. Off, it tells them only its
+    /// external addresses (none unless one is set or confirmed): for a node that is to be
+    /// reached only through a forward or a relay in front of it, so that peers do not go
+    /// around it.
+    pub announce_listen_addrs: bool,
 }
 
 impl Default for NetConfig {
@@ -136,6 +141,7 @@ impl Default for NetConfig {
             restore_peers: true,
             stop_on_signals: false,
             verifier: None,
+            announce_listen_addrs: true,
         }
     }
 }

@@ -77,6 +77,7 @@ impl Libp2pTransport {
         let mdns_on = cfg.mdns;
         let relay_server_on = cfg.relay_server;
         let idle = cfg.idle_timeout;
+        let hide_listen_addrs = !cfg.announce_listen_addrs;
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -131,10 +132,10 @@ impl Libp2pTransport {
                     relay,
                     relay_server: relay_server.into(),
                     dcutr: dcutr::Behaviour::new(me),
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        IDENTIFY_PROTOCOL.into(),
-                        key.public(),
-                    )),
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                            .with_hide_listen_addrs(hide_listen_addrs),
+                    ),
                     ping: ping::Behaviour::default(),
                     mdns: mdns.into(),
                     kad,

@@ -334,10 +334,10 @@ impl Session {
         if !events.is_empty() {
             self.queue(&Message::Events(events));
         } else if self.recon_done
-            && self.unsettled == 0
-            && (self.peer_done || self.role() == Role::Initiator)
+            && (self.role() == Role::Initiator || (self.peer_done && self.unsettled == 0))
         {
-            // The responder answers the initiator's `Done` only, once everything received is
+            // The initiator's `Done` says only "I sent everything" (it finishes once what it
+            // received is settled). The responder answers it, once everything received is
             // settled: its own `Done` then says "and I have everything you sent", so an
             // initiator that finishes knows its events arrived (its driver holds this frame
             // until they are stored, too).

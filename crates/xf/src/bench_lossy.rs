@@ -58,13 +58,16 @@ const LOSSES: [f64; 3] = [0.0, 0.05, 0.20];
 /// How often the roots are compared.
 const POLL: Duration = Duration::from_millis(50);
 
-/// The nodes' configuration: a node's defaults, on loopback QUIC without mDNS.
-fn config() -> NetConfig {
+/// The nodes' configuration: a node's defaults, on loopback QUIC without mDNS. A does not
+/// announce what it listens on, so B reaches it through the relay only (on one host B could
+/// otherwise dial A's own address, learnt from identify, and go around the relay).
+fn config(announce_listen_addrs: bool) -> NetConfig {
     NetConfig {
         listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1"
             .parse()
             .expect("valid multiaddr")],
         mdns: false,
+        announce_listen_addrs,
         ..NetConfig::default()
     }
 }
@@ -77,22 +80,35 @@ fn udp_port(addr: &Multiaddr) -> Option<u16> {
     })
 }
 
-/// Builds A's and B's stores once; each run copies them.
-fn build(dir: &Path, n: u64, extra: u64, authors: u32, seed: u64) -> Result<()> {
+/// Builds A's and B's stores once; each run copies them. Returns the bytes of the events that
+/// must cross the link (each side's to the other), in their portable form.
+fn build(dir: &Path, n: u64, extra: u64, authors: u32, seed: u64) -> Result<u64> {
     eprintln!("lossy bench: generating {n} + {extra} events…");
     let mut events = generate_vec(&GenParams::new(n + extra, authors, seed));
     let theirs = events.split_off(usize::try_from(n).context("--events")?);
+    let moving = events
+        .iter()
+        .chain(&theirs)
+        .map(|e| e.as_bytes().len() as u64)
+        .sum();
     for (name, part) in [("a", events), ("b", theirs)] {
         let store = Store::open(dir.join(name))?;
         for chunk in part.chunks(1000) {
             store.ingest(chunk.to_vec())?;
         }
     }
-    Ok(())
+    Ok(moving)
 }
 
 /// One run: fresh copies of both stores, a relay in front of A, B dialing A through it.
-fn one(base: &Path, link: &Link, loss: f64, seed: u64, limit: Duration) -> Result<Value> {
+fn one(
+    base: &Path,
+    link: &Link,
+    loss: f64,
+    seed: u64,
+    limit: Duration,
+    moving: u64,
+) -> Result<Value> {
     let dir = tempfile::Builder::new()
         .prefix("xf-bench-lossy-")
         .tempdir()?;
@@ -100,7 +116,7 @@ fn one(base: &Path, link: &Link, loss: f64, seed: u64, limit: Duration) -> Resul
         std::fs::create_dir(dir.path().join(name))?;
         copy_data_file(&base.join(name), &dir.path().join(name))?;
     }
-    let a = start(&Via::Libp2p, &dir.path().join("a"), 0xA1, config())?;
+    let a = start(&Via::Libp2p, &dir.path().join("a"), 0xA1, config(false))?;
     let port = udp_port(&a.addr).context("A's QUIC port")?;
     let relay = netsim::spawn(&NetsimArgs {
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -114,7 +130,7 @@ fn one(base: &Path, link: &Link, loss: f64, seed: u64, limit: Duration) -> Resul
         duration_secs: None,
     })?;
     let via = relay.udp_addr().context("the relay's UDP address")?;
-    let b = start(&Via::Libp2p, &dir.path().join("b"), 0xB2, config())?;
+    let b = start(&Via::Libp2p, &dir.path().join("b"), 0xB2, config(true))?;
     let to: Multiaddr = format!(
         "/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}",
         via.port(),
@@ -154,6 +170,9 @@ fn one(base: &Path, link: &Link, loss: f64, seed: u64, limit: Duration) -> Resul
         "relay_dropped": stats.udp_dropped,
         "relay_overflow": stats.udp_overflow,
         "relay_goodput_bytes_per_s": stats.udp_bytes as f64 / secs,
+        // Every event that moved crossed the relay: nothing went around it.
+        "through_relay": stats.udp_bytes >= moving,
+        "event_bytes_moving": moving,
         "sessions_synced": synced,
         "sessions_failed": failed,
     }))
@@ -178,7 +197,7 @@ pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
     let base = tempfile::Builder::new()
         .prefix("xf-bench-lossy-base-")
         .tempdir()?;
-    build(base.path(), n, extra, authors, b.seed)?;
+    let moving = build(base.path(), n, extra, authors, b.seed)?;
     let limit = Duration::from_secs(b.limit_secs);
     let losses = if b.loss.is_empty() {
         LOSSES.to_vec()
@@ -198,7 +217,7 @@ pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
                     loss * 100.0,
                     b.seed
                 );
-                runs.push(one(base.path(), link, loss, seed, limit)?);
+                runs.push(one(base.path(), link, loss, seed, limit, moving)?);
             }
             let secs: Vec<f64> = runs.iter().filter_map(|r| r["seconds"].as_f64()).collect();
             let goodput: Vec<f64> = runs

@@ -84,6 +84,9 @@ fn every_seed_converges_in_order_and_reordered_at_0_5_and_20_percent_loss() {
         if run["converged"] != true {
             failures.push(format!("{what}: not converged: {run}"));
         }
+        if run["through_relay"] != true {
+            failures.push(format!("{what}: the events went around the relay: {run}"));
+        }
     }
     eprintln!("30 runs in {:?}", started.elapsed());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
