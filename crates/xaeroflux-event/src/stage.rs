@@ -152,6 +152,31 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// Verifies `items` with the calling thread taking part: it checks one share itself while
+    /// the stage's threads check the rest, then waits for them. A batch of one share never
+    /// leaves the thread. For a thread that would otherwise only wait (an ingest, a local
+    /// sync); a task on a network thread hands its batches over with [`Verifier::verify`].
+    pub fn verify_here(
+        &self,
+        mut items: Vec<Vec<u8>>,
+        limits: &Limits,
+    ) -> Result<Verified, VerifierStopped> {
+        let share = items
+            .len()
+            .div_ceil(self.shared.threads_max + 1)
+            .max(CHUNK_MIN);
+        if items.len() <= share {
+            return Ok(verify_batch_cached(items, limits, &self.shared.cache));
+        }
+        let rest = items.split_off(share);
+        let others = self.verify(rest, limits);
+        let mut out = verify_batch_cached(items, limits, &self.shared.cache);
+        out.extend(others.wait()?);
+        Ok(out)
+    }
+}
+
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
@@ -322,6 +347,33 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn a_caller_that_takes_part_gets_the_same_results() {
+        let stage = Verifier::new(2);
+        let mut items = signed(500);
+        items[10][40] ^= 1;
+        items[400][40] ^= 1;
+        let limits = Limits::at(u64::MAX / 2);
+        let here = stage.verify_here(items.clone(), &limits).unwrap();
+        let there = stage.verify(items, &limits).wait().unwrap();
+        assert_eq!(here, there);
+        let bad: Vec<usize> = here
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_err())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(bad, [10, 400]);
+        // One share stays on the calling thread: no thread is started for it.
+        let small = Verifier::new(2);
+        assert!(small
+            .verify_here(signed(20), &limits)
+            .unwrap()
+            .iter()
+            .all(Result::is_ok));
+        assert_eq!(small.threads(), 0);
     }
 
     #[test]

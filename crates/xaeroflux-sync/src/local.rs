@@ -229,8 +229,7 @@ impl Link {
                     let (items, claim) = batch.into_parts();
                     let results = match &self.verifier {
                         Some(stage) => stage
-                            .verify(items, &claim.limits())
-                            .wait()
+                            .verify_here(items, &claim.limits())
                             .map_err(LocalError::Verifier)?,
                         None => verify_batch(items, &claim.limits()),
                     };

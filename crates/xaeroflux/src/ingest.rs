@@ -153,7 +153,7 @@ impl Node {
         &self,
         events: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Outcome, VerifyError>>, IngestError> {
-        let results = self.verifier.verify(events, &Limits::at(now_ms())).wait()?;
+        let results = self.verifier.verify_here(events, &Limits::at(now_ms()))?;
         let mut good = Vec::with_capacity(results.len());
         let mut slots = Vec::with_capacity(results.len());
         for r in results {

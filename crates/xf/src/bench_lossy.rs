@@ -58,16 +58,21 @@ const LOSSES: [f64; 3] = [0.0, 0.05, 0.20];
 /// How often the roots are compared.
 const POLL: Duration = Duration::from_millis(50);
 
-/// The nodes' configuration: a node's defaults, on loopback QUIC without mDNS. A does not
-/// announce what it listens on, so B reaches it through the relay only (on one host B could
-/// otherwise dial A's own address, learnt from identify, and go around the relay).
-fn config(announce_listen_addrs: bool) -> NetConfig {
+/// The nodes' configuration: a node's defaults without mDNS. A listens on loopback QUIC and
+/// does not announce it; B listens on nothing (as behind a NAT). On one host either could
+/// otherwise learn the other's own address from identify and redial it around the relay once
+/// a connection through it fails.
+fn config(listens: bool) -> NetConfig {
     NetConfig {
-        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1"
-            .parse()
-            .expect("valid multiaddr")],
+        listen: if listens {
+            vec!["/ip4/127.0.0.1/udp/0/quic-v1"
+                .parse()
+                .expect("valid multiaddr")]
+        } else {
+            Vec::new()
+        },
         mdns: false,
-        announce_listen_addrs,
+        announce_listen_addrs: false,
         ..NetConfig::default()
     }
 }
@@ -81,7 +86,8 @@ fn udp_port(addr: &Multiaddr) -> Option<u16> {
 }
 
 /// Builds A's and B's stores once; each run copies them. Returns the bytes of the events that
-/// must cross the link (each side's to the other), in their portable form.
+/// must cross the link (each side's to the other) as the sync protocol sends them: bodies,
+/// without the ids (the receiver recomputes them).
 fn build(dir: &Path, n: u64, extra: u64, authors: u32, seed: u64) -> Result<u64> {
     eprintln!("lossy bench: generating {n} + {extra} events…");
     let mut events = generate_vec(&GenParams::new(n + extra, authors, seed));
@@ -89,7 +95,7 @@ fn build(dir: &Path, n: u64, extra: u64, authors: u32, seed: u64) -> Result<u64>
     let moving = events
         .iter()
         .chain(&theirs)
-        .map(|e| e.as_bytes().len() as u64)
+        .map(|e| e.body().len() as u64)
         .sum();
     for (name, part) in [("a", events), ("b", theirs)] {
         let store = Store::open(dir.join(name))?;
@@ -116,7 +122,7 @@ fn one(
         std::fs::create_dir(dir.path().join(name))?;
         copy_data_file(&base.join(name), &dir.path().join(name))?;
     }
-    let a = start(&Via::Libp2p, &dir.path().join("a"), 0xA1, config(false))?;
+    let a = start(&Via::Libp2p, &dir.path().join("a"), 0xA1, config(true))?;
     let port = udp_port(&a.addr).context("A's QUIC port")?;
     let relay = netsim::spawn(&NetsimArgs {
         listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
@@ -130,7 +136,7 @@ fn one(
         duration_secs: None,
     })?;
     let via = relay.udp_addr().context("the relay's UDP address")?;
-    let b = start(&Via::Libp2p, &dir.path().join("b"), 0xB2, config(true))?;
+    let b = start_dialer(&dir.path().join("b"), 0xB2, config(false))?;
     let to: Multiaddr = format!(
         "/ip4/127.0.0.1/udp/{}/quic-v1/p2p/{}",
         via.port(),
@@ -176,6 +182,18 @@ fn one(
         "sessions_synced": synced,
         "sessions_failed": failed,
     }))
+}
+
+/// A node that listens on nothing: it only dials.
+fn start_dialer(dir: &Path, seed: u8, cfg: NetConfig) -> Result<Dialer> {
+    let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let net = xaeroflux::NetHandle::start(store.clone(), [seed; 32], cfg)?;
+    Ok(Dialer { store, net })
+}
+
+struct Dialer {
+    store: Store,
+    net: xaeroflux::NetHandle,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
