@@ -85,25 +85,37 @@ fn udp_port(addr: &Multiaddr) -> Option<u16> {
     })
 }
 
-/// Builds A's and B's stores once; each run copies them. Returns the bytes of the events that
-/// must cross the link (each side's to the other) as the sync protocol sends them: bodies,
-/// without the ids (the receiver recomputes them).
-fn build(dir: &Path, n: u64, extra: u64, authors: u32, seed: u64) -> Result<u64> {
+/// Bytes of the bodies of the events a store holds: what the sync protocol sends of them (the
+/// receiver recomputes the ids).
+fn body_bytes(store: &Store) -> Result<u64> {
+    let read = store.read()?;
+    let (mut after, mut sum) = (0, 0);
+    loop {
+        let page = read.changes_since(after, 10_000)?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        sum += page
+            .iter()
+            .map(|(_, ev)| ev.body().len() as u64)
+            .sum::<u64>();
+    }
+    Ok(sum)
+}
+
+/// Builds A's and B's stores once; each run copies them. Returns the bytes of their bodies.
+fn build(dir: &Path, n: u64, extra: u64, authors: u32, seed: u64) -> Result<(u64, u64)> {
     eprintln!("lossy bench: generating {n} + {extra} events…");
     let mut events = generate_vec(&GenParams::new(n + extra, authors, seed));
     let theirs = events.split_off(usize::try_from(n).context("--events")?);
-    let moving = events
-        .iter()
-        .chain(&theirs)
-        .map(|e| e.body().len() as u64)
-        .sum();
+    let mut bytes = Vec::new();
     for (name, part) in [("a", events), ("b", theirs)] {
         let store = Store::open(dir.join(name))?;
         for chunk in part.chunks(1000) {
             store.ingest(chunk.to_vec())?;
         }
+        bytes.push(body_bytes(&store)?);
     }
-    Ok(moving)
+    Ok((bytes[0], bytes[1]))
 }
 
 /// One run: fresh copies of both stores, a relay in front of A, B dialing A through it.
@@ -113,7 +125,7 @@ fn one(
     loss: f64,
     seed: u64,
     limit: Duration,
-    moving: u64,
+    held: (u64, u64),
 ) -> Result<Value> {
     let dir = tempfile::Builder::new()
         .prefix("xf-bench-lossy-")
@@ -165,6 +177,9 @@ fn one(
     let secs = started.elapsed().as_secs_f64();
     let stats = relay.stop();
     let events = root(&b.store)?.1;
+    // What moved, either way: the union less what each side held.
+    let union = body_bytes(&b.store)?;
+    let moving = (union - held.1.min(union)) + (union - held.0.min(union));
     drop((a, b));
     Ok(json!({
         "seed": seed,
@@ -215,7 +230,7 @@ pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
     let base = tempfile::Builder::new()
         .prefix("xf-bench-lossy-base-")
         .tempdir()?;
-    let moving = build(base.path(), n, extra, authors, b.seed)?;
+    let held = build(base.path(), n, extra, authors, b.seed)?;
     let limit = Duration::from_secs(b.limit_secs);
     let losses = if b.loss.is_empty() {
         LOSSES.to_vec()
@@ -235,7 +250,7 @@ pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
                     loss * 100.0,
                     b.seed
                 );
-                runs.push(one(base.path(), link, loss, seed, limit, moving)?);
+                runs.push(one(base.path(), link, loss, seed, limit, held)?);
             }
             let secs: Vec<f64> = runs.iter().filter_map(|r| r["seconds"].as_f64()).collect();
             let goodput: Vec<f64> = runs

@@ -88,15 +88,7 @@ fn five_hosts_converge_through_a_partition_that_heals() {
 #[test]
 fn five_hosts_converge_through_loss_and_delay() {
     const POSTS: u64 = 200;
-    let seed: u64 = std::env::var("XF_NETSIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::seed_from_env("XF_NETSIM_SEED");
     eprintln!("netsim seed {seed} (XF_NETSIM_SEED={seed} replays it)");
     let lab = Lab::new(5);
     let base = tempfile::tempdir().unwrap();
