@@ -158,10 +158,17 @@ fn one(
     let started = Instant::now();
     b.net.dial(to)?;
     let (mut failed, mut synced) = (0u64, 0u64);
+    // Why sessions failed: the first few distinct reasons.
+    let mut reasons: Vec<String> = Vec::new();
     let converged = loop {
         for ev in b.net.events().try_iter() {
             match ev {
-                NetEvent::SyncFailed { .. } => failed += 1,
+                NetEvent::SyncFailed { error, .. } => {
+                    failed += 1;
+                    if reasons.len() < 4 && !reasons.contains(&error) {
+                        reasons.push(error);
+                    }
+                }
                 NetEvent::Synced(_) => synced += 1,
                 _ => {}
             }
@@ -196,6 +203,7 @@ fn one(
         "event_bytes_moving": moving,
         "sessions_synced": synced,
         "sessions_failed": failed,
+        "failure_reasons": reasons,
     }))
 }
 
