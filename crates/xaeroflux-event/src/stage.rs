@@ -192,17 +192,27 @@ impl Shared {
     }
 }
 
-/// Counts a thread out when it ends, however it ends.
-struct Leaving<'a>(&'a Shared);
+/// Counts a thread out if it ends by a panic; an idle thread counts itself out under the same
+/// lock under which it found nothing to do, so that a batch queued meanwhile never waits for
+/// a thread that is already leaving.
+struct Leaving<'a> {
+    shared: &'a Shared,
+    counted_out: bool,
+}
 
 impl Drop for Leaving<'_> {
     fn drop(&mut self) {
-        self.0.lock().workers -= 1;
+        if !self.counted_out {
+            self.shared.lock().workers -= 1;
+        }
     }
 }
 
 fn work(shared: Arc<Shared>) {
-    let _leaving = Leaving(&shared);
+    let mut leaving = Leaving {
+        shared: &shared,
+        counted_out: false,
+    };
     let mut state = shared.lock();
     loop {
         if let Some(c) = state.queue.pop_front() {
@@ -222,6 +232,8 @@ fn work(shared: Arc<Shared>) {
         state = next;
         state.idle -= 1;
         if waited.timed_out() && state.queue.is_empty() {
+            state.workers -= 1;
+            leaving.counted_out = true;
             return;
         }
     }
