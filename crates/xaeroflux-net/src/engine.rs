@@ -483,21 +483,10 @@ impl<T: Transport> Engine<T> {
             .entry(from)
             .or_insert_with(|| RateLimit::new(rate, now));
         if !limit.take(now) {
-            // Dropped unread; anti-entropy fetches whatever of it was real.
-            self.gossip_dropped += 1;
-            if self.gossip_dropped.is_power_of_two() {
-                warn!(peer = %from, dropped = self.gossip_dropped, "gossip over the peer's rate dropped");
-            }
-            self.transport.validated(token, Verdict::Ignore);
-            return;
+            return self.drop_gossip(token, "over the peer's rate");
         }
         if self.gossip_checks.len() >= GOSSIP_CHECKS_AHEAD {
-            self.gossip_dropped += 1;
-            if self.gossip_dropped.is_power_of_two() {
-                warn!(peer = %from, dropped = self.gossip_dropped, "gossip over what the verifier holds dropped");
-            }
-            self.transport.validated(token, Verdict::Ignore);
-            return;
+            return self.drop_gossip(token, "over what the verifier holds");
         }
         let check = self
             .verifier
@@ -507,6 +496,16 @@ impl<T: Transport> Engine<T> {
             token,
             check,
         });
+    }
+
+    /// Drops a gossiped message unread: ignored, neither forwarded nor held against anyone
+    /// (anti-entropy fetches whatever of it was real). Logged at each power of two.
+    fn drop_gossip(&mut self, token: GossipToken, why: &'static str) {
+        self.gossip_dropped += 1;
+        if self.gossip_dropped.is_power_of_two() {
+            warn!(peer = %token.source, dropped = self.gossip_dropped, why, "gossip dropped");
+        }
+        self.transport.validated(token, Verdict::Ignore);
     }
 
     /// Reports a gossiped event's verification to the transport, and stores it if it holds.

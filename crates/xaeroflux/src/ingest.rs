@@ -115,25 +115,17 @@ impl Node {
                 (self.verifier.verify(chunk, &Limits::at(now_ms())), base)
             });
             if let Some((check, base)) = std::mem::replace(&mut checking, next) {
-                let verified = passed(check.wait()?, base, &mut report);
-                if !verified.is_empty() {
-                    in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
-                }
+                self.submit_passed(check, base, &mut report, &mut in_flight)?;
             }
             while in_flight.len() > in_flight_max {
                 let outcomes = in_flight.pop_front().expect("non-empty").wait()?;
                 outcomes.into_iter().for_each(|o| report.count(o));
                 progress(&report);
             }
-            if last && checking.is_none() {
-                break;
-            }
             if last {
-                // Nothing more to read: the batch at the stage is the final one.
-                let (check, base) = checking.take().expect("checked above");
-                let verified = passed(check.wait()?, base, &mut report);
-                if !verified.is_empty() {
-                    in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
+                // Nothing more to read: the batch at the stage, if any, is the final one.
+                if let Some((check, base)) = checking.take() {
+                    self.submit_passed(check, base, &mut report, &mut in_flight)?;
                 }
                 break;
             }
@@ -146,6 +138,21 @@ impl Node {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+
+    /// Waits for a batch at the stage and submits the events that passed, durably.
+    fn submit_passed(
+        &self,
+        check: Verification,
+        base: u64,
+        report: &mut IngestReport,
+        in_flight: &mut VecDeque<Ticket>,
+    ) -> Result<(), IngestError> {
+        let verified = passed(check.wait()?, base, report);
+        if !verified.is_empty() {
+            in_flight.push_back(self.store().submit(verified, Durability::Durable)?);
+        }
+        Ok(())
     }
 
     /// Verifies and durably stores one batch; returns per-event results in order.

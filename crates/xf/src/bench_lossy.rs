@@ -16,7 +16,7 @@ use xaeroflux::{Multiaddr, NetConfig, NetEvent, Store};
 use xaeroflux_bench::{generate_vec, GenParams};
 
 use crate::bench::{machine, BenchArgs};
-use crate::bench_net::{root, start, Via};
+use crate::bench_net::{each_stored, root, start, Via};
 use crate::bench_sync::copy_data_file;
 use crate::cli::Args;
 use crate::netsim::{self, NetsimArgs};
@@ -88,17 +88,8 @@ fn udp_port(addr: &Multiaddr) -> Option<u16> {
 /// Bytes of the bodies of the events a store holds: what the sync protocol sends of them (the
 /// receiver recomputes the ids).
 fn body_bytes(store: &Store) -> Result<u64> {
-    let read = store.read()?;
-    let (mut after, mut sum) = (0, 0);
-    loop {
-        let page = read.changes_since(after, 10_000)?;
-        let Some((last, _)) = page.last() else { break };
-        after = *last;
-        sum += page
-            .iter()
-            .map(|(_, ev)| ev.body().len() as u64)
-            .sum::<u64>();
-    }
+    let mut sum = 0;
+    each_stored(store, |ev| sum += ev.body().len() as u64)?;
     Ok(sum)
 }
 

@@ -201,21 +201,30 @@ fn bootstrap(via: &Via, a_dir: &Path, b_dir: &Path, n: u64, cfg: &NetConfig) -> 
 /// The events of the store in `dir`, in their portable form (`id ‖ body`), store order.
 fn portable_events(dir: &Path) -> Result<Vec<Vec<u8>>> {
     let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    let read = store.read()?;
     let mut out = Vec::new();
+    each_stored(&store, |ev| {
+        let mut bytes = Vec::with_capacity(32 + ev.body().len());
+        bytes.extend_from_slice(&ev.id().0);
+        bytes.extend_from_slice(ev.body());
+        out.push(bytes);
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with every event `store` holds, in store order, from one snapshot read in pages.
+pub(crate) fn each_stored(
+    store: &Store,
+    mut f: impl FnMut(&xaeroflux::EventRef<'_>),
+) -> Result<()> {
+    let read = store.read()?;
     let mut after = 0;
     loop {
         let page = read.changes_since(after, 10_000)?;
         let Some((last, _)) = page.last() else { break };
         after = *last;
-        for (_, ev) in page {
-            let mut bytes = Vec::with_capacity(32 + ev.body().len());
-            bytes.extend_from_slice(&ev.id().0);
-            bytes.extend_from_slice(ev.body());
-            out.push(bytes);
-        }
+        page.iter().for_each(|(_, ev)| f(ev));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn diff(via: &Via, a_dir: &Path, b_dir: &Path, want: u64, cfg: &NetConfig) -> Result<Value> {
