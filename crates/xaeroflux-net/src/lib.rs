@@ -13,6 +13,7 @@ mod engine;
 mod link;
 mod memory;
 mod peers;
+mod quic;
 mod runner;
 mod swarm;
 mod transport;
@@ -34,6 +35,7 @@ pub use memory::{MemoryHub, MemoryTransport};
 pub use peers::{
     PeerEntry, Peers, RateLimit, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK,
 };
+pub use quic::{Congestion, QuicConfig, QuicConnection, QuicError, QuicStream, QuicTransport};
 pub use runner::{
     common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION, PENALTY_INVALID,
     PENALTY_PROTOCOL, PENALTY_TOO_MANY_ROUNDS,
@@ -110,6 +112,8 @@ pub struct NetConfig {
     /// reached only through a forward or a relay in front of it, so that peers do not go
     /// around it.
     pub announce_listen_addrs: bool,
+    /// How QUIC connections recover from loss and control congestion (see [`QuicConfig`]).
+    pub quic: QuicConfig,
 }
 
 impl Default for NetConfig {
@@ -142,6 +146,7 @@ impl Default for NetConfig {
             stop_on_signals: false,
             verifier: None,
             announce_listen_addrs: true,
+            quic: QuicConfig::default(),
         }
     }
 }

@@ -7,6 +7,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::Transport as _;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -16,6 +18,7 @@ use libp2p::{
 use tracing::debug;
 
 use crate::link::spawn_framed;
+use crate::quic::QuicTransport;
 use crate::transport::{
     GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
 };
@@ -78,6 +81,7 @@ impl Libp2pTransport {
         let relay_server_on = cfg.relay_server;
         let idle = cfg.idle_timeout;
         let hide_listen_addrs = !cfg.announce_listen_addrs;
+        let quic = cfg.quic.clone();
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -86,7 +90,11 @@ impl Libp2pTransport {
                 yamux::Config::default,
             )
             .map_err(|e| build(&e))?
-            .with_quic()
+            .with_other_transport(|key| {
+                Ok(QuicTransport::new(key, &quic)?
+                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))))
+            })
+            .map_err(|e| build(&e))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| build(&e))?
             .with_behaviour(|key, relay| {
