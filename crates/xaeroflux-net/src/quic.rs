@@ -6,7 +6,7 @@
 //! reorders datagrams looks like one that loses them: after three later packets are acknowledged
 //! an earlier one counts as lost, the congestion window is cut, and the cut repeats on every
 //! round trip. Here the caller chooses ([`QuicConfig`]): loss is declared by time alone, a packet
-//! is given twice the round trip before it is called lost, and the congestion controller may be
+//! is given one and a half round trips before it is called lost, and the congestion controller may be
 //! BBR, which paces by measured bandwidth and does not halve its rate on random loss.
 //!
 //! Everything else follows libp2p's QUIC transport, so peers on either interoperate: QUIC v1
@@ -74,7 +74,7 @@ impl Default for QuicConfig {
         QuicConfig {
             congestion: Congestion::Bbr,
             packet_threshold: u32::MAX,
-            time_threshold: 2.0,
+            time_threshold: 1.5,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
@@ -82,9 +82,14 @@ impl Default for QuicConfig {
     }
 }
 
-/// Bytes a peer may have in flight on one stream, and on all of a connection's streams
-/// (libp2p's values, so that one bulk stream cannot starve the others).
-const STREAM_WINDOW: u32 = 10_000_000;
+/// Bytes a peer may send on one stream beyond what we have read: quinn's default (100 Mbit/s
+/// at a 100 ms round trip), not libp2p's 10 MB. quinn closes a connection whose stream buffer
+/// holds more than 1,024 separate pieces (data beyond holes left by lost or late datagrams);
+/// with 1.25 MB at most in flight per stream and full-size datagrams, that takes a hole after
+/// nearly every datagram, while 10 MB reaches it on a link that reorders by a tenth of a second.
+const STREAM_WINDOW: u32 = 1_250_000;
+/// Bytes a peer may send on all of a connection's streams beyond what we have read (libp2p's
+/// value: several streams at full speed at once).
 const CONNECTION_WINDOW: u32 = 15_000_000;
 /// Streams a peer may have open at once.
 const STREAMS_MAX: u32 = 256;

@@ -220,8 +220,10 @@ impl Libp2pTransport {
                 peer_id,
                 connection_id,
                 num_established,
+                cause,
                 ..
             } => {
+                debug!(peer = %peer_id, ?cause, "connection closed");
                 if let Some(conns) = self.conns.get_mut(&peer_id) {
                     conns.retain(|c| *c != connection_id);
                     if conns.is_empty() {

@@ -221,6 +221,10 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
+    // The nodes' logs, for a run that needs explaining (`XF_LOG=debug`).
+    if std::env::var_os("XF_LOG").is_some() {
+        crate::net::init_logging();
+    }
     if b.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
