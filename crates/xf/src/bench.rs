@@ -55,7 +55,8 @@ pub struct BenchArgs {
     /// can gather, as in `Node::ingest_stream`.
     #[arg(long, default_value_t = IN_FLIGHT_EVENTS)]
     pub in_flight: usize,
-    /// The store's `batch_events_max`: events folded into one transaction at most (append).
+    /// The store's `batch_events_max`: events folded into one transaction at most (append,
+    /// and the stores sync builds).
     #[arg(long, default_value_t = xaeroflux::StoreOptions::default().batch_events_max)]
     pub txn_events: usize,
     /// Also cost each table alone, on a plain heed copy of the store's layout (append).

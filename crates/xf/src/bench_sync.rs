@@ -251,7 +251,12 @@ pub(crate) fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
         .prefix("xf-bench-sync-")
         .tempdir()?;
     let base_dir = dir.path().join("base");
-    let base = Store::open(&base_dir)?;
+    // The stores are built, and later written, with transactions of at most --txn-events.
+    let options = || xaeroflux::StoreOptions {
+        batch_events_max: b.txn_events,
+        ..xaeroflux::StoreOptions::default()
+    };
+    let base = Store::open_with(&base_dir, options())?;
     let place = places(total, only_a, only_b, b.seed);
     let d = draw(&base, b, authors, &place)?;
     let shared = (total - only_a - only_b) as u64;
@@ -272,8 +277,8 @@ pub(crate) fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
         copy_data_file(&base_dir, &a_dir)?;
         std::fs::rename(&base_dir, &b_dir)?;
     }
-    let a = Store::open(&a_dir)?;
-    let b_store = Store::open(&b_dir)?;
+    let a = Store::open_with(&a_dir, options())?;
+    let b_store = Store::open_with(&b_dir, options())?;
     let stored_a = ingest(&a, d.unique_a)?;
     let stored_b = ingest(&b_store, d.unique_b)?;
     ensure!(
