@@ -664,8 +664,8 @@ type StreamPair = (quinn::SendStream, quinn::RecvStream);
 /// QUIC stream.
 pub struct QuicConnection {
     connection: quinn::Connection,
-    inbound: Option<BoxFuture<'static, Result<StreamPair, quinn::ConnectionError>>>,
-    outbound: Option<BoxFuture<'static, Result<StreamPair, quinn::ConnectionError>>>,
+    inbound: PendingStream,
+    outbound: PendingStream,
     closing: Option<BoxFuture<'static, quinn::ConnectionError>>,
 }
 
@@ -680,6 +680,20 @@ impl QuicConnection {
     }
 }
 
+type PendingStream = Option<BoxFuture<'static, Result<StreamPair, quinn::ConnectionError>>>;
+
+/// Polls the stream being accepted or opened in `slot`, starting it with `start` if none is.
+fn poll_stream(
+    slot: &mut PendingStream,
+    cx: &mut Context<'_>,
+    start: impl FnOnce() -> BoxFuture<'static, Result<StreamPair, quinn::ConnectionError>>,
+) -> Poll<Result<QuicStream, QuicError>> {
+    let result = futures::ready!(slot.get_or_insert_with(start).poll_unpin(cx));
+    *slot = None;
+    let (send, recv) = result?;
+    Poll::Ready(Ok(QuicStream::new(send, recv)))
+}
+
 impl StreamMuxer for QuicConnection {
     type Substream = QuicStream;
     type Error = QuicError;
@@ -689,15 +703,11 @@ impl StreamMuxer for QuicConnection {
         cx: &mut Context<'_>,
     ) -> Poll<Result<QuicStream, QuicError>> {
         let this = &mut *self;
-        let connection = &this.connection;
-        let accepting = this.inbound.get_or_insert_with(|| {
-            let c = connection.clone();
+        let c = &this.connection;
+        poll_stream(&mut this.inbound, cx, || {
+            let c = c.clone();
             async move { c.accept_bi().await }.boxed()
-        });
-        let result = futures::ready!(accepting.poll_unpin(cx));
-        this.inbound = None;
-        let (send, recv) = result?;
-        Poll::Ready(Ok(QuicStream::new(send, recv)))
+        })
     }
 
     fn poll_outbound(
@@ -705,15 +715,11 @@ impl StreamMuxer for QuicConnection {
         cx: &mut Context<'_>,
     ) -> Poll<Result<QuicStream, QuicError>> {
         let this = &mut *self;
-        let connection = &this.connection;
-        let opening = this.outbound.get_or_insert_with(|| {
-            let c = connection.clone();
+        let c = &this.connection;
+        poll_stream(&mut this.outbound, cx, || {
+            let c = c.clone();
             async move { c.open_bi().await }.boxed()
-        });
-        let result = futures::ready!(opening.poll_unpin(cx));
-        this.outbound = None;
-        let (send, recv) = result?;
-        Poll::Ready(Ok(QuicStream::new(send, recv)))
+        })
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), QuicError>> {
