@@ -318,6 +318,15 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
 /// `Node::ingest_stream` does, so the two rates compare.
 const IN_FLIGHT_EVENTS: usize = 32 * 1024;
 
+/// The store options the benches open their stores with: transactions of at most
+/// `--txn-events` events.
+pub(crate) fn store_options(b: &BenchArgs) -> xaeroflux::StoreOptions {
+    xaeroflux::StoreOptions {
+        batch_events_max: b.txn_events,
+        ..xaeroflux::StoreOptions::default()
+    }
+}
+
 /// Tenths of a run: the rate of each tenth shows how writing slows as the store grows.
 const TENTHS: usize = 10;
 
@@ -325,10 +334,7 @@ const TENTHS: usize = 10;
 /// in the same run; with `--tables`, what each table costs alone (see [`append_tables`]).
 fn append(b: &BenchArgs, events: &[Vec<u8>]) -> Result<Value> {
     let n = events.len() as u64;
-    let options = xaeroflux::StoreOptions {
-        batch_events_max: b.txn_events,
-        ..xaeroflux::StoreOptions::default()
-    };
+    let options = store_options(b);
     let dir = tempfile::Builder::new()
         .prefix("xf-bench-append-")
         .tempdir()?;

@@ -252,11 +252,7 @@ pub(crate) fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
         .tempdir()?;
     let base_dir = dir.path().join("base");
     // The stores are built, and later written, with transactions of at most --txn-events.
-    let options = || xaeroflux::StoreOptions {
-        batch_events_max: b.txn_events,
-        ..xaeroflux::StoreOptions::default()
-    };
-    let base = Store::open_with(&base_dir, options())?;
+    let base = Store::open_with(&base_dir, crate::bench::store_options(b))?;
     let place = places(total, only_a, only_b, b.seed);
     let d = draw(&base, b, authors, &place)?;
     let shared = (total - only_a - only_b) as u64;
@@ -277,8 +273,8 @@ pub(crate) fn build(b: &BenchArgs, authors: u32) -> Result<Workload> {
         copy_data_file(&base_dir, &a_dir)?;
         std::fs::rename(&base_dir, &b_dir)?;
     }
-    let a = Store::open_with(&a_dir, options())?;
-    let b_store = Store::open_with(&b_dir, options())?;
+    let a = Store::open_with(&a_dir, crate::bench::store_options(b))?;
+    let b_store = Store::open_with(&b_dir, crate::bench::store_options(b))?;
     let stored_a = ingest(&a, d.unique_a)?;
     let stored_b = ingest(&b_store, d.unique_b)?;
     ensure!(
