@@ -198,13 +198,18 @@ impl QuicTransport {
 
         // Stateless resets keyed by the node's identity stay valid across restarts, so a peer
         // of a restarted node learns at once that its old connection is gone.
-        let mut endpoint = match keypair.derive_secret(b"xaeroflux quic stateless reset key") {
+        // The derived secret is wiped once the HMAC key holds it.
+        let secret = keypair
+            .derive_secret(b"xaeroflux quic stateless reset key")
+            .map(zeroize::Zeroizing::new);
+        let mut endpoint = match &secret {
             Some(secret) => quinn::EndpointConfig::new(Arc::new(aws_lc_rs::hmac::Key::new(
                 aws_lc_rs::hmac::HMAC_SHA256,
-                &secret,
+                secret.as_slice(),
             ))),
             None => quinn::EndpointConfig::default(),
         };
+        drop(secret);
         endpoint.supported_versions(vec![1]);
 
         Ok(QuicTransport {
@@ -537,14 +542,14 @@ impl Listener {
             });
             None
         };
-        let accepting = endpoint.clone();
+        let accept = next_incoming(&endpoint);
         Ok(Listener {
             id,
             endpoint,
             socket,
             local,
             handshake_timeout,
-            accept: async move { accepting.accept().await }.boxed(),
+            accept,
             interfaces,
             ips,
             pending,
@@ -609,6 +614,12 @@ impl Listener {
     }
 }
 
+/// The endpoint's next incoming connection (`None` once the endpoint is closed).
+fn next_incoming(endpoint: &quinn::Endpoint) -> BoxFuture<'static, Option<quinn::Incoming>> {
+    let endpoint = endpoint.clone();
+    async move { endpoint.accept().await }.boxed()
+}
+
 impl Stream for Listener {
     type Item = TransportEvent<Handshake, QuicError>;
 
@@ -631,8 +642,7 @@ impl Stream for Listener {
                     return Poll::Ready(self.pending.pop_front());
                 }
                 Poll::Ready(Some(incoming)) => {
-                    let accepting = self.endpoint.clone();
-                    self.accept = async move { accepting.accept().await }.boxed();
+                    self.accept = next_incoming(&self.endpoint);
                     let remote = incoming.remote_address();
                     let connecting = match incoming.accept() {
                         Ok(c) => c,
