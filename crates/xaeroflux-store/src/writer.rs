@@ -59,53 +59,32 @@ pub enum Outcome {
     Superseded,
 }
 
-/// A pending write. [`Ticket::wait`] blocks until the batch is stored; an async caller (the
-/// network thread) awaits the ticket itself instead, which never blocks its thread.
-#[must_use = "a write is acknowledged only through its ticket"]
-pub struct Ticket {
-    rx: Answer<Vec<Outcome>>,
-}
-
-impl Ticket {
-    /// Waits for the batch's transaction to commit (and reach the disk, if durable).
-    pub fn wait(self) -> Result<Vec<Outcome>, WriteError> {
-        self.rx.wait()
-    }
-
-    /// The batch's outcome if it is decided, without waiting; `None` while it is still queued
-    /// or being written. Once it returned `Some`, the ticket is spent.
-    pub fn try_wait(&mut self) -> Option<Result<Vec<Outcome>, WriteError>> {
-        self.rx.try_take()
-    }
-}
-
-impl Future for Ticket {
-    type Output = Result<Vec<Outcome>, WriteError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx)
-    }
-}
-
-/// The writer's answer to one command: a one-shot channel that can be waited on by a thread
-/// or awaited by a task.
-struct Answer<T> {
+/// A pending answer of the writer: by default a write (its outcomes), or a
+/// [`FollowTicket`] or [`FlushTicket`]. [`Ticket::wait`] blocks until the answer is in; an
+/// async caller (the network thread) awaits the ticket itself instead, which never blocks its
+/// thread.
+#[must_use = "the writer's answer arrives only through its ticket"]
+pub struct Ticket<T = Vec<Outcome>> {
     rx: oneshot::Receiver<Result<T, WriteError>>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
-fn answer<T>() -> (Reply<T>, Answer<T>) {
+fn answer<T>() -> (Reply<T>, Ticket<T>) {
     let (tx, rx) = oneshot::channel();
-    (tx, Answer { rx })
+    (tx, Ticket { rx })
 }
 
-impl<T> Answer<T> {
-    fn wait(self) -> Result<T, WriteError> {
+impl<T> Ticket<T> {
+    /// Waits for the answer: a write's transaction committed (and reached the disk, if
+    /// durable), a follow's events, a flush done.
+    pub fn wait(self) -> Result<T, WriteError> {
         block_on(self)
     }
 
-    fn try_take(&mut self) -> Option<Result<T, WriteError>> {
+    /// The answer if it is decided, without waiting; `None` while the command is still queued
+    /// or being carried out. Once it returned `Some`, the ticket is spent.
+    pub fn try_wait(&mut self) -> Option<Result<T, WriteError>> {
         match self.rx.try_recv() {
             Ok(Some(r)) => Some(r),
             Ok(None) => None,
@@ -114,7 +93,7 @@ impl<T> Answer<T> {
     }
 }
 
-impl<T> Future for Answer<T> {
+impl<T> Future for Ticket<T> {
     type Output = Result<T, WriteError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -136,45 +115,12 @@ pub struct Followed {
     pub skipped: u64,
 }
 
-/// A pending [`crate::Store::follow`]; resolves like a [`Ticket`].
-#[must_use = "the events are handed out only through the ticket"]
-pub struct FollowTicket {
-    rx: Answer<Followed>,
-}
+/// A pending [`crate::Store::follow`]: the events other processes stored.
+pub type FollowTicket = Ticket<Followed>;
 
-impl FollowTicket {
-    /// Waits for the writer's answer.
-    pub fn wait(self) -> Result<Followed, WriteError> {
-        self.rx.wait()
-    }
-
-    /// The answer if it is ready, without waiting (`None` while the writer is busy). Once it
-    /// returned `Some`, the ticket is spent.
-    pub fn try_wait(&mut self) -> Option<Result<Followed, WriteError>> {
-        self.rx.try_take()
-    }
-}
-
-/// A pending [`crate::Store::flush`].
-#[must_use = "the flush is confirmed only through the ticket"]
-pub struct FlushTicket {
-    rx: Answer<()>,
-}
-
-impl FlushTicket {
-    /// Waits until everything committed before the flush was asked for is on disk.
-    pub fn wait(self) -> Result<(), WriteError> {
-        self.rx.wait()
-    }
-}
-
-impl Future for FlushTicket {
-    type Output = Result<(), WriteError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx)
-    }
-}
+/// A pending [`crate::Store::flush`]: resolves once everything committed before the flush was
+/// asked for is on disk.
+pub type FlushTicket = Ticket<()>;
 
 enum Command {
     Write {
@@ -248,30 +194,30 @@ impl Handle {
                 max: self.batch_events_max,
             });
         }
-        let (ack, rx) = answer();
+        let (ack, ticket) = answer();
         tx.send(Command::Write {
             events,
             durability,
             ack,
         })
         .map_err(|_| WriteError::Closed)?;
-        Ok(Ticket { rx })
+        Ok(ticket)
     }
 
     pub(crate) fn follow(&self, events_max: usize) -> Result<FollowTicket, WriteError> {
         let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
-        let (ack, rx) = answer();
+        let (ack, ticket) = answer();
         tx.send(Command::Follow { events_max, ack })
             .map_err(|_| WriteError::Closed)?;
-        Ok(FollowTicket { rx })
+        Ok(ticket)
     }
 
     pub(crate) fn flush(&self) -> Result<FlushTicket, WriteError> {
         let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
-        let (ack, rx) = answer();
+        let (ack, ticket) = answer();
         tx.send(Command::Flush { ack })
             .map_err(|_| WriteError::Closed)?;
-        Ok(FlushTicket { rx })
+        Ok(ticket)
     }
 }
 

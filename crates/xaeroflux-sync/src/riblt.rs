@@ -72,8 +72,14 @@ impl Symbol {
     /// Adds `count` copies of an id with the given sum and hash (negative `count` removes).
     /// Wrapping, because counts come from the network.
     fn apply(&mut self, sum: &[u8; 32], check: u64, count: i64) {
-        for (a, b) in self.sum.iter_mut().zip(sum) {
-            *a ^= b;
+        // Two 16-byte words, each read whole before it is written: vector registers without
+        // the compiler having to prove that `sum` does not overlap `self`. Written as a byte
+        // loop, it was once compiled to 32 single-byte loads and stores, which made encoding a
+        // diff's symbols 1.5 times as slow.
+        let (into, _) = self.sum.as_chunks_mut::<16>();
+        let (from, _) = sum.as_chunks::<16>();
+        for (a, b) in into.iter_mut().zip(from) {
+            *a = (u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b)).to_ne_bytes();
         }
         self.check ^= check;
         self.count = self.count.wrapping_add(count);
