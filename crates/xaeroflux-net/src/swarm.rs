@@ -72,6 +72,43 @@ pub fn keypair_from_seed(seed: &[u8; 32]) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(*seed).expect("any 32 bytes are an ed25519 secret key")
 }
 
+/// An error and its causes on one line, each said once: libp2p's transport errors print
+/// nothing themselves and keep the reason in their source.
+pub(crate) fn reasons(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    if line.is_empty() {
+        line.push_str("no reason given");
+    }
+    line
+}
+
+/// The system's DNS settings for dialing `/dns`, `/dns4` and `/dns6` addresses. Without any
+/// (no resolv.conf, as on Android) the node still starts, and such dials fail with the
+/// resolver's error: a public resolver is never chosen in the user's stead.
+fn resolver_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok(conf) => conf,
+        Err(e) => {
+            tracing::warn!("no DNS settings ({e}): /dns addresses will not resolve");
+            (
+                libp2p::dns::ResolverConfig::default(),
+                libp2p::dns::ResolverOpts::default(),
+            )
+        }
+    }
+}
+
 impl Libp2pTransport {
     /// Builds the swarm and starts listening. Must run inside the network thread's runtime.
     pub fn new(seed: &[u8; 32], cfg: &NetConfig) -> Result<Libp2pTransport, NetError> {
@@ -82,6 +119,7 @@ impl Libp2pTransport {
         let idle = cfg.idle_timeout;
         let hide_listen_addrs = !cfg.announce_listen_addrs;
         let quic = cfg.quic.clone();
+        let dns_config = resolver_config();
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -95,6 +133,7 @@ impl Libp2pTransport {
                     .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))))
             })
             .map_err(|e| build(&e))?
+            .with_dns_config(dns_config.0, dns_config.1)
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| build(&e))?
             .with_behaviour(|key, relay| {
@@ -159,13 +198,13 @@ impl Libp2pTransport {
         for addr in &cfg.listen {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NetError::Listen(addr.clone(), e.to_string()))?;
+                .map_err(|e| NetError::Listen(addr.clone(), reasons(&e)))?;
         }
         for addr in &cfg.relays {
             let circuit = addr.clone().with(libp2p::multiaddr::Protocol::P2pCircuit);
             swarm
                 .listen_on(circuit.clone())
-                .map_err(|e| NetError::Listen(circuit, e.to_string()))?;
+                .map_err(|e| NetError::Listen(circuit, reasons(&e)))?;
         }
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
@@ -334,7 +373,7 @@ impl Transport for Libp2pTransport {
     }
 
     fn dial(&mut self, addr: Multiaddr) -> Result<(), String> {
-        self.swarm.dial(addr).map_err(|e| e.to_string())
+        self.swarm.dial(addr).map_err(|e| reasons(&e))
     }
 
     fn open_sync(&mut self, peer: PeerId) -> OpenFuture {

@@ -51,6 +51,11 @@ impl ReaderGate {
     }
 }
 
+/// Whether an open may create the directory and the store.
+fn creates(options: &StoreOptions) -> bool {
+    options.create && !options.read_only
+}
+
 fn check_dir(dir: &Path, options: &StoreOptions) -> Result<bool, OpenError> {
     let io = |source| OpenError::Io {
         path: dir.to_owned(),
@@ -63,7 +68,7 @@ fn check_dir(dir: &Path, options: &StoreOptions) -> Result<bool, OpenError> {
             })
         }
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !options.read_only => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && creates(options) => {
             std::fs::create_dir_all(dir).map_err(|source| classify_io(dir, source))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -75,7 +80,7 @@ fn check_dir(dir: &Path, options: &StoreOptions) -> Result<bool, OpenError> {
     }
     let exists = data_file(dir).exists();
     if !exists {
-        if options.read_only {
+        if !creates(options) {
             return Err(OpenError::Missing {
                 path: dir.to_owned(),
             });
@@ -131,6 +136,19 @@ fn classify_heed(dir: &Path, e: heed::Error) -> OpenError {
 
 pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, OpenError> {
     let existed = check_dir(dir, options)?;
+    // LMDB creates its lock file before anything tells the file is not ours: a refused
+    // directory keeps no trace of the attempt.
+    let lock = dir.join("lock.mdb");
+    let lock_existed = lock.exists();
+    let opened = open_env(dir, options, existed);
+    if matches!(opened, Err(OpenError::NotOurs { .. })) && !lock_existed {
+        let _ = std::fs::remove_file(&lock);
+    }
+    opened
+}
+
+/// Opens the LMDB environment of a directory `check_dir` accepted, and its tables.
+fn open_env(dir: &Path, options: &StoreOptions, existed: bool) -> Result<Shared, OpenError> {
     let page = page_size();
     let map = options.map_bytes_initial.max(page).div_ceil(page) * page;
     let mut builder = EnvOpenOptions::new().read_txn_without_tls();

@@ -59,8 +59,9 @@ pub enum OpenError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// A read-only open of a directory holding no store.
-    #[error("{path} holds no store to open read-only")]
+    /// A read-only open, or one told not to create (`StoreOptions::create`), of a directory
+    /// that holds no store or does not exist. Nothing was created.
+    #[error("there is no store in {path}")]
     Missing {
         /// The directory.
         path: PathBuf,

@@ -55,6 +55,10 @@ pub struct StoreOptions {
     pub resize_wait_ms: u64,
     /// Open without writing: no writer thread, every write fails with `ReadOnly`.
     pub read_only: bool,
+    /// Create the directory and the store when there is none (the default). Without it, or
+    /// with `read_only`, a directory holding no store is refused with [`OpenError::Missing`]
+    /// and nothing is created: what read commands want.
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +73,7 @@ impl Default for StoreOptions {
             batch_events_max: 32 * 1024,
             resize_wait_ms: 30_000,
             read_only: false,
+            create: true,
         }
     }
 }

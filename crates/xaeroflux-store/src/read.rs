@@ -141,6 +141,26 @@ impl<'s> ReadTxn<'s> {
         Ok(self.tables().ids.get(&self.txn, &id.0)?.is_some())
     }
 
+    /// Up to `max` stored ids from `from` on, in id order: how a short id a person typed is
+    /// looked up (every id with a given prefix follows the prefix padded with zeros).
+    pub fn ids_from(&self, from: &EventId, max: usize) -> Result<Vec<EventId>, ReadError> {
+        let mut out = Vec::new();
+        for item in self
+            .tables()
+            .ids
+            .range(&self.txn, &(Bound::Included(&from.0[..]), Bound::Unbounded))?
+        {
+            if out.len() >= max {
+                break;
+            }
+            let (k, _) = item?;
+            let id = <[u8; 32]>::try_from(k)
+                .map_err(|_| ReadError::Corrupt("ids key is not 32 bytes".into()))?;
+            out.push(EventId(id));
+        }
+        Ok(out)
+    }
+
     /// The event at this local sequence number.
     pub fn by_seq(&self, seq: u64) -> Result<Option<EventRef<'_>>, ReadError> {
         match self.tables().events.get(&self.txn, &seq_key(seq))? {

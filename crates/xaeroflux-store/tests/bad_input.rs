@@ -46,6 +46,43 @@ fn another_programs_lmdb_is_refused() {
     );
 }
 
+#[test]
+fn a_refused_directory_gets_no_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    foreign_env(dir.path());
+    std::fs::remove_file(dir.path().join("lock.mdb")).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, OpenError::NotOurs { .. }), "{err}");
+    assert!(
+        !dir.path().join("lock.mdb").exists(),
+        "the refused open left a lock file behind"
+    );
+}
+
+#[test]
+fn an_open_told_not_to_create_creates_nothing() {
+    let no_create = StoreOptions {
+        create: false,
+        ..StoreOptions::default()
+    };
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("nothing-here");
+    let err = Store::open_with(&missing, no_create.clone()).unwrap_err();
+    assert!(matches!(err, OpenError::Missing { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("there is no store in {}", missing.display())
+    );
+    assert!(!missing.exists(), "the directory was created");
+    let empty = tempfile::tempdir().unwrap();
+    let err = Store::open_with(empty.path(), no_create.clone()).unwrap_err();
+    assert!(matches!(err, OpenError::Missing { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    // A store that exists opens as usual.
+    Store::open(empty.path()).unwrap();
+    Store::open_with(empty.path(), no_create).unwrap();
+}
+
 /// An LMDB environment with a table of its own, as another program would leave it.
 fn foreign_env(path: &std::path::Path) {
     use heed::types::Bytes;

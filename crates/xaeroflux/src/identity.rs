@@ -20,6 +20,16 @@ pub enum IdentityFileError {
         /// Its size.
         got: usize,
     },
+    /// Other users may read the file (as ssh refuses such a key, this refuses it): the key
+    /// may have leaked already. Fix: `chmod 600` the file, and publish under a new identity if
+    /// others could have copied it.
+    #[error("{path} is readable by other users (mode {mode:04o}): run `chmod 600 {path}`; if others may have copied it, the key is no longer private")]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Reading or writing failed.
     #[error("identity file {path}: {source}")]
     Io {
@@ -42,6 +52,7 @@ pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), Identity
     };
     match std::fs::read(path) {
         Ok(bytes) => {
+            check_private(path)?;
             let seed: [u8; 32] =
                 bytes
                     .as_slice()
@@ -59,6 +70,31 @@ pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), Identity
         }
         Err(e) => Err(io(e)),
     }
+}
+
+/// Refuses a key file that group or others may read or write.
+fn check_private(path: &Path) -> Result<(), IdentityFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| IdentityFileError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(IdentityFileError::Exposed {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Writes the key to a temporary file, syncs it, then renames it into place: a crash leaves
@@ -102,6 +138,17 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = load_or_create_identity(&path).unwrap_err();
+            assert!(
+                matches!(err, IdentityFileError::Exposed { mode: 0o644, .. }),
+                "{err}"
+            );
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(

@@ -23,16 +23,20 @@ mod portable;
 
 pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 pub use ingest::{IngestError, IngestReport, Rejected};
-pub use node::{now_ms, Node, NodeBuilder, NodeError, Published, NODE_LOCK_FILE};
+pub use node::{
+    now_ms, IdPrefixError, Node, NodeBuilder, NodeError, Published, ID_PREFIX_DIGITS_MIN,
+    NODE_LOCK_FILE,
+};
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, Verifier,
-    VerifyError,
+    VerifyError, PAYLOAD_BYTES_MAX,
 };
 pub use xaeroflux_net::{
-    MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, SyncSummary,
+    peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, Protocol,
+    SyncSummary,
 };
 pub use xaeroflux_store::{
     Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions,
-    Ticket, WriteError,
+    Ticket, WriteError, QUERY_LIMIT_MAX,
 };

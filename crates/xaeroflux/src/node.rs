@@ -58,6 +58,15 @@ pub enum NodeError {
         /// The data directory.
         path: PathBuf,
     },
+    /// A deletion of another author's event: it would change nothing, since a deletion
+    /// removes only its author's own events.
+    #[error("event {id} is by {author}, not by this identity: only its author can delete it")]
+    NotYours {
+        /// The event.
+        id: EventId,
+        /// Its author.
+        author: PublicKey,
+    },
     /// The node lock file could not be created or locked.
     #[error("cannot lock {path}: {source}")]
     Lock {
@@ -66,6 +75,49 @@ pub enum NodeError {
         /// The operating system's error.
         source: std::io::Error,
     },
+}
+
+/// Hex digits a short event id needs at least (as git asks of an abbreviated commit).
+pub const ID_PREFIX_DIGITS_MIN: usize = 4;
+
+/// Candidates an ambiguous short id lists.
+const AMBIGUOUS_SHOWN: usize = 5;
+
+/// Why a typed event id named no single event ([`Node::resolve_id`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdPrefixError {
+    /// Not 4 to 64 hex digits.
+    #[error("{0:?} is not an event id: ids are 64 hex digits, and 4 or more of them name one stored event")]
+    NotAnId(String),
+    /// No stored id starts with these digits.
+    #[error("no stored event id starts with {0}")]
+    NotFound(String),
+    /// Several stored ids start with these digits.
+    #[error("{prefix} is ambiguous, it starts {}; type more digits", id_list(candidates, *more))]
+    Ambiguous {
+        /// The digits typed, in lower case.
+        prefix: String,
+        /// The first ids that start with them, in id order.
+        candidates: Vec<EventId>,
+        /// Whether more ids than `candidates` start with them.
+        more: bool,
+    },
+    /// The store could not be read.
+    #[error(transparent)]
+    Read(ReadError),
+}
+
+/// `a, b and c`, or `a, b, c and more`.
+fn id_list(ids: &[EventId], more: bool) -> String {
+    let mut names: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    if more {
+        names.push("more".into());
+    }
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
 }
 
 /// The file a networked node holds an exclusive lock on, so that one node runs per data
@@ -297,9 +349,62 @@ impl Node {
         self.publish(Draft::follow_list(0, &follows))
     }
 
-    /// Deletes one of this node's own events.
+    /// Deletes one of this node's own events. A stored event of another author is refused
+    /// ([`NodeError::NotYours`]): a deletion removes only its own author's events, so it would
+    /// change nothing. An event not stored here may be deleted (it stays dropped if it comes).
     pub fn delete(&self, target: EventId, reason: &str) -> Result<Published, NodeError> {
+        let me = self
+            .identity
+            .as_ref()
+            .ok_or(NodeError::NoIdentity)?
+            .public_key();
+        if let Some(event) = self.store.read()?.get(&target)? {
+            if *event.author() != me {
+                return Err(NodeError::NotYours {
+                    id: target,
+                    author: *event.author(),
+                });
+            }
+        }
         self.publish(Draft::deletion(0, target, reason))
+    }
+
+    /// The stored event whose id is `text`, or starts with it (at least
+    /// [`ID_PREFIX_DIGITS_MIN`] hex digits, as a person copies them from a short id). Sixty-four
+    /// digits are taken as they are, stored here or not.
+    pub fn resolve_id(&self, text: &str) -> Result<EventId, IdPrefixError> {
+        let digits = text.len();
+        if !(ID_PREFIX_DIGITS_MIN..=64).contains(&digits)
+            || !text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(IdPrefixError::NotAnId(text.to_owned()));
+        }
+        let lower = text.to_ascii_lowercase();
+        if digits == 64 {
+            return lower
+                .parse()
+                .map_err(|_| IdPrefixError::NotAnId(text.to_owned()));
+        }
+        let padded = format!("{lower:0<64}");
+        let from: EventId = padded
+            .parse()
+            .map_err(|_| IdPrefixError::NotAnId(text.to_owned()))?;
+        let read = self.store.read().map_err(IdPrefixError::Read)?;
+        let found: Vec<EventId> = read
+            .ids_from(&from, AMBIGUOUS_SHOWN + 1)
+            .map_err(IdPrefixError::Read)?
+            .into_iter()
+            .take_while(|id| id.to_string().starts_with(&lower))
+            .collect();
+        match found.as_slice() {
+            [] => Err(IdPrefixError::NotFound(lower)),
+            [one] => Ok(*one),
+            _ => Err(IdPrefixError::Ambiguous {
+                prefix: lower,
+                more: found.len() > AMBIGUOUS_SHOWN,
+                candidates: found.into_iter().take(AMBIGUOUS_SHOWN).collect(),
+            }),
+        }
     }
 
     /// Replaces this node's profile.

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use xaeroflux::{EventId, Kind, Node, PublicKey, Topic};
+use clap::{CommandFactory, Parser, Subcommand};
+use xaeroflux::{Kind, Node, PublicKey, Topic, PAYLOAD_BYTES_MAX, QUERY_LIMIT_MAX};
 
 /// Xaeroflux: signed social events in an embedded store.
 #[derive(Debug, Parser)]
@@ -24,21 +24,27 @@ pub struct Args {
 pub enum Command {
     /// Create the store and an identity key (mode 0600).
     Init,
-    /// Publish a post, or a reply with --reply-to.
+    /// Publish a post, or a reply with --reply-to. A post's payload holds at most 64 KiB
+    /// (65,536 bytes) of encoded text.
     Post {
-        /// The text.
-        text: String,
+        /// The text; `-` reads it from standard input.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Read the text from this file (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         /// Topic: a name, or 64 hex digits.
         #[arg(long)]
         topic: Option<String>,
-        /// The event replied to.
-        #[arg(long, value_name = "ID")]
-        reply_to: Option<EventId>,
+        /// The event replied to (its id, or a unique prefix of 4 or more hex digits).
+        #[arg(long, value_name = "ID", value_parser = parse_id)]
+        reply_to: Option<String>,
     },
     /// React to an event.
     React {
-        /// The event.
-        id: EventId,
+        /// The event (its id, or a unique prefix of 4 or more hex digits).
+        #[arg(value_parser = parse_id)]
+        id: String,
         /// The reaction, e.g. "+" or an emoji.
         text: String,
     },
@@ -50,8 +56,9 @@ pub enum Command {
     },
     /// Delete one of your events.
     Delete {
-        /// The event.
-        id: EventId,
+        /// The event (its id, or a unique prefix of 4 or more hex digits).
+        #[arg(value_parser = parse_id)]
+        id: String,
         /// Why.
         #[arg(long, default_value = "")]
         reason: String,
@@ -70,8 +77,9 @@ pub enum Command {
     },
     /// Show one event.
     Get {
-        /// The event id.
-        id: EventId,
+        /// The event (its id, or a unique prefix of 4 or more hex digits).
+        #[arg(value_parser = parse_id)]
+        id: String,
     },
     /// Query events, newest first.
     Query(QueryArgs),
@@ -80,8 +88,8 @@ pub enum Command {
         /// Whose feed (default: yours).
         #[arg(long)]
         author: Option<PublicKey>,
-        /// Most events.
-        #[arg(long, default_value_t = 50)]
+        /// Most events (1 to 10,000).
+        #[arg(long, default_value_t = 50, value_parser = parse_limit)]
         limit: usize,
         /// Only events at or before this time (ms since the Unix epoch).
         #[arg(long)]
@@ -89,8 +97,9 @@ pub enum Command {
     },
     /// An event with its replies and reactions.
     Thread {
-        /// The root event.
-        id: EventId,
+        /// The root event (its id, or a unique prefix of 4 or more hex digits).
+        #[arg(value_parser = parse_id)]
+        id: String,
         /// Most entries.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
@@ -127,8 +136,8 @@ pub enum Command {
         /// Events to generate.
         #[arg(long, default_value_t = 100_000)]
         events: u64,
-        /// Authors.
-        #[arg(long, default_value_t = 1000)]
+        /// Authors (at least 1).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         authors: u32,
         /// Seed (same seed, same events).
         #[arg(long, default_value_t = 1)]
@@ -143,9 +152,9 @@ pub enum Command {
 /// Filter flags of `xf query`.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// Event ids.
-    #[arg(long = "id")]
-    pub ids: Vec<EventId>,
+    /// Event ids (or unique prefixes of 4 or more hex digits).
+    #[arg(long = "id", value_name = "ID", value_parser = parse_id)]
+    pub ids: Vec<String>,
     /// Authors.
     #[arg(long = "author")]
     pub authors: Vec<PublicKey>,
@@ -155,18 +164,79 @@ pub struct QueryArgs {
     /// Topics: names or 64 hex digits.
     #[arg(long = "topic", value_parser = parse_topic)]
     pub topics: Vec<Topic>,
-    /// Referenced events.
-    #[arg(long = "reference")]
-    pub references: Vec<EventId>,
+    /// Referenced events (ids, or unique prefixes of 4 or more hex digits).
+    #[arg(long = "reference", value_name = "ID", value_parser = parse_id)]
+    pub references: Vec<String>,
     /// Oldest time included (ms since the Unix epoch).
     #[arg(long)]
     pub since: Option<u64>,
     /// Newest time included (ms since the Unix epoch).
     #[arg(long)]
     pub until: Option<u64>,
-    /// Most results.
-    #[arg(long, default_value_t = 100)]
+    /// Most results (1 to 10,000).
+    #[arg(long, default_value_t = 100, value_parser = parse_limit)]
     pub limit: usize,
+}
+
+/// An event id as a person types it: 64 hex digits, or a prefix of at least 4 (resolved
+/// against the store once it is open).
+pub fn parse_id(s: &str) -> Result<String, String> {
+    if (xaeroflux::ID_PREFIX_DIGITS_MIN..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an event id: 64 hex digits, or a unique prefix of {} or more",
+            xaeroflux::ID_PREFIX_DIGITS_MIN
+        ))
+    }
+}
+
+/// A result count within what the store answers at once.
+pub fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=QUERY_LIMIT_MAX).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a count from 1 to {QUERY_LIMIT_MAX}")),
+    }
+}
+
+/// A mistake in how `xf` was called, found after parsing (flags that exclude each other's
+/// values): printed as clap prints its own, and the exit status is 2.
+pub fn usage_error(message: impl std::fmt::Display) -> ! {
+    Args::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
+}
+
+/// The text of a post: the argument, or standard input for `-`, or a file; refused with a
+/// clear error beyond what one event holds, without reading further.
+pub fn post_text(text: Option<&str>, file: Option<&std::path::Path>) -> Result<String> {
+    use std::io::Read;
+    let (mut input, from): (Box<dyn Read>, String) = match (text, file) {
+        (Some("-"), _) => (Box::new(std::io::stdin().lock()), "standard input".into()),
+        (Some(text), _) => return Ok(text.to_owned()),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            (Box::new(std::io::stdin().lock()), "standard input".into())
+        }
+        (None, Some(p)) => (
+            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?),
+            p.display().to_string(),
+        ),
+        (None, None) => usage_error("a post needs its text, `-` or --file"),
+    };
+    let mut bytes = Vec::new();
+    input
+        .by_ref()
+        .take(PAYLOAD_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {from}"))?;
+    if bytes.len() > PAYLOAD_BYTES_MAX {
+        anyhow::bail!(
+            "the text from {from} is larger than a post holds (at most {PAYLOAD_BYTES_MAX} bytes)"
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("the text from {from} is not UTF-8"))
 }
 
 pub fn parse_kind(s: &str) -> Result<Kind, String> {
@@ -179,6 +249,18 @@ pub fn parse_frame_bytes(s: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a number of bytes"))?;
     xaeroflux_sync::check_frame_bytes(n)
+}
+
+/// A peer's address: a multiaddr, not empty.
+pub fn parse_addr(s: &str) -> Result<xaeroflux::Multiaddr, String> {
+    if s.trim().is_empty() {
+        return Err("an empty address: give a multiaddr such as /ip4/192.0.2.1/udp/4001/quic-v1/p2p/<peer id>, as `xf node` prints it".into());
+    }
+    s.parse().map_err(|e| {
+        format!(
+            "{s:?} is not a multiaddr ({e}), such as /ip4/192.0.2.1/udp/4001/quic-v1/p2p/<peer id>"
+        )
+    })
 }
 
 pub fn parse_topic(s: &str) -> Result<Topic, String> {
@@ -201,33 +283,65 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Opens the node in the data directory, for writing.
-pub fn open_node(args: &Args, create_identity: bool) -> Result<Node> {
-    let dir = args.data.clone().unwrap_or_else(default_data_dir);
-    Node::builder()
-        .data_dir(&dir)
-        .create_identity(create_identity)
-        .open()
-        .with_context(|| format!("opening {}", dir.display()))
+/// How a command opens the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// `xf init`: create the store and the identity.
+    Init,
+    /// Commands that bring events in from elsewhere (import, gen, sync): create the store if
+    /// there is none.
+    Create,
+    /// Every other command: the store must exist, and nothing is created.
+    Existing,
 }
 
-/// Opens the node for reading: on read-only media, the store opens read-only instead of failing.
+/// The data directory this invocation uses.
+pub fn data_dir(args: &Args) -> PathBuf {
+    args.data.clone().unwrap_or_else(default_data_dir)
+}
+
+fn open_with(dir: &std::path::Path, opening: Opening, read_only: bool) -> Result<Node> {
+    Node::builder()
+        .data_dir(dir)
+        .create_identity(opening == Opening::Init)
+        .store_options(xaeroflux::StoreOptions {
+            read_only,
+            create: opening != Opening::Existing,
+            ..Default::default()
+        })
+        .open()
+        .map_err(|e| match e {
+            xaeroflux::NodeError::Open(xaeroflux::OpenError::Missing { .. }) => anyhow::anyhow!(
+                "there is no store in {}: create one with `xf init`, or point --data or XF_DATA at one",
+                dir.display()
+            ),
+            // Every other error names the directory or file itself.
+            other => other.into(),
+        })
+}
+
+/// Opens the node in the data directory, for writing.
+pub fn open_node(args: &Args, opening: Opening) -> Result<Node> {
+    open_with(&data_dir(args), opening, false)
+}
+
+/// Opens an existing store for reading: on read-only media it opens read-only instead of
+/// failing.
 pub fn open_node_for_reading(args: &Args) -> Result<Node> {
-    let dir = args.data.clone().unwrap_or_else(default_data_dir);
-    let open = |read_only| {
-        Node::builder()
-            .data_dir(&dir)
-            .store_options(xaeroflux::StoreOptions {
-                read_only,
-                ..Default::default()
-            })
-            .open()
-    };
-    match open(false) {
-        Err(xaeroflux::NodeError::Open(xaeroflux::OpenError::ReadOnly { .. })) => open(true),
+    let dir = data_dir(args);
+    match open_with(&dir, Opening::Existing, false) {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<xaeroflux::NodeError>(),
+                Some(xaeroflux::NodeError::Open(
+                    xaeroflux::OpenError::ReadOnly { .. }
+                ))
+            ) =>
+        {
+            open_with(&dir, Opening::Existing, true)
+        }
         other => other,
     }
-    .with_context(|| format!("opening {}", dir.display()))
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -236,12 +350,18 @@ pub fn run(args: Args) -> Result<()> {
         Init => crate::social::init(&args),
         Post {
             text,
+            file,
             topic,
             reply_to,
-        } => crate::social::post(&args, text, topic.as_deref(), *reply_to),
-        React { id, text } => crate::social::react(&args, *id, text),
+        } => crate::social::post(
+            &args,
+            &post_text(text.as_deref(), file.as_deref())?,
+            topic.as_deref(),
+            reply_to.as_deref(),
+        ),
+        React { id, text } => crate::social::react(&args, id, text),
         Follow { authors } => crate::social::follow(&args, authors),
-        Delete { id, reason } => crate::social::delete(&args, *id, reason),
+        Delete { id, reason } => crate::social::delete(&args, id, reason),
         Profile {
             name,
             about,

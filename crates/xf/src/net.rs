@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use xaeroflux::{
-    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, Store, SyncSummary, Topic,
+    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncSummary, Topic,
 };
 
 use crate::cli::{default_data_dir, parse_topic, Args};
@@ -143,7 +143,7 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
                 }
                 return Ok(());
             }
-            Ok(ev) => report(args.json, node.store(), &ev)?,
+            Ok(ev) => report(args.json, node.store(), me, &ev)?,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 bail!("the network thread stopped")
@@ -170,9 +170,11 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
     }
 }
 
-fn report(json_out: bool, store: &Store, ev: &NetEvent) -> Result<()> {
+fn report(json_out: bool, store: &Store, me: PeerId, ev: &NetEvent) -> Result<()> {
     match ev {
         NetEvent::Listening(addr) => {
+            // Whole, as `xf sync` takes it: the address and the peer id that answers there.
+            let addr = with_peer(addr, me);
             if json_out {
                 println!("{}", json!({ "listening": addr.to_string() }));
             } else {
@@ -198,6 +200,15 @@ fn report(json_out: bool, store: &Store, ev: &NetEvent) -> Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+/// `addr` ending in `/p2p/<peer>`, as a dialer needs it to know whom it reaches.
+fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
+    if xaeroflux::peer_in(addr).is_some() {
+        addr.clone()
+    } else {
+        addr.clone().with(xaeroflux::Protocol::P2p(peer))
+    }
 }
 
 /// A session's summary, with the store's event count and root after it.
@@ -377,9 +388,14 @@ pub fn peers(args: &Args) -> Result<()> {
         "peer", "state", "score", "syncs"
     );
     for f in rows {
+        // Addresses come from peers: escaped like any text from others.
         println!(
             "{:<54} {:<10} {:>6} {:>6}  {}",
-            f[0], f[1], f[2], f[3], f[5]
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+            crate::output::terminal_safe(f[5])
         );
     }
     Ok(())

@@ -1,5 +1,8 @@
 //! Showing events as text or JSON.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use serde_json::{json, Value};
 use xaeroflux::{EventRef, Kind};
 use xaeroflux_event::{
@@ -55,11 +58,44 @@ pub fn event_json(ev: &EventRef<'_>) -> Value {
     })
 }
 
-/// One line for a terminal: `time  author…  kind  content  [id…]`.
+/// Text from other people made safe for a terminal: control characters (C0 with newline,
+/// carriage return and escape, DEL, C1) and the bidirectional embeddings, overrides and
+/// isolates become visible escapes (`\n`, `\u{1b}`), so a post can neither move the cursor,
+/// recolour or clear the screen, nor pass for several lines or reorder what it shows. JSON
+/// output needs none of this: its strings are escaped by JSON's own rules.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || is_bidi_control(c);
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Bidirectional embeddings, overrides and isolates: invisible, they reorder what follows them
+/// up to the end of the line (what "Trojan Source" used). Joiners and marks stay: emoji
+/// sequences and right-to-left scripts need them, and they reorder nothing beyond themselves.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// One line for a terminal: `time  author…  kind  content  [id…]`; the content is escaped
+/// ([`terminal_safe`]).
 pub fn event_line(ev: &EventRef<'_>) -> String {
     let content = match content(ev) {
-        Value::String(s) => s,
-        other => other.to_string(),
+        Value::String(s) => terminal_safe(&s).into_owned(),
+        other => terminal_safe(&other.to_string()).into_owned(),
     };
     let reference = if ev.reference().is_zero() {
         String::new()
@@ -94,7 +130,6 @@ pub fn print_events(json: bool, events: &[EventRef<'_>]) {
 
 /// Lowercase hex of a byte string (fingerprints).
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {

@@ -51,7 +51,7 @@ fn progress_bar(total_bytes: u64) -> ProgressBar {
 }
 
 pub fn import(args: &Args, file: &Path, batch: usize) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args, crate::cli::Opening::Create)?;
     let input = File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let total = input.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = ImportReader::new(BufReader::new(input))?;
@@ -110,7 +110,7 @@ fn print_report(args: &Args, r: &IngestReport) {
 }
 
 pub fn gen(args: &Args, events: u64, authors: u32, seed: u64) -> Result<()> {
-    let node = open_node(args, false)?;
+    let node = open_node(args, crate::cli::Opening::Create)?;
     let params = xaeroflux_bench::GenParams {
         events,
         authors,

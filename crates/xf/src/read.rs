@@ -7,8 +7,9 @@ use xaeroflux::{EventId, Filter, PublicKey};
 use crate::cli::{open_node_for_reading as open_node, Args, QueryArgs};
 use crate::output::{event_json, event_line, hex, print_events, set_root_json};
 
-pub fn get(args: &Args, id: &EventId) -> Result<()> {
+pub fn get(args: &Args, id: &str) -> Result<()> {
     let node = open_node(args)?;
+    let id = &node.resolve_id(id)?;
     let read = node.store().read()?;
     let Some(ev) = read.get(id)? else {
         bail!("no event {id} in this store")
@@ -22,13 +23,24 @@ pub fn get(args: &Args, id: &EventId) -> Result<()> {
 }
 
 pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
+    if let (Some(since), Some(until)) = (q.since, q.until) {
+        if since > until {
+            crate::cli::usage_error("--since is after --until: the window is empty");
+        }
+    }
     let node = open_node(args)?;
+    let resolve = |ids: &[String]| -> Result<Vec<EventId>> {
+        Ok(ids
+            .iter()
+            .map(|id| node.resolve_id(id))
+            .collect::<Result<_, _>>()?)
+    };
     let filter = Filter {
-        ids: q.ids.clone(),
+        ids: resolve(&q.ids)?,
         authors: q.authors.clone(),
         kinds: q.kinds.clone(),
         topics: q.topics.clone(),
-        references: q.references.clone(),
+        references: resolve(&q.references)?,
         since: q.since,
         until: q.until,
         limit: Some(q.limit),
@@ -54,8 +66,9 @@ pub fn feed(
     Ok(())
 }
 
-pub fn thread(args: &Args, id: &EventId, limit: usize) -> Result<()> {
+pub fn thread(args: &Args, id: &str, limit: usize) -> Result<()> {
     let node = open_node(args)?;
+    let id = &node.resolve_id(id)?;
     let read = node.store().read()?;
     let thread = read.thread(id, limit)?;
     if args.json {

@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use serde_json::json;
-use xaeroflux::{EventId, Outcome, Profile, PublicKey, Published};
+use xaeroflux::{Outcome, Profile, PublicKey, Published};
 
-use crate::cli::{open_node, parse_topic, Args};
+use crate::cli::{open_node, parse_topic, Args, Opening::Existing};
 
 pub fn init(args: &Args) -> Result<()> {
-    let node = open_node(args, true)?;
+    let node = open_node(args, crate::cli::Opening::Init)?;
     let key = node.identity().expect("created").public_key();
     if args.json {
         println!(
@@ -37,22 +37,25 @@ fn report(args: &Args, p: Published) -> Result<()> {
     Ok(())
 }
 
-pub fn post(args: &Args, text: &str, topic: Option<&str>, reply_to: Option<EventId>) -> Result<()> {
-    let node = open_node(args, false)?;
+pub fn post(args: &Args, text: &str, topic: Option<&str>, reply_to: Option<&str>) -> Result<()> {
+    let node = open_node(args, Existing)?;
     let topic = topic.map(|t| parse_topic(t).expect("infallible"));
+    let reply_to = reply_to.map(|id| node.resolve_id(id)).transpose()?;
     report(args, node.post(text, topic, reply_to)?)
 }
 
-pub fn react(args: &Args, id: EventId, text: &str) -> Result<()> {
-    report(args, open_node(args, false)?.react(id, text)?)
+pub fn react(args: &Args, id: &str, text: &str) -> Result<()> {
+    let node = open_node(args, Existing)?;
+    report(args, node.react(node.resolve_id(id)?, text)?)
 }
 
 pub fn follow(args: &Args, authors: &[PublicKey]) -> Result<()> {
-    report(args, open_node(args, false)?.follow(authors)?)
+    report(args, open_node(args, Existing)?.follow(authors)?)
 }
 
-pub fn delete(args: &Args, id: EventId, reason: &str) -> Result<()> {
-    report(args, open_node(args, false)?.delete(id, reason)?)
+pub fn delete(args: &Args, id: &str, reason: &str) -> Result<()> {
+    let node = open_node(args, Existing)?;
+    report(args, node.delete(node.resolve_id(id)?, reason)?)
 }
 
 pub fn profile(args: &Args, name: &str, about: &str, picture: &str) -> Result<()> {
@@ -61,5 +64,5 @@ pub fn profile(args: &Args, name: &str, about: &str, picture: &str) -> Result<()
         about: about.into(),
         picture: picture.into(),
     };
-    report(args, open_node(args, false)?.set_profile(&profile)?)
+    report(args, open_node(args, Existing)?.set_profile(&profile)?)
 }

@@ -26,7 +26,7 @@ pub const WINDOW_FRAMES: usize = 64;
 #[command(group(clap::ArgGroup::new("other").required(true).args(["addr", "local"])))]
 pub struct SyncArgs {
     /// A peer's address (a multiaddr ending in `/p2p/<peer id>`, e.g. from `xf node`).
-    #[arg(value_name = "ADDR")]
+    #[arg(value_name = "ADDR", value_parser = crate::cli::parse_addr)]
     pub addr: Option<xaeroflux::Multiaddr>,
     /// The other store's data directory (it must already hold a store).
     #[arg(long, value_name = "OTHER_DIR")]
@@ -38,15 +38,18 @@ pub struct SyncArgs {
     /// smaller of the two sides' caps).
     #[arg(long, default_value_t = FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
     pub frame_bytes: usize,
-    /// Only events created at or after this time (ms since the Unix epoch).
-    #[arg(long)]
+    /// With --local only: only events created at or after this time (ms since the Unix
+    /// epoch).
+    #[arg(long, conflicts_with = "addr")]
     pub since: Option<u64>,
-    /// Only events created at or before this time (ms since the Unix epoch).
-    #[arg(long)]
+    /// With --local only: only events created at or before this time (ms since the Unix
+    /// epoch).
+    #[arg(long, conflicts_with = "addr")]
     pub until: Option<u64>,
-    /// Only events by these authors. Narrowed scopes gather their keys from the secondary
-    /// indexes when the session starts (40 bytes of memory per event in scope).
-    #[arg(long = "author")]
+    /// With --local only: only events by these authors. Narrowed scopes gather their keys
+    /// from the secondary indexes when the session starts (40 bytes of memory per event in
+    /// scope).
+    #[arg(long = "author", conflicts_with = "addr")]
     pub authors: Vec<PublicKey>,
     /// Only events in these topics (names or 64 hex digits); with --author, both must match.
     #[arg(long = "topic", value_parser = parse_topic)]
@@ -56,9 +59,6 @@ pub struct SyncArgs {
 pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
     let Some(local) = &s.local else {
         let addr = s.addr.as_ref().expect("clap requires ADDR or --local");
-        if s.since.is_some() || s.until.is_some() || !s.authors.is_empty() {
-            bail!("a network sync is scoped by --topic only (the topics both nodes follow)");
-        }
         return crate::net::sync_remote(
             args,
             &crate::net::RemoteSync {
@@ -70,7 +70,6 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
         );
     };
     let here = args.data.clone().unwrap_or_else(default_data_dir);
-    check_other(&here, local)?;
     let scope = Scope {
         since: s.since,
         until: s.until,
@@ -78,9 +77,10 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
         topics: s.topics.clone(),
     };
     if scope.lower() >= scope.upper() {
-        bail!("--since is after --until: the window is empty");
+        crate::cli::usage_error("--since is after --until: the window is empty");
     }
-    let node = open_node(args, false)?;
+    check_other(&here, local)?;
+    let node = open_node(args, crate::cli::Opening::Create)?;
     // Clones share the node's writer: received events go through it like any other write.
     let mut ours = node.store().clone();
     let mut theirs = Store::open(local)

@@ -140,7 +140,7 @@ fn a_dropped_peer_is_redialed_when_it_comes_back() {
 
 #[test]
 fn one_shot_sync_dials_transfers_and_reports() {
-    let (_base, d) = dirs(2);
+    let (_base, d) = dirs(3);
     let a = NodeProc::start(&d[0], &["--publish", "40"]);
     wait_converged(&[&d[0]], 40, Duration::from_secs(30));
     let out = ok_json(&d[1], &["sync", &a.quic]);
@@ -155,6 +155,11 @@ fn one_shot_sync_dials_transfers_and_reports() {
         "{peers}"
     );
     assert_eq!(peers[0]["syncs"], 1, "{peers}");
+    // The same node by name: `/dns4/localhost/…` is resolved and dialed.
+    let by_name = a.quic.replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
+    assert_ne!(by_name, a.quic);
+    let out = ok_json(&d[2], &["sync", &by_name]);
+    assert_eq!(out["events_received"], 40, "{out}");
     // Nobody listening there: a clear failure, not a hang.
     let port_gone = format!(
         "/ip4/127.0.0.1/udp/9/quic-v1/p2p/{}",

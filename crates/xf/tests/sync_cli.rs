@@ -168,7 +168,9 @@ fn a_time_window_moves_only_that_window() {
             "4",
         ],
     );
-    assert!(failure(&out).contains("--since is after --until"));
+    // A usage mistake: exit 2, with the reason.
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since is after --until"));
 }
 
 #[test]

@@ -154,14 +154,13 @@ impl NodeProc {
         let peer = peer.unwrap();
         NodeProc {
             child,
-            // A relayed address already ends with this node's id.
+            // Printed whole, ready for `xf sync`.
             quic: quic
-                .map(|q| {
-                    if q.ends_with(&format!("/p2p/{peer}")) {
-                        q
-                    } else {
-                        format!("{q}/p2p/{peer}")
-                    }
+                .inspect(|q| {
+                    assert!(
+                        q.ends_with(&format!("/p2p/{peer}")),
+                        "xf node prints its addresses with its peer id: {q}"
+                    )
                 })
                 .unwrap_or_default(),
             peer,
