@@ -3,7 +3,7 @@
 //! the exit status and the one clear line they deserve.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
@@ -36,6 +36,17 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// A fresh store with an identity: its temporary directory, the data directory, the public key.
+fn new_store() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("me");
+    let key = ok_json(&data, &["init"])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (dir, data, key)
+}
+
 /// Ids and authors of every stored event, newest first.
 fn events(data: &Path) -> Vec<(String, String)> {
     ok_json(data, &["query", "--limit", "10000"])
@@ -53,12 +64,7 @@ fn events(data: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn text_output_escapes_what_others_wrote() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    let me = ok_json(&data, &["init"])["public_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_dir, data, me) = new_store();
     // Clears the screen, forges a second line, and reverses what follows it.
     let hostile = "hello\u{1b}[2J\r\n2026-01-01 admin: trust me\u{202e}gnp.exe\u{7}";
     let id = ok_json(&data, &["post", hostile])["id"]
@@ -137,9 +143,7 @@ fn read_commands_on_a_missing_store_create_nothing() {
 
 #[test]
 fn short_ids_name_one_event_and_ambiguity_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    ok_json(&data, &["init"]);
+    let (_dir, data, _) = new_store();
     ok_json(
         &data,
         &["gen", "--events", "3000", "--authors", "20", "--seed", "3"],
@@ -181,9 +185,7 @@ fn short_ids_name_one_event_and_ambiguity_is_reported() {
 
 #[test]
 fn posts_come_from_arguments_standard_input_and_files_within_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    ok_json(&data, &["init"]);
+    let (dir, data, _) = new_store();
     let out = xf_with_stdin(
         &data,
         &["--json", "post", "-"],
@@ -218,12 +220,7 @@ fn posts_come_from_arguments_standard_input_and_files_within_the_limit() {
 
 #[test]
 fn deleting_another_authors_event_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    let me = ok_json(&data, &["init"])["public_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_dir, data, me) = new_store();
     ok_json(
         &data,
         &["gen", "--events", "200", "--authors", "5", "--seed", "9"],
@@ -252,9 +249,7 @@ fn deleting_another_authors_event_is_refused() {
 #[test]
 fn an_identity_key_others_can_read_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    ok_json(&data, &["init"]);
+    let (_dir, data, _) = new_store();
     let key = data.join("identity.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = failure(&xf(&data, &["post", "leaked?"]));
@@ -269,9 +264,7 @@ fn an_identity_key_others_can_read_is_refused() {
 
 #[test]
 fn usage_mistakes_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    ok_json(&data, &["init"]);
+    let (dir, data, _) = new_store();
     let other = dir.path().join("other");
     ok_json(&other, &["init"]);
     let other = other.to_str().unwrap();
@@ -309,9 +302,7 @@ fn usage_mistakes_exit_2() {
 
 #[test]
 fn errors_say_each_thing_once_and_never_end_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("me");
-    ok_json(&data, &["init"]);
+    let (_dir, data, _) = new_store();
     // A deletion of nothing: the verifier's reason, once.
     let err = failure(&xf(&data, &["delete", &"0".repeat(64)]));
     assert_eq!(err.matches("must reference an event").count(), 1, "{err}");
