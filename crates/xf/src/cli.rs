@@ -127,10 +127,6 @@ pub enum Command {
     Node(crate::net::NodeArgs),
     /// The peers a node on this data directory knows, as it last recorded them.
     Peers,
-    /// Relay traffic to another address, dropping and delaying packets on purpose (a network
-    /// simulator for tests).
-    #[command(hide = true)]
-    Netsim(crate::netsim::NetsimArgs),
     /// Generate a synthetic social graph into the store.
     Gen {
         /// Events to generate.
@@ -143,8 +139,6 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Benchmarks, each next to a baseline run in the same process.
-    Bench(crate::bench::BenchArgs),
     /// Build a small social network in a temporary store and show feeds, threads, reactions.
     Demo,
 }
@@ -387,8 +381,6 @@ pub fn run(args: Args) -> Result<()> {
         Sync(s) => crate::sync::run(&args, s),
         Node(n) => crate::net::node(&args, n),
         Peers => crate::net::peers(&args),
-        Netsim(n) => crate::netsim::run(n),
-        Bench(b) => crate::bench::run(&args, b),
         Demo => crate::demo::run(&args),
     }
 }

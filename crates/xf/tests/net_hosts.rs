@@ -1,7 +1,7 @@
 //! Nodes on separate hosts: each `xf node` runs in its own network namespace, joined to the
 //! others by veth pairs on a bridge. Five nodes converge through a partition that heals, and
 //! through 20% packet loss plus 200 ms of delay each way. This kernel has no netem qdisc, so
-//! loss and delay come from the seeded relay `xf netsim` (UDP for QUIC, TCP for the fallback);
+//! loss and delay come from the seeded relay `xf-netsim` (UDP for QUIC, TCP for the fallback);
 //! the seed is printed and `XF_NETSIM_SEED` replays it. Needs root and iproute2.
 
 mod common;
@@ -14,6 +14,8 @@ use common::{root, wait_converged, NodeProc};
 use lab::Lab;
 
 const XF: &str = env!("CARGO_BIN_EXE_xf");
+/// The seeded loss-and-delay relay.
+const NETSIM: &str = env!("CARGO_BIN_EXE_xf-netsim");
 
 fn node_in(lab: &Lab, host: usize, data: &Path, listen: &[String], extra: &[&str]) -> NodeProc {
     let mut cmd = lab.command(host, XF);
@@ -88,7 +90,7 @@ fn five_hosts_converge_through_a_partition_that_heals() {
 #[test]
 fn five_hosts_converge_through_loss_and_delay() {
     const POSTS: u64 = 200;
-    let seed = common::seed_from_env("XF_NETSIM_SEED");
+    let seed = xaeroflux_bench::seed_from_env("XF_NETSIM_SEED");
     eprintln!("netsim seed {seed} (XF_NETSIM_SEED={seed} replays it)");
     let lab = Lab::new(5);
     let base = tempfile::tempdir().unwrap();
@@ -106,16 +108,8 @@ fn five_hosts_converge_through_loss_and_delay() {
     for (i, dir) in dirs.iter().enumerate().skip(1) {
         let port = 5000 + i;
         let relay = lab
-            .command(0, XF)
-            .args([
-                "netsim",
-                "--udp",
-                "--tcp",
-                "--loss",
-                "0.2",
-                "--delay-ms",
-                "200",
-            ])
+            .command(0, NETSIM)
+            .args(["--udp", "--tcp", "--loss", "0.2", "--delay-ms", "200"])
             .args(["--listen", &format!("{}:{port}", lab.addr(0))])
             .args(["--target", "127.0.0.1:4001"])
             .args(["--seed", &(seed + i as u64).to_string()])

@@ -1,4 +1,4 @@
-//! `xf sync --local` and `xf bench sync` as a person runs them: two stores end with the same
+//! `xf sync --local` as a person runs it: two stores end with the same
 //! set and the same Merkle root, a repeated sync moves nothing, a fresh store gets everything,
 //! and a bad `--local` directory is refused before anything is created in it.
 
@@ -262,72 +262,4 @@ fn events_dropped_on_one_side_do_not_end_the_sync() {
     let r = sync(&a, &b, &[]);
     assert_eq!(r["equal"], true, "{r}");
     assert_eq!(count(&a), count(&b));
-}
-
-#[test]
-fn bench_sync_reports_ours_next_to_negentropy() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = ok_json(
-        dir.path(),
-        &["bench", "sync", "--events", "20000", "--diff", "100"],
-    );
-    assert_eq!(r["events"], 20000);
-    assert_eq!(
-        (r["only_a"].as_u64(), r["only_b"].as_u64()),
-        (Some(50), Some(50))
-    );
-    assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
-    assert!(r["machine"]["cpu"].is_string());
-    let ours = &r["ours"];
-    assert_eq!(ours["roots_equal"], true, "{r}");
-    assert_eq!(ours["exact_transfer"], true, "{r}");
-    assert_eq!(ours["events_a_to_b"], 50);
-    assert_eq!(ours["events_b_to_a"], 50);
-    for field in [
-        "round_trips",
-        "recon_bytes",
-        "bytes_per_difference",
-        "total_bytes",
-        "event_bytes",
-        "wall_ms",
-        "responder_busy_ms",
-        "initiator_busy_ms",
-    ] {
-        assert!(ours[field].as_f64().unwrap() > 0.0, "ours.{field}: {r}");
-    }
-    let neg = &r["negentropy"];
-    assert_eq!(neg["verified"], true, "{r}");
-    assert_eq!(
-        (neg["have"].as_u64(), neg["need"].as_u64()),
-        (Some(50), Some(50))
-    );
-    for field in [
-        "round_trips",
-        "recon_bytes",
-        "bytes_per_difference",
-        "wall_ms",
-    ] {
-        assert!(
-            neg[field].as_f64().unwrap() > 0.0,
-            "negentropy.{field}: {r}"
-        );
-    }
-    assert!(r["ratio"]["recon_bytes"].as_f64().unwrap() > 0.0);
-    assert!(r["ratio"]["round_trips"].as_f64().unwrap() > 0.0);
-}
-
-#[test]
-fn bench_sync_empty_peer_moves_every_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = ok_json(
-        dir.path(),
-        &["bench", "sync", "--events", "5000", "--empty-peer"],
-    );
-    let ours = &r["ours"];
-    assert_eq!(ours["roots_equal"], true, "{r}");
-    assert_eq!(ours["events_a_to_b"], 5000, "{r}");
-    assert_eq!(ours["events_b_to_a"], 0, "{r}");
-    assert!(ours["total_vs_event_bytes"].as_f64().unwrap() > 0.0);
-    assert_eq!(r["negentropy"]["have"], 5000);
-    assert_eq!(r["negentropy"]["verified"], true);
 }

@@ -190,16 +190,3 @@ impl Drop for NodeProc {
         let _ = self.child.wait();
     }
 }
-
-/// A test's seed: `var` from the environment if set (to replay a run), else drawn from the
-/// clock. The caller prints it.
-pub fn seed_from_env(var: &str) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-}

@@ -1,7 +1,7 @@
-//! `xf bench net`: two nodes syncing over libp2p on loopback (QUIC), and the same two nodes
+//! `xf-bench net`: two nodes syncing over libp2p on loopback (QUIC), and the same two nodes
 //! over the in-memory transport; the ratio of the two is what the network costs.
 //!
-//! Workloads (the stores are built as `xf bench sync` builds them):
+//! Workloads (the stores are built as `xf-bench sync` builds them):
 //! - bootstrap: A holds N events, B none; B dials A and the on-connect session moves them all;
 //! - diff: A and B share most events and each lacks ⌈D/2⌉ or ⌊D/2⌋ of the other's;
 //! - at rest: `xf node` on A's data, in a process of its own, idle; then again after it has
@@ -20,7 +20,7 @@ use xaeroflux_sync::SyncConfig;
 
 use crate::bench::{machine, ms, ratio, BenchArgs};
 use crate::bench_sync::{build, copy_data_file, Workload};
-use crate::cli::Args;
+use crate::Args;
 
 const LOOPBACK_QUIC: &str = "/ip4/127.0.0.1/udp/0/quic-v1";
 /// Long enough that only the on-connect session runs during a measurement.
@@ -29,7 +29,7 @@ const ANTI_ENTROPY: Duration = Duration::from_secs(24 * 3600);
 const REST: Duration = Duration::from_secs(3);
 /// Starting, listening, and the child's first line.
 const START_LIMIT: Duration = Duration::from_secs(60);
-/// Events per batch of the verification-only reference (as `xf bench ingest`).
+/// Events per batch of the verification-only reference (as `xf-bench ingest`).
 const VERIFY_BATCH: usize = 1000;
 /// How often convergence is checked once the session reported.
 const POLL: Duration = Duration::from_millis(1);

@@ -1,4 +1,4 @@
-//! `xf bench`: our store measured next to plain heed and SQLite, same process, same events.
+//! `xf-bench`: our store measured next to plain heed and SQLite, same process, same events.
 
 use std::hint::black_box;
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use xaeroflux_bench::{
 };
 use xaeroflux_event::{Draft, Identity, Limits, Verification, Verified, Verifier};
 
-use crate::cli::Args;
+use crate::Args;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -46,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub diff: u64,
     /// Frame cap in bytes (sync; default: ours 64 KiB, negentropy's messages unlimited).
-    #[arg(long, value_parser = crate::cli::parse_frame_bytes)]
+    #[arg(long, value_parser = crate::parse_frame_bytes)]
     pub frame_bytes: Option<usize>,
     /// The second store starts empty: the bulk path (sync; --diff is ignored).
     #[arg(long)]
@@ -72,7 +72,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum)]
     pub link: Option<crate::bench_lossy::LinkName>,
     /// Only these loss rates, 0 to 1 (lossy; default: 0, 0.05 and 0.2).
-    #[arg(long, value_delimiter = ',', value_parser = crate::netsim::parse_loss)]
+    #[arg(long, value_delimiter = ',', value_parser = xaeroflux_bench::netsim::parse_loss)]
     pub loss: Vec<f64>,
 }
 
@@ -314,7 +314,7 @@ fn ingest(s: &mut Stores, events: &[Vec<u8>], batch: usize, raw: u64) -> Result<
     Ok(out)
 }
 
-/// Events the trusted append keeps unacknowledged in `xf bench ingest`: as many as
+/// Events the trusted append keeps unacknowledged in `xf-bench ingest`: as many as
 /// `Node::ingest_stream` does, so the two rates compare.
 const IN_FLIGHT_EVENTS: usize = 32 * 1024;
 

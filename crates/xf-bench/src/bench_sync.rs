@@ -1,4 +1,4 @@
-//! `xf bench sync`: our reconciliation and transfer between two LMDB stores, next to the
+//! `xf-bench sync`: our reconciliation and transfer between two LMDB stores, next to the
 //! `negentropy` reference crate reconciling the same two sets, in one process.
 //!
 //! Workload: the generator's posts, replies and reactions. Deletions and replaceable events
@@ -19,9 +19,11 @@ use xaeroflux_bench::{generate, GenParams};
 use xaeroflux_sync::{run_local, LinkOptions, LinkReport, Scope, SyncConfig};
 
 use crate::bench::{machine, ms, ratio, BenchArgs};
-use crate::cli::Args;
-use crate::output::hex;
+use crate::hex;
+use crate::Args;
 
+/// Frames each side may have in flight on the in-memory link: what `xf sync --local` uses.
+const WINDOW_FRAMES: usize = 64;
 /// Events per write transaction while building the stores (the writer folds up to 16 Ki).
 const INGEST_BATCH: usize = 16 * 1024;
 /// Batches queued at the writer while the generator signs the next ones.
@@ -333,7 +335,7 @@ fn ours(w: &mut Workload, cfg: SyncConfig, seed: u64) -> Result<(LinkReport, Val
         salt,
         xaeroflux::now_ms(),
         LinkOptions {
-            window_frames: crate::sync::WINDOW_FRAMES,
+            window_frames: WINDOW_FRAMES,
             cut_after_frames: None,
             verifier: Some(xaeroflux::Verifier::per_core()),
         },

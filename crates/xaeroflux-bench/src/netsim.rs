@@ -1,4 +1,4 @@
-//! `xf netsim`: a seeded loss-and-delay relay for network tests.
+//! `xf-netsim`: a seeded loss-and-delay relay for network tests and `xf-bench lossy`.
 //!
 //! Tests that need a lossy or slow link put this relay between two nodes
 //! instead of shaping traffic in the kernel, so they behave the same on hosts
@@ -81,7 +81,7 @@ const STREAM_UDP_TO_CLIENT: u64 = 1;
 /// TCP connection `i` uses streams `STREAM_TCP + 2i` (to target) and `+ 1`.
 const STREAM_TCP: u64 = 2;
 
-/// Flags of `xf netsim`.
+/// Flags of `xf-netsim`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetsimArgs {
     /// Address to listen on; with both --udp and --tcp the same port serves both.
@@ -118,7 +118,8 @@ fn delay_parser() -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(0..=MAX_DELAY_MS)
 }
 
-pub(crate) fn parse_loss(s: &str) -> std::result::Result<f64, String> {
+/// A loss probability from 0 to 1.
+pub fn parse_loss(s: &str) -> std::result::Result<f64, String> {
     let loss: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&loss) {
         Ok(loss)

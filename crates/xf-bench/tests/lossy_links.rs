@@ -1,11 +1,9 @@
 //! Two nodes converge over QUIC through the seeded loss-and-delay relay, on an in-order and on a
-//! reordering link, at 0, 5 and 20% loss, five seeds each (`xf bench lossy`, one process per
+//! reordering link, at 0, 5 and 20% loss, five seeds each (`xf-bench lossy`, one process per
 //! link, loss and seed, all at once: the runs mostly wait on the simulated link). The base
 //! seed is printed, and `XF_LOSSY_SEED` replays it; each run's own seed is in its report. The
 //! times are figures for `docs/benchmarks.md`, not asserted here: what must hold is that every
 //! run converges.
-
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -21,7 +19,7 @@ const LIMIT_SECS: &str = "420";
 #[test]
 fn every_seed_converges_in_order_and_reordered_at_0_5_and_20_percent_loss() {
     // Kept small: run i's generator and relay seeds derive from it (× 1000).
-    let base = common::seed_from_env("XF_LOSSY_SEED") % 1_000_000;
+    let base = xaeroflux_bench::seed_from_env("XF_LOSSY_SEED") % 1_000_000;
     eprintln!("lossy links: base seed {base} (XF_LOSSY_SEED={base} replays it)");
     let started = Instant::now();
     let mut runs = Vec::new();
@@ -29,17 +27,15 @@ fn every_seed_converges_in_order_and_reordered_at_0_5_and_20_percent_loss() {
         for loss in ["0", "0.05", "0.2"] {
             for i in 0..SEEDS {
                 let seed = (base + i).to_string();
-                let child = Command::new(env!("CARGO_BIN_EXE_xf"))
-                    .args([
-                        "--json", "bench", "lossy", "--events", EVENTS, "--seeds", "1",
-                    ])
+                let child = Command::new(env!("CARGO_BIN_EXE_xf-bench"))
+                    .args(["--json", "lossy", "--events", EVENTS, "--seeds", "1"])
                     .args(["--seed", &seed, "--link", link, "--loss", loss])
                     .args(["--limit-secs", LIMIT_SECS])
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
-                    .expect("starting xf bench lossy");
+                    .expect("starting xf-bench lossy");
                 runs.push((link, loss, seed, child));
             }
         }
@@ -48,7 +44,7 @@ fn every_seed_converges_in_order_and_reordered_at_0_5_and_20_percent_loss() {
     for (link, loss, seed, child) in runs {
         let out = child
             .wait_with_output()
-            .expect("waiting for xf bench lossy");
+            .expect("waiting for xf-bench lossy");
         let what = format!("{link} link, loss {loss}, --seed {seed}");
         if !out.status.success() {
             failures.push(format!(

@@ -1,5 +1,5 @@
-//! `xf bench lossy`: two nodes converging through the seeded loss-and-delay relay of
-//! `xf netsim`, over QUIC on loopback. A holds `--events`, B a tenth as many others; B dials A
+//! `xf-bench lossy`: two nodes converging through the seeded loss-and-delay relay of
+//! `xf-netsim`, over QUIC on loopback. A holds `--events`, B a tenth as many others; B dials A
 //! through the relay and both run as nodes do (anti-entropy, retries). Links: in order (a
 //! fixed delay per datagram) and reordering (a delay drawn per datagram, so datagrams overtake
 //! each other), each at 0, 5 and 20% loss, `--seeds` seeds each. A run ends when both roots are
@@ -18,8 +18,8 @@ use xaeroflux_bench::{generate_vec, GenParams};
 use crate::bench::{machine, BenchArgs};
 use crate::bench_net::{each_stored, root, start, Via};
 use crate::bench_sync::copy_data_file;
-use crate::cli::Args;
-use crate::netsim::{self, NetsimArgs};
+use crate::Args;
+use xaeroflux_bench::netsim::{self, NetsimArgs};
 
 /// The links measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -223,7 +223,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 pub fn run(args: &Args, b: &BenchArgs, authors: u32) -> Result<()> {
     // The nodes' logs, for a run that needs explaining (`XF_LOG=debug`).
     if std::env::var_os("XF_LOG").is_some() {
-        crate::net::init_logging();
+        crate::init_logging();
     }
     if b.seeds == 0 {
         bail!("--seeds must be at least 1");
