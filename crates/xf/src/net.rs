@@ -11,7 +11,7 @@ use xaeroflux::{
 };
 
 use crate::cli::{default_data_dir, parse_topic, Args};
-use crate::output::hex;
+use crate::output::{hex, set_root_json};
 
 /// Flags of `xf node`.
 #[derive(Debug, clap::Args)]
@@ -90,6 +90,11 @@ fn root_line(store: &Store) -> Result<(String, u64)> {
     Ok((hex(&root.fingerprint), root.accum.count))
 }
 
+/// The store's set as every command's JSON names it (`set`: fingerprint, events, index shape).
+fn set_json(store: &Store) -> Result<serde_json::Value> {
+    Ok(set_root_json(&store.read()?.set_root()?))
+}
+
 /// Logs to stderr, at the level `XF_LOG` names (error, warn, info, debug, trace; default info).
 pub fn init_logging() {
     let level = std::env::var("XF_LOG")
@@ -112,13 +117,13 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
         .context("starting the node")?;
     let net = node.net().context("the network did not start")?;
     let me = net.peer_id();
-    let (root, count) = root_line(node.store())?;
     if args.json {
         println!(
             "{}",
-            json!({ "peer_id": me.to_string(), "events": count, "root": root })
+            json!({ "type": "started", "peer": me.to_string(), "set": set_json(node.store())? })
         );
     } else {
+        let (root, count) = root_line(node.store())?;
         println!("peer id: {me}");
         println!("store: {count} events, root {root}");
     }
@@ -137,7 +142,7 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
                 // flushed when the node drops.
                 drop(node);
                 if args.json {
-                    println!("{}", json!({ "stopped": signal }));
+                    println!("{}", json!({ "type": "stopped", "signal": signal }));
                 } else {
                     println!("stopped on {signal}");
                 }
@@ -156,13 +161,13 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
             node.publish(Draft::post(0, &text))?;
             next_post = Instant::now() + Duration::from_millis(n.publish_interval_ms);
             if to_publish == 0 {
-                let (root, count) = root_line(node.store())?;
                 if args.json {
                     println!(
                         "{}",
-                        json!({ "published": posted, "events": count, "root": root })
+                        json!({ "type": "published", "posts": posted, "set": set_json(node.store())? })
                     );
                 } else {
+                    let (root, count) = root_line(node.store())?;
                     println!("published {posted} posts; store: {count} events, root {root}");
                 }
             }
@@ -176,16 +181,21 @@ fn report(json_out: bool, store: &Store, me: PeerId, ev: &NetEvent) -> Result<()
             // Whole, as `xf sync` takes it: the address and the peer id that answers there.
             let addr = with_peer(addr, me);
             if json_out {
-                println!("{}", json!({ "listening": addr.to_string() }));
+                println!(
+                    "{}",
+                    json!({ "type": "listening", "addr": addr.to_string() })
+                );
             } else {
                 println!("listening: {addr}");
             }
         }
         NetEvent::Synced(s) => {
-            let (root, count) = root_line(store)?;
             if json_out {
-                println!("{}", summary_json(s, count, &root));
+                let mut line = summary_json(s, set_json(store)?);
+                line["type"] = "synced".into();
+                println!("{line}");
             } else {
+                let (root, count) = root_line(store)?;
                 println!(
                     "synced with {}: {} events in, {} out, {} round trips, {} ms; store: {count} events, root {root}",
                     s.peer,
@@ -211,20 +221,23 @@ fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     }
 }
 
-/// A session's summary, with the store's event count and root after it.
-fn summary_json(s: &SyncSummary, events: u64, root: &str) -> serde_json::Value {
+/// A session's summary, with the store's set after it.
+fn summary_json(s: &SyncSummary, set: serde_json::Value) -> serde_json::Value {
     json!({
-        "events": events,
-        "root": root,
+        "set": set,
         "peer": s.peer.to_string(),
         "initiator": s.initiator,
         "round_trips": s.stats.round_trips(),
-        "events_received": s.stats.events_received,
-        "events_sent": s.stats.events_sent,
-        "event_bytes_received": s.stats.event_bytes_received,
-        "event_bytes_sent": s.stats.event_bytes_sent,
-        "bytes_received": s.stats.bytes_received,
-        "bytes_sent": s.stats.bytes_sent,
+        "sent": {
+            "bytes": s.stats.bytes_sent,
+            "events": s.stats.events_sent,
+            "event_bytes": s.stats.event_bytes_sent,
+        },
+        "received": {
+            "bytes": s.stats.bytes_received,
+            "events": s.stats.events_received,
+            "event_bytes": s.stats.event_bytes_received,
+        },
         "ms": s.elapsed.as_secs_f64() * 1e3,
     })
 }
@@ -325,11 +338,11 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
     };
     bar.finish_and_clear();
     node.store().sync()?;
-    let (root, count) = root_line(node.store())?;
     let s = &summary.stats;
     if args.json {
-        println!("{}", summary_json(&summary, count, &root));
+        println!("{}", summary_json(&summary, set_json(node.store())?));
     } else {
+        let (root, count) = root_line(node.store())?;
         println!("synced with {}", summary.peer);
         println!("  round trips:     {}", s.round_trips());
         println!(

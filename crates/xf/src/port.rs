@@ -70,7 +70,11 @@ pub fn import(args: &Args, file: &Path, batch: usize) -> Result<()> {
         if json {
             // One line per durable batch: what is acknowledged here is on disk.
             let acked = r.stored + r.duplicates + r.deleted + r.superseded;
-            let _ = writeln!(stdout, "{}", json!({ "acked": acked, "stored": r.stored }));
+            let _ = writeln!(
+                stdout,
+                "{}",
+                json!({ "type": "progress", "acked": acked, "stored": r.stored })
+            );
             let _ = stdout.flush();
         }
     });
@@ -95,7 +99,7 @@ fn print_report(args: &Args, r: &IngestReport) {
             .collect();
         println!(
             "{}",
-            json!({ "seen": r.seen, "stored": r.stored, "duplicates": r.duplicates, "deleted": r.deleted,
+            json!({ "type": "imported", "seen": r.seen, "stored": r.stored, "duplicates": r.duplicates, "deleted": r.deleted,
                     "superseded": r.superseded, "rejected_total": r.rejected_total, "rejected": rejected })
         );
         return;
@@ -156,7 +160,7 @@ pub fn gen(args: &Args, events: u64, authors: u32, seed: u64) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({ "generated": events, "stored": stored, "seconds": secs })
+            json!({ "generated": events, "stored": stored, "ms": secs * 1e3 })
         );
     } else {
         println!("generated {events} events ({stored} stored) in {secs:.1} s");

@@ -322,3 +322,69 @@ fn errors_say_each_thing_once_and_never_end_empty() {
     assert!(!line.ends_with(':'), "an empty reason: {line}");
     assert!(line.to_lowercase().contains("in use"), "{line}");
 }
+
+/// Every key of a JSON value, at any depth.
+fn keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                keys(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn json_names_the_same_things_the_same_way() {
+    let (dir, data, _) = new_store();
+    let gen = ok_json(&data, &["gen", "--events", "300", "--seed", "5"]);
+    assert!(gen["ms"].as_f64().unwrap() > 0.0, "{gen}");
+    let other = dir.path().join("other");
+    ok_json(&other, &["gen", "--events", "100", "--seed", "6"]);
+    let stats = ok_json(&data, &["stats"]);
+    let set_keys: Vec<&String> = stats["set"].as_object().unwrap().keys().collect();
+    let sync = ok_json(&data, &["sync", "--local", other.to_str().unwrap()]);
+    for side in ["here", "there"] {
+        let got: Vec<&String> = sync["set"][side].as_object().unwrap().keys().collect();
+        assert_eq!(got, set_keys, "{sync}");
+    }
+    assert_eq!(sync["set"]["equal"], true, "{sync}");
+    assert!(sync["ms"].as_f64().unwrap() > 0.0, "{sync}");
+    assert_eq!(
+        ok_json(&data, &["stats"])["set"]["fingerprint"],
+        sync["set"]["here"]["fingerprint"]
+    );
+    // Durations are milliseconds, and nothing says "seconds" or "root" for the set.
+    let mut all = Vec::new();
+    for v in [&gen, &stats, &sync] {
+        keys(v, &mut all);
+    }
+    for k in &all {
+        assert!(
+            !k.contains("seconds") && k != "root" && k != "peer_id",
+            "{k} in {all:?}"
+        );
+    }
+    // A stream is JSON lines, each with its type.
+    let file = dir.path().join("all.xfe");
+    ok_json(&data, &["export", file.to_str().unwrap()]);
+    let fresh = dir.path().join("fresh");
+    let out = xf(&fresh, &["--json", "import", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{text}");
+    let (last, progress) = lines.split_last().unwrap();
+    assert!(progress.iter().all(|l| l["type"] == "progress"), "{text}");
+    assert_eq!(last["type"], "imported", "{text}");
+    assert_eq!(
+        last["stored"],
+        ok_json(&data, &["stats"])["events"],
+        "{text}"
+    );
+}

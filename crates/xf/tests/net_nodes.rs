@@ -144,9 +144,10 @@ fn one_shot_sync_dials_transfers_and_reports() {
     let a = NodeProc::start(&d[0], &["--publish", "40"]);
     wait_converged(&[&d[0]], 40, Duration::from_secs(30));
     let out = ok_json(&d[1], &["sync", &a.quic]);
-    assert_eq!(out["events_received"], 40, "{out}");
-    assert_eq!(out["events_sent"], 0, "{out}");
-    assert_eq!(out["events"], 40, "{out}");
+    assert_eq!(out["received"]["events"], 40, "{out}");
+    assert_eq!(out["sent"]["events"], 0, "{out}");
+    assert_eq!(out["set"]["events"], 40, "{out}");
+    assert_eq!(out["peer"], a.quic.rsplit('/').next().unwrap(), "{out}");
     assert_eq!(root(&d[1]), root(&d[0]));
     let peers = ok_json(&d[1], &["peers"]);
     assert_eq!(
@@ -159,7 +160,7 @@ fn one_shot_sync_dials_transfers_and_reports() {
     let by_name = a.quic.replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
     assert_ne!(by_name, a.quic);
     let out = ok_json(&d[2], &["sync", &by_name]);
-    assert_eq!(out["events_received"], 40, "{out}");
+    assert_eq!(out["received"]["events"], 40, "{out}");
     // Nobody listening there: a clear failure, not a hang.
     let port_gone = format!(
         "/ip4/127.0.0.1/udp/9/quic-v1/p2p/{}",

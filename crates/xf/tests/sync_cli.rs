@@ -81,15 +81,15 @@ fn overlapping_stores_end_with_the_union_and_equal_roots() {
     assert_ne!(root(&p.a), root(&p.b));
     let r = sync(&p.a, &p.b, &[]);
     assert_eq!(r["equal"], true, "{r}");
-    assert_eq!(r["root"]["equal"], true, "{r}");
+    assert_eq!(r["set"]["equal"], true, "{r}");
     assert_eq!(r["sent"]["events"], before_a - p.shared, "{r}");
     assert_eq!(r["received"]["events"], before_b - p.shared, "{r}");
     let union = before_a + before_b - p.shared;
     assert_eq!(count(&p.a), union);
     assert_eq!(count(&p.b), union);
-    assert_eq!(r["root"]["here"]["events"], union);
+    assert_eq!(r["set"]["here"]["events"], union);
     // The roots `xf stats` shows are the ones the sync reported.
-    let fp = r["root"]["here"]["fingerprint"].as_str().unwrap();
+    let fp = r["set"]["here"]["fingerprint"].as_str().unwrap();
     assert_eq!(root(&p.a), fp);
     assert_eq!(root(&p.b), fp);
     for id in &p.a_posts {
@@ -148,7 +148,7 @@ fn a_time_window_moves_only_that_window() {
     assert_eq!(r["scoped"]["equal"], true, "{r}");
     assert_eq!(r["equal"], true, "{r}");
     assert_eq!(
-        r["root"]["equal"], false,
+        r["set"]["equal"], false,
         "posts of today stay where they are: {r}"
     );
     assert_eq!(r["sent"]["events"], 0, "{r}");
@@ -195,7 +195,7 @@ fn an_author_or_topic_scope_moves_only_its_events() {
         ok_json(&p.a, &["get", &p.b_posts[0]])["id"],
         p.b_posts[0].as_str()
     );
-    assert_eq!(r["root"]["equal"], false, "the rest stays where it is: {r}");
+    assert_eq!(r["set"]["equal"], false, "the rest stays where it is: {r}");
 
     let in_topic = ok_json(&p.a, &["post", "about tea", "--topic", "tea"])["id"]
         .as_str()
