@@ -9,20 +9,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Threads: the store's single writer thread, and, once the node joins a network, one network
-//! thread running a current-thread runtime with the libp2p swarm and every sync session.
-//! Verification of imported batches borrows the caller's thread plus scoped helpers for the
-//! length of a batch. Nothing else runs in the background.
+//! Threads: the store's single writer thread; a verifier stage of at most one thread per core,
+//! started when there is work and ended when idle, shared by ingest, sync and gossip; and,
+//! once the node joins a network, one network thread running a current-thread runtime with the
+//! libp2p swarm and every sync session. Nothing else runs in the background.
+//!
+//! Everything an app needs is here: the event format, the store's reads and queries, sync with
+//! another store ([`Node::sync_with_store`]) or over the network ([`NetConfig`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod identity;
 mod ingest;
+mod local_sync;
 mod node;
 mod portable;
 
 pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 pub use ingest::{IngestError, IngestReport, Rejected};
+pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
 pub use node::{
     now_ms, IdPrefixError, Node, NodeBuilder, NodeError, Published, ID_PREFIX_DIGITS_MIN,
     NODE_LOCK_FILE,
@@ -34,9 +39,12 @@ pub use xaeroflux_event::{
 };
 pub use xaeroflux_net::{
     peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, Protocol,
-    SyncSummary,
+    SyncSummary, PEERS_FILE,
 };
 pub use xaeroflux_store::{
-    Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, Store, StoreOptions,
-    Ticket, WriteError, QUERY_LIMIT_MAX,
+    Accum, Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, SetRoot, Store,
+    StoreOptions, Ticket, WriteError, QUERY_LIMIT_MAX,
+};
+pub use xaeroflux_sync::{
+    check_frame_bytes, LinkReport, Scope, SessionStats, SyncConfig, FRAME_BYTES_DEFAULT,
 };

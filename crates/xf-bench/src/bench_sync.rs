@@ -22,8 +22,6 @@ use crate::bench::{machine, ms, ratio, BenchArgs};
 use crate::hex;
 use crate::Args;
 
-/// Frames each side may have in flight on the in-memory link: what `xf sync --local` uses.
-const WINDOW_FRAMES: usize = 64;
 /// Events per write transaction while building the stores (the writer folds up to 16 Ki).
 const INGEST_BATCH: usize = 16 * 1024;
 /// Batches queued at the writer while the generator signs the next ones.
@@ -335,7 +333,7 @@ fn ours(w: &mut Workload, cfg: SyncConfig, seed: u64) -> Result<(LinkReport, Val
         salt,
         xaeroflux::now_ms(),
         LinkOptions {
-            window_frames: WINDOW_FRAMES,
+            window_frames: xaeroflux::LOCAL_WINDOW_FRAMES,
             cut_after_frames: None,
             verifier: Some(xaeroflux::Verifier::per_core()),
         },

@@ -242,7 +242,7 @@ pub fn parse_frame_bytes(s: &str) -> Result<usize, String> {
     let n: u64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of bytes"))?;
-    xaeroflux_sync::check_frame_bytes(n)
+    xaeroflux::check_frame_bytes(n)
 }
 
 /// A peer's address: a multiaddr, not empty.

@@ -49,7 +49,7 @@ pub struct NodeArgs {
     pub publish_interval_ms: u64,
     /// Largest sync frame sent or accepted, in bytes (1024 to 16 MiB; each session uses the
     /// smaller of the two sides' caps).
-    #[arg(long, default_value_t = xaeroflux_sync::FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
+    #[arg(long, default_value_t = xaeroflux::FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
     pub frame_bytes: usize,
 }
 
@@ -65,7 +65,7 @@ impl NodeArgs {
         cfg.mdns = !self.no_mdns;
         cfg.topics = self.topics.clone();
         cfg.anti_entropy = Duration::from_secs_f64(self.anti_entropy_secs.max(0.05));
-        cfg.sync = xaeroflux_sync::SyncConfig::with_frame_bytes(self.frame_bytes);
+        cfg.sync = xaeroflux::SyncConfig::with_frame_bytes(self.frame_bytes);
         cfg.stop_on_signals = true;
         cfg
     }
@@ -253,7 +253,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         listen: Vec::new(),
         mdns: false,
         topics: r.topics.to_vec(),
-        sync: xaeroflux_sync::SyncConfig::with_frame_bytes(r.frame_bytes),
+        sync: xaeroflux::SyncConfig::with_frame_bytes(r.frame_bytes),
         // One session with the address given: no rounds of its own, no other peers redialed.
         anti_entropy: Duration::from_secs(24 * 3600),
         restore_peers: false,
@@ -264,7 +264,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         .open()
         .context("starting the network")?;
     let net = node.net().context("the network did not start")?;
-    let want = xaeroflux_net::peer_in(r.addr);
+    let want = xaeroflux::peer_in(r.addr);
     let before = node.store().read()?.set_root()?.accum.count;
     net.dial(r.addr.clone())?;
     let bar = if std::io::stderr().is_terminal() {
@@ -365,7 +365,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
 /// Prints the peer table a node in this data directory keeps.
 pub fn peers(args: &Args) -> Result<()> {
     let dir = args.data.clone().unwrap_or_else(default_data_dir);
-    let path = dir.join(xaeroflux_net::PEERS_FILE);
+    let path = dir.join(xaeroflux::PEERS_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

@@ -139,7 +139,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// The Merkle index's root: the set's name and the index's shape.
-pub fn set_root_json(root: &xaeroflux_store::SetRoot) -> Value {
+pub fn set_root_json(root: &xaeroflux::SetRoot) -> Value {
     json!({
         "fingerprint": hex(&root.fingerprint),
         "events": root.accum.count,

@@ -126,7 +126,7 @@ pub fn gen(args: &Args, events: u64, authors: u32, seed: u64) -> Result<()> {
     let mut batch = Vec::with_capacity(GEN_BATCH);
     let mut pending = std::collections::VecDeque::new();
     let mut stored = 0u64;
-    let wait = |t: xaeroflux_store::Ticket, stored: &mut u64| -> Result<()> {
+    let wait = |t: xaeroflux::Ticket, stored: &mut u64| -> Result<()> {
         *stored += t
             .wait()?
             .iter()

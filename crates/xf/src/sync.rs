@@ -3,23 +3,16 @@
 //! side stores what it lacked.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use xaeroflux::{now_ms, PublicKey, Store, Topic};
-use xaeroflux_store::{Accum, SetRoot};
-use xaeroflux_sync::{
-    run_local, LinkOptions, LinkReport, Peer, Scope, ScopedStore, SessionStats, SyncConfig,
-    SyncSource, FRAME_BYTES_DEFAULT,
+use xaeroflux::{
+    Accum, LinkReport, PublicKey, Scope, SessionStats, SetRoot, Store, StoreOptions, SyncConfig,
+    Topic, FRAME_BYTES_DEFAULT,
 };
 
 use crate::cli::{default_data_dir, open_node, parse_topic, Args};
 use crate::output::{hex, set_root_json};
-
-/// Frames each side may have in flight on the in-memory link before the other reads them.
-/// Larger windows open fewer read snapshots; the protocol's turns do not depend on it.
-pub const WINDOW_FRAMES: usize = 64;
 
 /// Flags of `xf sync`.
 #[derive(Debug, clap::Args)]
@@ -81,51 +74,28 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
     }
     check_other(&here, local)?;
     let node = open_node(args, crate::cli::Opening::Create)?;
-    // Clones share the node's writer: received events go through it like any other write.
-    let mut ours = node.store().clone();
-    let mut theirs = Store::open(local)
-        .with_context(|| format!("opening the other store {}", local.display()))?;
-    let salt = getrandom::u64().map_err(|e| anyhow::anyhow!("drawing a session salt: {e}"))?;
-    let started = Instant::now();
-    let session = |a: &mut dyn Peer, b: &mut dyn Peer| {
-        let link = LinkOptions {
-            window_frames: WINDOW_FRAMES,
-            cut_after_frames: None,
-            verifier: Some(xaeroflux::Verifier::per_core()),
-        };
-        let cfg = SyncConfig::with_frame_bytes(s.frame_bytes);
-        run_local(a, b, scope.clone(), cfg, salt, now_ms(), link)
-    };
-    let report = if scope.is_window() {
-        session(&mut ours, &mut theirs)
-    } else {
-        let mut a = ScopedStore::new(&ours, &scope).context("gathering this store's scope")?;
-        let mut b = ScopedStore::new(&theirs, &scope).context("gathering the other's scope")?;
-        session(&mut a, &mut b)
-    }
-    .with_context(|| format!("syncing with {}", local.display()))?;
-    let session = started.elapsed();
-    // Received events were written with relaxed durability: make both stores durable now.
-    ours.sync().context("flushing this store")?;
-    theirs.sync().context("flushing the other store")?;
-    let total = started.elapsed();
-
-    let (root_here, scoped_here) = roots(&ours, &scope)?;
-    let (root_there, scoped_there) = roots(&theirs, &scope)?;
-    let equal = if scope == Scope::all() {
-        root_here.fingerprint == root_there.fingerprint
-    } else {
-        scoped_here == scoped_there
-    };
+    let theirs = Store::open_with(
+        local,
+        StoreOptions {
+            create: false,
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("opening the other store {}", local.display()))?;
+    let done = node
+        .sync_with_store(&theirs, &scope, SyncConfig::with_frame_bytes(s.frame_bytes))
+        .with_context(|| format!("syncing with {}", local.display()))?;
+    let (scoped_here, scoped_there) = done.scoped;
+    let equal = done.equal();
     let out = Summary {
         other: local,
         scope: &scope,
         frame_bytes: s.frame_bytes,
-        report: &report,
-        session_s: session.as_secs_f64(),
-        total_s: total.as_secs_f64(),
-        here: &root_here,
-        there: &root_there,
+        report: &done.report,
+        session_s: done.session.as_secs_f64(),
+        total_s: done.durable.as_secs_f64(),
+        here: &done.here,
+        there: &done.there,
         scoped: (scoped_here, scoped_there),
         equal,
     };
@@ -165,28 +135,6 @@ fn check_other(here: &Path, other: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The whole set's root, and the summary of the scope's part of it (the root's own summary
-/// when the scope is everything).
-fn roots(store: &Store, scope: &Scope) -> Result<(SetRoot, Accum)> {
-    let root = store.read()?.set_root()?;
-    let mut scoped = Accum::ZERO;
-    let mut sum = |src: &dyn SyncSource| {
-        scoped = src.accumulate(&scope.lower(), &scope.upper())?;
-        Ok(())
-    };
-    if scope.is_window() {
-        store.with_source(&mut sum)?;
-    } else {
-        ScopedStore::new(store, scope)?.with_source(&mut sum)?;
-    }
-    anyhow::ensure!(
-        *scope != Scope::all() || scoped == root.accum,
-        "{}: the Merkle root and the summary of the whole set disagree; run `xf verify`",
-        store.path().display()
-    );
-    Ok((root, scoped))
 }
 
 struct Summary<'a> {
