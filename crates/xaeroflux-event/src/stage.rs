@@ -39,6 +39,8 @@ pub struct Verifier {
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
+    /// Signalled whenever a thread ends, for [`Verifier::wind_down`].
+    gone: Condvar,
     cache: KeyCache,
     threads_max: usize,
 }
@@ -50,6 +52,8 @@ struct State {
     workers: usize,
     /// Threads waiting for work.
     idle: usize,
+    /// Callers of [`Verifier::wind_down`] waiting: threads end as soon as the queue is empty.
+    winding_down: usize,
 }
 
 struct Chunk {
@@ -71,6 +75,7 @@ impl Verifier {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 work: Condvar::new(),
+                gone: Condvar::new(),
                 cache: KeyCache::new(KEYS_CACHED),
                 threads_max: threads.max(1),
             }),
@@ -90,6 +95,23 @@ impl Verifier {
     /// Threads running now (none at rest).
     pub fn threads(&self) -> usize {
         self.shared.lock().workers
+    }
+
+    /// Ends the stage's threads as soon as the queued work is done, instead of after
+    /// [`IDLE_EXIT`], and returns once none runs: what closing a node waits for. The stage
+    /// stays usable; later work starts threads again.
+    pub fn wind_down(&self) {
+        let mut state = self.shared.lock();
+        state.winding_down += 1;
+        self.shared.work.notify_all();
+        while state.workers > 0 {
+            state = self
+                .shared
+                .gone
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        state.winding_down -= 1;
     }
 
     /// Hands `items` (each `id ‖ header ‖ signature ‖ payload`) to the stage. The calling
@@ -204,6 +226,7 @@ impl Drop for Leaving<'_> {
     fn drop(&mut self) {
         if !self.counted_out {
             self.shared.lock().workers -= 1;
+            self.shared.gone.notify_all();
         }
     }
 }
@@ -224,6 +247,13 @@ fn work(shared: Arc<Shared>) {
             state = shared.lock();
             continue;
         }
+        if state.winding_down > 0 {
+            state.workers -= 1;
+            leaving.counted_out = true;
+            drop(state);
+            shared.gone.notify_all();
+            return;
+        }
         state.idle += 1;
         let (next, waited) = shared
             .work
@@ -234,6 +264,8 @@ fn work(shared: Arc<Shared>) {
         if waited.timed_out() && state.queue.is_empty() {
             state.workers -= 1;
             leaving.counted_out = true;
+            drop(state);
+            shared.gone.notify_all();
             return;
         }
     }
@@ -359,6 +391,23 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    #[test]
+    fn winding_down_ends_the_threads_at_once_and_the_stage_stays_usable() {
+        let stage = Verifier::new(2);
+        let out = stage.verify(signed(300), &Limits::at(u64::MAX / 2)).wait();
+        assert!(out.unwrap().iter().all(Result::is_ok));
+        assert!(stage.threads() > 0, "the threads linger for IDLE_EXIT");
+        let started = std::time::Instant::now();
+        stage.wind_down();
+        assert_eq!(stage.threads(), 0);
+        // Well before the idle exit: they were told, not timed out.
+        assert!(started.elapsed() < IDLE_EXIT / 2, "{:?}", started.elapsed());
+        let out = stage.verify(signed(100), &Limits::at(u64::MAX / 2)).wait();
+        assert!(out.unwrap().iter().all(Result::is_ok));
+        stage.wind_down();
+        assert_eq!(stage.threads(), 0);
     }
 
     #[test]

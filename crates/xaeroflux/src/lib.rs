@@ -19,12 +19,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod event;
 mod identity;
 mod ingest;
 mod local_sync;
 mod node;
 mod portable;
 
+pub use event::Event;
 pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 pub use ingest::{IngestError, IngestReport, Rejected};
 pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
@@ -42,8 +44,10 @@ pub use xaeroflux_net::{
     SyncSummary, PEERS_FILE,
 };
 pub use xaeroflux_store::{
-    Accum, Durability, Filter, OpenError, Outcome, QueryError, ReadError, ReadTxn, SetRoot, Store,
-    StoreOptions, Ticket, WriteError, QUERY_LIMIT_MAX,
+    Accum, CheckReport, Durability, Filter, FlushTicket, FollowTicket, Followed, OpenError,
+    Outcome, QueryError, ReadError, ReadTxn, SetRoot, Stats, Store, StoreOptions, StoredEvent,
+    Subscription, SubscriptionError, TableStats, Thread, ThreadEntry, Ticket, WriteError,
+    QUERY_LIMIT_MAX,
 };
 pub use xaeroflux_sync::{
     check_frame_bytes, LinkReport, Scope, SessionStats, SyncConfig, FRAME_BYTES_DEFAULT,

@@ -265,6 +265,21 @@ impl Node {
         NodeBuilder::default()
     }
 
+    /// Closes the node and returns once its threads have ended: the network stops (its
+    /// connections closed in order, the peer table saved), the store is flushed to disk, the
+    /// verifier's threads end, and the store's writer ends, unless the app still holds clones
+    /// of the store (then it ends when the last clone drops). Dropping a node does the same
+    /// without waiting for the verifier's threads, which end on their own after
+    /// `IDLE_EXIT`.
+    pub fn close(mut self) -> Result<(), WriteError> {
+        // Dropping the handle stops the network thread and joins it.
+        drop(self.net.take());
+        self.store.sync()?;
+        self.verifier.wind_down();
+        // The store's handle drops with the node: the last clone joins the writer.
+        Ok(())
+    }
+
     /// The store, for reads and subscriptions.
     pub fn store(&self) -> &Store {
         &self.store
