@@ -2,7 +2,9 @@
 
 use crate::header::{Header, HEADER_BYTES};
 use crate::keys::{EventId, PublicKey, Topic};
-use crate::payload::{decode_payload, PayloadError};
+use crate::payload::{
+    decode_payload, ArchivedDeletion, ArchivedNote, ArchivedReaction, PayloadError,
+};
 use crate::Kind;
 
 /// Size of an event id.
@@ -140,6 +142,21 @@ impl<'a> EventRef<'a> {
         T: rkyv::Portable + for<'b> rkyv::bytecheck::CheckBytes<crate::payload::Validator<'b>>,
     {
         decode_payload::<T>(self.payload())
+    }
+    /// The text a person wrote: a post's or reply's text, a reaction's content, a deletion's
+    /// reason. `None` for kinds that carry none (profiles, follow lists, kinds this build does
+    /// not read); `Some(Err)` if the payload does not decode.
+    pub fn text(&self) -> Option<Result<&'a str, PayloadError>> {
+        Some(match self.kind() {
+            Kind::POST | Kind::REPLY => self.payload_as::<ArchivedNote>().map(|n| n.text.as_str()),
+            Kind::REACTION => self
+                .payload_as::<ArchivedReaction>()
+                .map(|r| r.content.as_str()),
+            Kind::DELETION => self
+                .payload_as::<ArchivedDeletion>()
+                .map(|d| d.reason.as_str()),
+            _ => return None,
+        })
     }
     /// The portable encoding `id ‖ body`, copied.
     pub fn to_vec(&self) -> Vec<u8> {

@@ -41,7 +41,7 @@ pub use runner::{
     PENALTY_PROTOCOL, PENALTY_TOO_MANY_ROUNDS,
 };
 pub use swarm::{
-    keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
+    error_line, keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
 };
 pub use transport::{
     peer_in, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol, SyncLink,

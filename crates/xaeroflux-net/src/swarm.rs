@@ -72,25 +72,27 @@ pub fn keypair_from_seed(seed: &[u8; 32]) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(*seed).expect("any 32 bytes are an ed25519 secret key")
 }
 
-/// An error and its causes on one line, each said once: libp2p's transport errors print
-/// nothing themselves and keep the reason in their source.
-pub(crate) fn reasons(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its causes on one line, each said once: a cause whose text is already in the
+/// line is left out, and so is an empty one (libp2p's transport errors print nothing
+/// themselves and keep the reason in their source); reasons that span lines are joined.
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
     let mut line = String::new();
     let mut next = Some(e);
     while let Some(cause) = next {
         let text = cause.to_string();
-        if !text.is_empty() && !line.contains(&text) {
+        let text = text.trim();
+        if !text.is_empty() && !line.contains(text) {
             if !line.is_empty() {
                 line.push_str(": ");
             }
-            line.push_str(&text);
+            line.push_str(text);
         }
         next = cause.source();
     }
     if line.is_empty() {
         line.push_str("no reason given");
     }
-    line
+    line.replace('\n', " ")
 }
 
 /// The system's DNS settings for dialing `/dns`, `/dns4` and `/dns6` addresses. Without any
@@ -198,13 +200,13 @@ impl Libp2pTransport {
         for addr in &cfg.listen {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NetError::Listen(addr.clone(), reasons(&e)))?;
+                .map_err(|e| NetError::Listen(addr.clone(), error_line(&e)))?;
         }
         for addr in &cfg.relays {
             let circuit = addr.clone().with(libp2p::multiaddr::Protocol::P2pCircuit);
             swarm
                 .listen_on(circuit.clone())
-                .map_err(|e| NetError::Listen(circuit, reasons(&e)))?;
+                .map_err(|e| NetError::Listen(circuit, error_line(&e)))?;
         }
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
@@ -373,7 +375,7 @@ impl Transport for Libp2pTransport {
     }
 
     fn dial(&mut self, addr: Multiaddr) -> Result<(), String> {
-        self.swarm.dial(addr).map_err(|e| reasons(&e))
+        self.swarm.dial(addr).map_err(|e| error_line(&e))
     }
 
     fn open_sync(&mut self, peer: PeerId) -> OpenFuture {

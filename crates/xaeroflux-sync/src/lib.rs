@@ -110,6 +110,15 @@ pub fn check_frame_bytes(frame_bytes: u64) -> Result<usize, String> {
         ))
     }
 }
+
+/// Reads a frame cap in bytes from text (a command-line flag) and checks it.
+pub fn parse_frame_bytes(text: &str) -> Result<usize, String> {
+    let n: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    check_frame_bytes(n)
+}
+
 /// Default reconciliation output of one turn: 16 MiB (see [`SyncConfig::turn_bytes_max`]).
 pub const TURN_BYTES_DEFAULT: usize = 16 << 20;
 /// Default reconciliation output of one session: 128 MiB (see

@@ -1,8 +1,6 @@
 //! Owned events: what an app keeps after a read transaction ends, and what bindings hand out.
 
-use xaeroflux_event::{
-    ArchivedDeletion, ArchivedNote, ArchivedReaction, EventId, EventRef, Kind, PublicKey, Topic,
-};
+use xaeroflux_event::{EventId, EventRef, Kind, PublicKey, Topic};
 use xaeroflux_store::{Filter, QueryError, ReadError};
 
 use crate::node::Node;
@@ -71,22 +69,7 @@ impl Event {
     /// The text of a post or reply, the content of a reaction, the reason of a deletion;
     /// `None` for other kinds, or if the payload does not decode.
     pub fn text(&self) -> Option<&str> {
-        let event = self.as_ref();
-        match event.kind() {
-            Kind::POST | Kind::REPLY => event
-                .payload_as::<ArchivedNote>()
-                .ok()
-                .map(|n| n.text.as_str()),
-            Kind::REACTION => event
-                .payload_as::<ArchivedReaction>()
-                .ok()
-                .map(|r| r.content.as_str()),
-            Kind::DELETION => event
-                .payload_as::<ArchivedDeletion>()
-                .ok()
-                .map(|d| d.reason.as_str()),
-            _ => None,
-        }
+        self.as_ref().text().and_then(Result::ok)
     }
 
     /// The encoding: `id ‖ header ‖ signature ‖ payload`, as export files and the network

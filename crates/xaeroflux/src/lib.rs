@@ -31,7 +31,7 @@ pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 pub use ingest::{IngestError, IngestReport, Rejected};
 pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
 pub use node::{
-    now_ms, IdPrefixError, Node, NodeBuilder, NodeError, Published, ID_PREFIX_DIGITS_MIN,
+    now_ms, IdPrefix, IdPrefixError, Node, NodeBuilder, NodeError, Published, ID_PREFIX_DIGITS_MIN,
     NODE_LOCK_FILE,
 };
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
@@ -40,8 +40,8 @@ pub use xaeroflux_event::{
     VerifyError, PAYLOAD_BYTES_MAX,
 };
 pub use xaeroflux_net::{
-    peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, Protocol,
-    SyncSummary, PEERS_FILE,
+    error_line, peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId,
+    Protocol, SyncSummary, PEERS_FILE,
 };
 pub use xaeroflux_store::{
     Accum, CheckReport, Durability, Filter, FlushTicket, FollowTicket, Followed, OpenError,
@@ -50,5 +50,6 @@ pub use xaeroflux_store::{
     QUERY_LIMIT_MAX,
 };
 pub use xaeroflux_sync::{
-    check_frame_bytes, LinkReport, Scope, SessionStats, SyncConfig, FRAME_BYTES_DEFAULT,
+    check_frame_bytes, parse_frame_bytes, LinkReport, Scope, SessionStats, SyncConfig,
+    FRAME_BYTES_DEFAULT,
 };

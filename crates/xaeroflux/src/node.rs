@@ -80,6 +80,37 @@ pub enum NodeError {
 /// Hex digits a short event id needs at least (as git asks of an abbreviated commit).
 pub const ID_PREFIX_DIGITS_MIN: usize = 4;
 
+/// An event id as a person types it: 64 hex digits, or a prefix of at least
+/// [`ID_PREFIX_DIGITS_MIN`] (as a person copies them from a short id), in either case. Checked
+/// when parsed; [`Node::resolve_id`] finds the one stored event it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdPrefix {
+    /// The digits, in lower case.
+    digits: String,
+    /// The smallest id that starts with them (the rest zeros): where a scan for them begins.
+    lowest: EventId,
+}
+
+impl std::str::FromStr for IdPrefix {
+    type Err = IdPrefixError;
+
+    fn from_str(text: &str) -> Result<IdPrefix, IdPrefixError> {
+        let not_an_id = || IdPrefixError::NotAnId(text.to_owned());
+        if !(ID_PREFIX_DIGITS_MIN..=64).contains(&text.len()) {
+            return Err(not_an_id());
+        }
+        let digits = text.to_ascii_lowercase();
+        let lowest = format!("{digits:0<64}").parse().map_err(|_| not_an_id())?;
+        Ok(IdPrefix { digits, lowest })
+    }
+}
+
+impl std::fmt::Display for IdPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.digits)
+    }
+}
+
 /// Candidates an ambiguous short id lists.
 const AMBIGUOUS_SHOWN: usize = 5;
 
@@ -88,7 +119,7 @@ const AMBIGUOUS_SHOWN: usize = 5;
 #[non_exhaustive]
 pub enum IdPrefixError {
     /// Not 4 to 64 hex digits.
-    #[error("{0:?} is not an event id: ids are 64 hex digits, and 4 or more of them name one stored event")]
+    #[error("{0:?} is not an event id: 64 hex digits, or a unique prefix of 4 or more")]
     NotAnId(String),
     /// No stored id starts with these digits.
     #[error("no stored event id starts with {0}")]
@@ -384,38 +415,24 @@ impl Node {
         self.publish(Draft::deletion(0, target, reason))
     }
 
-    /// The stored event whose id is `text`, or starts with it (at least
-    /// [`ID_PREFIX_DIGITS_MIN`] hex digits, as a person copies them from a short id). Sixty-four
-    /// digits are taken as they are, stored here or not.
-    pub fn resolve_id(&self, text: &str) -> Result<EventId, IdPrefixError> {
-        let digits = text.len();
-        if !(ID_PREFIX_DIGITS_MIN..=64).contains(&digits)
-            || !text.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return Err(IdPrefixError::NotAnId(text.to_owned()));
+    /// The stored event whose id starts with `prefix`; 64 digits are taken as they are, stored
+    /// here or not.
+    pub fn resolve_id(&self, prefix: &IdPrefix) -> Result<EventId, IdPrefixError> {
+        if prefix.digits.len() == 64 {
+            return Ok(prefix.lowest);
         }
-        let lower = text.to_ascii_lowercase();
-        if digits == 64 {
-            return lower
-                .parse()
-                .map_err(|_| IdPrefixError::NotAnId(text.to_owned()));
-        }
-        let padded = format!("{lower:0<64}");
-        let from: EventId = padded
-            .parse()
-            .map_err(|_| IdPrefixError::NotAnId(text.to_owned()))?;
         let read = self.store.read().map_err(IdPrefixError::Read)?;
         let found: Vec<EventId> = read
-            .ids_from(&from, AMBIGUOUS_SHOWN + 1)
+            .ids_from(&prefix.lowest, AMBIGUOUS_SHOWN + 1)
             .map_err(IdPrefixError::Read)?
             .into_iter()
-            .take_while(|id| id.to_string().starts_with(&lower))
+            .take_while(|id| id.to_string().starts_with(&prefix.digits))
             .collect();
         match found.as_slice() {
-            [] => Err(IdPrefixError::NotFound(lower)),
+            [] => Err(IdPrefixError::NotFound(prefix.digits.clone())),
             [one] => Ok(*one),
             _ => Err(IdPrefixError::Ambiguous {
-                prefix: lower,
+                prefix: prefix.digits.clone(),
                 more: found.len() > AMBIGUOUS_SHOWN,
                 candidates: found.into_iter().take(AMBIGUOUS_SHOWN).collect(),
             }),

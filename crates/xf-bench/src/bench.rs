@@ -46,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1000)]
     pub diff: u64,
     /// Frame cap in bytes (sync; default: ours 64 KiB, negentropy's messages unlimited).
-    #[arg(long, value_parser = crate::parse_frame_bytes)]
+    #[arg(long, value_parser = xaeroflux::parse_frame_bytes)]
     pub frame_bytes: Option<usize>,
     /// The second store starts empty: the bulk path (sync; --diff is ignored).
     #[arg(long)]

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match bench::run(&args, &args.bench) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", xaeroflux::error_line(e.as_ref()));
             ExitCode::from(1)
         }
     }
@@ -57,12 +57,4 @@ pub fn init_logging() {
 /// Lowercase hex of a byte string (fingerprints).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A frame cap in bytes, within the range every node accepts.
-pub fn parse_frame_bytes(s: &str) -> Result<usize, String> {
-    let n: u64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
-    xaeroflux_sync::check_frame_bytes(n)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use xaeroflux::{Kind, Node, PublicKey, Topic, PAYLOAD_BYTES_MAX, QUERY_LIMIT_MAX};
+use xaeroflux::{IdPrefix, Kind, Node, PublicKey, Topic, PAYLOAD_BYTES_MAX, QUERY_LIMIT_MAX};
 
 /// Xaeroflux: signed social events in an embedded store.
 #[derive(Debug, Parser)]
@@ -37,14 +37,13 @@ pub enum Command {
         #[arg(long)]
         topic: Option<String>,
         /// The event replied to (its id, or a unique prefix of 4 or more hex digits).
-        #[arg(long, value_name = "ID", value_parser = parse_id)]
-        reply_to: Option<String>,
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<IdPrefix>,
     },
     /// React to an event.
     React {
         /// The event (its id, or a unique prefix of 4 or more hex digits).
-        #[arg(value_parser = parse_id)]
-        id: String,
+        id: IdPrefix,
         /// The reaction, e.g. "+" or an emoji.
         text: String,
     },
@@ -57,8 +56,7 @@ pub enum Command {
     /// Delete one of your events.
     Delete {
         /// The event (its id, or a unique prefix of 4 or more hex digits).
-        #[arg(value_parser = parse_id)]
-        id: String,
+        id: IdPrefix,
         /// Why.
         #[arg(long, default_value = "")]
         reason: String,
@@ -78,8 +76,7 @@ pub enum Command {
     /// Show one event.
     Get {
         /// The event (its id, or a unique prefix of 4 or more hex digits).
-        #[arg(value_parser = parse_id)]
-        id: String,
+        id: IdPrefix,
     },
     /// Query events, newest first.
     Query(QueryArgs),
@@ -98,8 +95,7 @@ pub enum Command {
     /// An event with its replies and reactions.
     Thread {
         /// The root event (its id, or a unique prefix of 4 or more hex digits).
-        #[arg(value_parser = parse_id)]
-        id: String,
+        id: IdPrefix,
         /// Most entries.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
@@ -147,8 +143,8 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
     /// Event ids (or unique prefixes of 4 or more hex digits).
-    #[arg(long = "id", value_name = "ID", value_parser = parse_id)]
-    pub ids: Vec<String>,
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<IdPrefix>,
     /// Authors.
     #[arg(long = "author")]
     pub authors: Vec<PublicKey>,
@@ -159,8 +155,8 @@ pub struct QueryArgs {
     #[arg(long = "topic", value_parser = parse_topic)]
     pub topics: Vec<Topic>,
     /// Referenced events (ids, or unique prefixes of 4 or more hex digits).
-    #[arg(long = "reference", value_name = "ID", value_parser = parse_id)]
-    pub references: Vec<String>,
+    #[arg(long = "reference", value_name = "ID")]
+    pub references: Vec<IdPrefix>,
     /// Oldest time included (ms since the Unix epoch).
     #[arg(long)]
     pub since: Option<u64>,
@@ -170,21 +166,6 @@ pub struct QueryArgs {
     /// Most results (1 to 10,000).
     #[arg(long, default_value_t = 100, value_parser = parse_limit)]
     pub limit: usize,
-}
-
-/// An event id as a person types it: 64 hex digits, or a prefix of at least 4 (resolved
-/// against the store once it is open).
-pub fn parse_id(s: &str) -> Result<String, String> {
-    if (xaeroflux::ID_PREFIX_DIGITS_MIN..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{s:?} is not an event id: 64 hex digits, or a unique prefix of {} or more",
-            xaeroflux::ID_PREFIX_DIGITS_MIN
-        ))
-    }
 }
 
 /// A result count within what the store answers at once.
@@ -207,17 +188,19 @@ pub fn usage_error(message: impl std::fmt::Display) -> ! {
 /// clear error beyond what one event holds, without reading further.
 pub fn post_text(text: Option<&str>, file: Option<&std::path::Path>) -> Result<String> {
     use std::io::Read;
-    let (mut input, from): (Box<dyn Read>, String) = match (text, file) {
-        (Some("-"), _) => (Box::new(std::io::stdin().lock()), "standard input".into()),
+    // `-` as the text or as the file both mean standard input.
+    let path = match (text, file) {
+        (Some("-"), _) => std::path::Path::new("-"),
         (Some(text), _) => return Ok(text.to_owned()),
-        (None, Some(p)) if p.as_os_str() == "-" => {
-            (Box::new(std::io::stdin().lock()), "standard input".into())
-        }
-        (None, Some(p)) => (
-            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?),
-            p.display().to_string(),
-        ),
+        (None, Some(path)) => path,
         (None, None) => usage_error("a post needs its text, `-` or --file"),
+    };
+    let (mut input, from): (Box<dyn Read>, String) = if path.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), "standard input".into())
+    } else {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        (Box::new(file), path.display().to_string())
     };
     let mut bytes = Vec::new();
     input
@@ -235,14 +218,6 @@ pub fn post_text(text: Option<&str>, file: Option<&std::path::Path>) -> Result<S
 
 pub fn parse_kind(s: &str) -> Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| format!("unknown kind {s:?}"))
-}
-
-/// A frame cap in bytes, within the range every node accepts.
-pub fn parse_frame_bytes(s: &str) -> Result<usize, String> {
-    let n: u64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
-    xaeroflux::check_frame_bytes(n)
 }
 
 /// A peer's address: a multiaddr, not empty.
@@ -264,7 +239,7 @@ pub fn parse_topic(s: &str) -> Result<Topic, String> {
     })
 }
 
-pub fn default_data_dir() -> PathBuf {
+fn default_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XF_DATA") {
         return dir.into();
     }
@@ -294,7 +269,11 @@ pub fn data_dir(args: &Args) -> PathBuf {
     args.data.clone().unwrap_or_else(default_data_dir)
 }
 
-fn open_with(dir: &std::path::Path, opening: Opening, read_only: bool) -> Result<Node> {
+fn open_with(
+    dir: &std::path::Path,
+    opening: Opening,
+    read_only: bool,
+) -> Result<Node, xaeroflux::NodeError> {
     Node::builder()
         .data_dir(dir)
         .create_identity(opening == Opening::Init)
@@ -304,19 +283,24 @@ fn open_with(dir: &std::path::Path, opening: Opening, read_only: bool) -> Result
             ..Default::default()
         })
         .open()
-        .map_err(|e| match e {
-            xaeroflux::NodeError::Open(xaeroflux::OpenError::Missing { .. }) => anyhow::anyhow!(
-                "there is no store in {}: create one with `xf init`, or point --data or XF_DATA at one",
-                dir.display()
-            ),
-            // Every other error names the directory or file itself.
-            other => other.into(),
-        })
+}
+
+/// A failed open, said to a person: what to do about a missing store; every other error names
+/// the directory or file itself.
+fn open_failed(dir: &std::path::Path, e: xaeroflux::NodeError) -> anyhow::Error {
+    match e {
+        xaeroflux::NodeError::Open(xaeroflux::OpenError::Missing { .. }) => anyhow::anyhow!(
+            "there is no store in {}: create one with `xf init`, or point --data or XF_DATA at one",
+            dir.display()
+        ),
+        other => other.into(),
+    }
 }
 
 /// Opens the node in the data directory, for writing.
 pub fn open_node(args: &Args, opening: Opening) -> Result<Node> {
-    open_with(&data_dir(args), opening, false)
+    let dir = data_dir(args);
+    open_with(&dir, opening, false).map_err(|e| open_failed(&dir, e))
 }
 
 /// Opens an existing store for reading: on read-only media it opens read-only instead of
@@ -324,18 +308,12 @@ pub fn open_node(args: &Args, opening: Opening) -> Result<Node> {
 pub fn open_node_for_reading(args: &Args) -> Result<Node> {
     let dir = data_dir(args);
     match open_with(&dir, Opening::Existing, false) {
-        Err(e)
-            if matches!(
-                e.downcast_ref::<xaeroflux::NodeError>(),
-                Some(xaeroflux::NodeError::Open(
-                    xaeroflux::OpenError::ReadOnly { .. }
-                ))
-            ) =>
-        {
+        Err(xaeroflux::NodeError::Open(xaeroflux::OpenError::ReadOnly { .. })) => {
             open_with(&dir, Opening::Existing, true)
         }
         other => other,
     }
+    .map_err(|e| open_failed(&dir, e))
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -351,7 +329,7 @@ pub fn run(args: Args) -> Result<()> {
             &args,
             &post_text(text.as_deref(), file.as_deref())?,
             topic.as_deref(),
-            reply_to.as_deref(),
+            reply_to.as_ref(),
         ),
         React { id, text } => crate::social::react(&args, id, text),
         Follow { authors } => crate::social::follow(&args, authors),

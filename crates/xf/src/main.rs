@@ -20,27 +20,8 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", xaeroflux::error_line(e.as_ref()));
             ExitCode::from(1)
         }
     }
-}
-
-/// The error and its causes on one line, each said once: a cause whose text its wrapper
-/// already quotes is left out, and so is an empty one.
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let text = text.trim();
-        if text.is_empty() || line.contains(text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(text);
-    }
-    // Reasons from the operating system or a library may span lines.
-    line.replace('\n', " ")
 }

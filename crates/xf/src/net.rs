@@ -10,7 +10,7 @@ use xaeroflux::{
     Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncSummary, Topic,
 };
 
-use crate::cli::{default_data_dir, parse_topic, Args};
+use crate::cli::{parse_topic, Args};
 use crate::output::{hex, set_root_json};
 
 /// Flags of `xf node`.
@@ -49,7 +49,7 @@ pub struct NodeArgs {
     pub publish_interval_ms: u64,
     /// Largest sync frame sent or accepted, in bytes (1024 to 16 MiB; each session uses the
     /// smaller of the two sides' caps).
-    #[arg(long, default_value_t = xaeroflux::FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
+    #[arg(long, default_value_t = xaeroflux::FRAME_BYTES_DEFAULT, value_parser = xaeroflux::parse_frame_bytes)]
     pub frame_bytes: usize,
 }
 
@@ -81,7 +81,7 @@ pub struct RemoteSync<'a> {
 
 fn builder(args: &Args) -> NodeBuilder {
     Node::builder()
-        .data_dir(args.data.clone().unwrap_or_else(default_data_dir))
+        .data_dir(crate::cli::data_dir(args))
         .create_identity(true)
 }
 
@@ -364,7 +364,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
 
 /// Prints the peer table a node in this data directory keeps.
 pub fn peers(args: &Args) -> Result<()> {
-    let dir = args.data.clone().unwrap_or_else(default_data_dir);
+    let dir = crate::cli::data_dir(args);
     let path = dir.join(xaeroflux::PEERS_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,

@@ -5,26 +5,16 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 use xaeroflux::{EventRef, Kind};
-use xaeroflux_event::{
-    ArchivedDeletion, ArchivedFollowList, ArchivedNote, ArchivedProfile, ArchivedReaction,
-};
+use xaeroflux_event::{ArchivedFollowList, ArchivedProfile};
 
 /// The payload in readable form.
 pub fn content(ev: &EventRef<'_>) -> Value {
-    let text = |r: Result<&str, xaeroflux_event::PayloadError>| match r {
-        Ok(s) => Value::String(s.to_owned()),
-        Err(e) => json!({ "unreadable": e.to_string() }),
-    };
+    match ev.text() {
+        Some(Ok(text)) => return Value::String(text.to_owned()),
+        Some(Err(e)) => return json!({ "unreadable": e.to_string() }),
+        None => {}
+    }
     match ev.kind() {
-        Kind::POST | Kind::REPLY => text(ev.payload_as::<ArchivedNote>().map(|n| n.text.as_str())),
-        Kind::REACTION => text(
-            ev.payload_as::<ArchivedReaction>()
-                .map(|r| r.content.as_str()),
-        ),
-        Kind::DELETION => text(
-            ev.payload_as::<ArchivedDeletion>()
-                .map(|d| d.reason.as_str()),
-        ),
         Kind::PROFILE => match ev.payload_as::<ArchivedProfile>() {
             Ok(p) => {
                 json!({ "name": p.name.as_str(), "about": p.about.as_str(), "picture": p.picture.as_str() })

@@ -2,12 +2,12 @@
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use xaeroflux::{EventId, Filter, PublicKey};
+use xaeroflux::{EventId, Filter, IdPrefix, PublicKey};
 
 use crate::cli::{open_node_for_reading as open_node, Args, QueryArgs};
 use crate::output::{event_json, event_line, hex, print_events, set_root_json};
 
-pub fn get(args: &Args, id: &str) -> Result<()> {
+pub fn get(args: &Args, id: &IdPrefix) -> Result<()> {
     let node = open_node(args)?;
     let id = &node.resolve_id(id)?;
     let read = node.store().read()?;
@@ -29,7 +29,7 @@ pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
         }
     }
     let node = open_node(args)?;
-    let resolve = |ids: &[String]| -> Result<Vec<EventId>> {
+    let resolve = |ids: &[IdPrefix]| -> Result<Vec<EventId>> {
         Ok(ids
             .iter()
             .map(|id| node.resolve_id(id))
@@ -66,7 +66,7 @@ pub fn feed(
     Ok(())
 }
 
-pub fn thread(args: &Args, id: &str, limit: usize) -> Result<()> {
+pub fn thread(args: &Args, id: &IdPrefix, limit: usize) -> Result<()> {
     let node = open_node(args)?;
     let id = &node.resolve_id(id)?;
     let read = node.store().read()?;

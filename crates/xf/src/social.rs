@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde_json::json;
-use xaeroflux::{Outcome, Profile, PublicKey, Published};
+use xaeroflux::{IdPrefix, Outcome, Profile, PublicKey, Published};
 
 use crate::cli::{open_node, parse_topic, Args, Opening::Existing};
 
@@ -37,14 +37,19 @@ fn report(args: &Args, p: Published) -> Result<()> {
     Ok(())
 }
 
-pub fn post(args: &Args, text: &str, topic: Option<&str>, reply_to: Option<&str>) -> Result<()> {
+pub fn post(
+    args: &Args,
+    text: &str,
+    topic: Option<&str>,
+    reply_to: Option<&IdPrefix>,
+) -> Result<()> {
     let node = open_node(args, Existing)?;
     let topic = topic.map(|t| parse_topic(t).expect("infallible"));
     let reply_to = reply_to.map(|id| node.resolve_id(id)).transpose()?;
     report(args, node.post(text, topic, reply_to)?)
 }
 
-pub fn react(args: &Args, id: &str, text: &str) -> Result<()> {
+pub fn react(args: &Args, id: &IdPrefix, text: &str) -> Result<()> {
     let node = open_node(args, Existing)?;
     report(args, node.react(node.resolve_id(id)?, text)?)
 }
@@ -53,7 +58,7 @@ pub fn follow(args: &Args, authors: &[PublicKey]) -> Result<()> {
     report(args, open_node(args, Existing)?.follow(authors)?)
 }
 
-pub fn delete(args: &Args, id: &str, reason: &str) -> Result<()> {
+pub fn delete(args: &Args, id: &IdPrefix, reason: &str) -> Result<()> {
     let node = open_node(args, Existing)?;
     report(args, node.delete(node.resolve_id(id)?, reason)?)
 }

@@ -11,7 +11,7 @@ use xaeroflux::{
     Topic, FRAME_BYTES_DEFAULT,
 };
 
-use crate::cli::{default_data_dir, open_node, parse_topic, Args};
+use crate::cli::{open_node, parse_topic, Args};
 use crate::output::{hex, set_root_json};
 
 /// Flags of `xf sync`.
@@ -29,7 +29,7 @@ pub struct SyncArgs {
     pub timeout_secs: u64,
     /// Largest frame sent or accepted, in bytes (1024 to 16 MiB; each session uses the
     /// smaller of the two sides' caps).
-    #[arg(long, default_value_t = FRAME_BYTES_DEFAULT, value_parser = crate::cli::parse_frame_bytes)]
+    #[arg(long, default_value_t = FRAME_BYTES_DEFAULT, value_parser = xaeroflux::parse_frame_bytes)]
     pub frame_bytes: usize,
     /// With --local only: only events created at or after this time (ms since the Unix
     /// epoch).
@@ -62,7 +62,7 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
             },
         );
     };
-    let here = args.data.clone().unwrap_or_else(default_data_dir);
+    let here = crate::cli::data_dir(args);
     let scope = Scope {
         since: s.since,
         until: s.until,

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     match netsim::run(&args.relay) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", xaeroflux::error_line(e.as_ref()));
             ExitCode::from(1)
         }
     }
