@@ -15,11 +15,13 @@ use xaeroflux_event::{
     EventId, Limits, Topic, Verification, Verified, VerifiedEvent, Verifier, VerifierStopped,
 };
 use xaeroflux_store::{Durability, FollowTicket, Store, Ticket};
+use xaeroflux_sync::Scope;
 
 use crate::peers::{next_backoff, Peers, RateLimit};
+use crate::request::{RequestId, SyncProgress, SyncWithError};
 use crate::runner::{self, Start, SyncFailure, SyncSummary, PENALTY_INVALID, PENALTY_PROTOCOL};
 use crate::transport::{
-    peer_in, GossipToken, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
+    peer_in, DialId, GossipToken, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
 };
 use crate::NetConfig;
 
@@ -52,9 +54,56 @@ pub fn gossip_topic(topic: &Topic) -> String {
 #[derive(Debug)]
 pub(crate) enum Command {
     Publish(VerifiedEvent),
-    Dial(Multiaddr),
-    SyncNow,
+    Dial {
+        addr: Multiaddr,
+        request: RequestId,
+    },
+    SyncNow(RequestId),
+    SyncWith {
+        addr: Multiaddr,
+        scope: Scope,
+        request: RequestId,
+        reply: Sender<SyncProgress>,
+    },
+    /// Stop networking until `Resume`; the sender hears once every socket is closed.
+    Pause(Sender<()>),
+    /// Network again after `Pause`; the sender hears whether the transport came back.
+    Resume(Sender<Result<(), crate::NetError>>),
     Shutdown,
+}
+
+/// Why the loop returned.
+pub(crate) enum Exit {
+    /// Told to stop, every handle gone, or a signal (named).
+    Stop(Option<&'static str>),
+    /// Told to pause: the sender hears once the transport is gone.
+    Pause(Sender<()>),
+}
+
+/// One outbound session someone asked for: its scope, and the requests it answers (none for
+/// the node's own rounds).
+#[derive(Debug, Clone)]
+struct Ask {
+    scope: Scope,
+    requests: Vec<RequestId>,
+}
+
+impl Ask {
+    /// The node's own round: every topic it follows, no request.
+    fn round() -> Ask {
+        Ask {
+            scope: Scope::all(),
+            requests: Vec::new(),
+        }
+    }
+}
+
+/// A dial someone asked for, until it connects or fails.
+struct PendingDial {
+    addr: Multiaddr,
+    request: RequestId,
+    /// A `sync_with`: the scope to sync once connected.
+    sync: Option<Scope>,
 }
 
 /// What the network thread reports (to the CLI, tests, an app).
@@ -90,6 +139,8 @@ pub enum NetEvent {
         /// This side opens the session again, with backoff, while the peer stays connected
         /// (a busy peer, a cut stream).
         retrying: bool,
+        /// The requests the session was to answer (a retry carries them on).
+        requests: Vec<RequestId>,
     },
     /// A gossiped event was verified and queued for storing.
     Gossiped {
@@ -109,7 +160,29 @@ pub enum NetEvent {
         peer: Option<PeerId>,
         /// Why.
         error: String,
+        /// The request that asked for the dial (none for the node's own redials).
+        request: Option<RequestId>,
     },
+    /// A dial asked for by a request reached a peer (reported once per request, whether the
+    /// peer was already connected or not; [`NetEvent::Connected`] reports new connections).
+    Dialed {
+        /// The request.
+        request: RequestId,
+        /// The peer reached.
+        peer: PeerId,
+    },
+    /// A `sync_now` request opened sessions with these peers (each ends in a `Synced` or
+    /// `SyncFailed` carrying the request; none if no peer was connected).
+    SyncRound {
+        /// The request.
+        request: RequestId,
+        /// The peers a session opens with.
+        peers: Vec<PeerId>,
+    },
+    /// The network paused: every connection is closed and nothing runs until it resumes.
+    Paused,
+    /// The network resumed after a pause.
+    Resumed,
     /// The network stopped on a signal (with `stop_on_signals`); the last report.
     Stopped {
         /// The signal's name.
@@ -117,13 +190,97 @@ pub enum NetEvent {
     },
 }
 
-/// Sessions running with one peer: at most one each way.
-#[derive(Debug, Default, Clone, Copy)]
+/// Sessions with one peer: at most one running each way, and the outbound ones asked for
+/// meanwhile.
+#[derive(Debug, Default)]
 struct Running {
-    outbound: bool,
+    /// The outbound session running, and what it was asked for.
+    outbound: Option<Ask>,
     inbound: bool,
-    /// Another outbound session was asked for while one ran.
-    again: bool,
+    /// Outbound sessions asked for while one ran, oldest first; asks for the same scope share
+    /// one session.
+    waiting: Vec<Ask>,
+}
+
+impl Running {
+    fn is_idle(&self) -> bool {
+        self.outbound.is_none() && !self.inbound && self.waiting.is_empty()
+    }
+
+    /// Queues an ask, folding it into a waiting one of the same scope.
+    fn queue(&mut self, ask: Ask) {
+        match self.waiting.iter_mut().find(|w| w.scope == ask.scope) {
+            Some(w) => w.requests.extend(ask.requests),
+            None => self.waiting.push(ask),
+        }
+    }
+}
+
+/// What outlives a pause of the network: everything but the transport and the sessions.
+pub(crate) struct Carry {
+    pub(crate) store: Store,
+    pub(crate) cfg: NetConfig,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) events: Sender<NetEvent>,
+    verifier: Verifier,
+    peers: Peers,
+    bootstrap: Vec<(Multiaddr, Instant, Duration)>,
+    next_dial: u64,
+}
+
+impl Carry {
+    /// The first start: the peer table restored from its file, the bootstrap peers queued.
+    pub(crate) fn new(
+        store: Store,
+        cfg: NetConfig,
+        commands: Receiver<Command>,
+        wake: Arc<Notify>,
+        events: Sender<NetEvent>,
+    ) -> Carry {
+        let now = Instant::now();
+        let verifier = cfg.verifier.clone().unwrap_or_else(Verifier::per_core);
+        let mut peers = Peers::new(cfg.redial_min, cfg.redial_max);
+        if let Some(text) = cfg
+            .peers_file
+            .as_ref()
+            .filter(|_| cfg.restore_peers)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            let n = peers.load(&text);
+            debug!(peers = n, "peer table restored");
+        }
+        // A bootstrap address naming its peer makes that peer one to keep connected, redialed
+        // with backoff like any other; one without a peer id is dialed until something answers.
+        let mut bootstrap = Vec::new();
+        for addr in &cfg.bootstrap {
+            match peer_in(addr) {
+                Some(peer) => {
+                    peers.learn(peer, addr.clone(), true);
+                    peers.dial_soon(peer);
+                }
+                None => bootstrap.push((addr.clone(), now, Duration::ZERO)),
+            }
+        }
+        Carry {
+            store,
+            cfg,
+            commands,
+            wake,
+            events,
+            verifier,
+            peers,
+            bootstrap,
+            next_dial: 0,
+        }
+    }
+
+    /// Reports to observers; ones that fall behind lose reports, never stall the network.
+    pub(crate) fn emit(&self, ev: NetEvent) {
+        if let Err(TrySendError::Full(_)) = self.events.try_send(ev) {
+            debug!("event observer full, report dropped");
+        }
+    }
 }
 
 pub(crate) struct Engine<T: Transport> {
@@ -154,6 +311,11 @@ pub(crate) struct Engine<T: Transport> {
     verifier: Verifier,
     /// Gossiped events at the verifier stage, oldest first.
     gossip_checks: VecDeque<GossipCheck>,
+    /// Dials requests asked for, until they connect or fail.
+    dials: HashMap<DialId, PendingDial>,
+    /// Where each `sync_with` request reports, until it ends.
+    replies: HashMap<RequestId, Sender<SyncProgress>>,
+    next_dial: u64,
 }
 
 /// A gossiped event handed to the verifier stage, and what its report needs.
@@ -176,39 +338,19 @@ enum Input {
 }
 
 impl<T: Transport> Engine<T> {
-    pub(crate) fn new(
-        transport: T,
-        store: Store,
-        cfg: NetConfig,
-        commands: Receiver<Command>,
-        wake: Arc<Notify>,
-        events: Sender<NetEvent>,
-    ) -> Engine<T> {
+    pub(crate) fn new(transport: T, carry: Carry) -> Engine<T> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let now = Instant::now();
-        let cfg_verifier = cfg.verifier.clone().unwrap_or_else(Verifier::per_core);
-        let mut peers = Peers::new(cfg.redial_min, cfg.redial_max);
-        if let Some(text) = cfg
-            .peers_file
-            .as_ref()
-            .filter(|_| cfg.restore_peers)
-            .and_then(|p| std::fs::read_to_string(p).ok())
-        {
-            let n = peers.load(&text);
-            debug!(peers = n, "peer table restored");
-        }
-        // A bootstrap address naming its peer makes that peer one to keep connected, redialed
-        // with backoff like any other; one without a peer id is dialed until something answers.
-        let mut bootstrap = Vec::new();
-        for addr in &cfg.bootstrap {
-            match peer_in(addr) {
-                Some(peer) => {
-                    peers.learn(peer, addr.clone(), true);
-                    peers.dial_soon(peer);
-                }
-                None => bootstrap.push((addr.clone(), now, Duration::ZERO)),
-            }
-        }
+        let Carry {
+            store,
+            cfg,
+            commands,
+            wake,
+            events,
+            verifier,
+            peers,
+            bootstrap,
+            next_dial,
+        } = carry;
         Engine {
             transport,
             store,
@@ -222,18 +364,37 @@ impl<T: Transport> Engine<T> {
             done_tx,
             done_rx,
             gossip_writes: VecDeque::new(),
-            last_anti_entropy: now,
+            last_anti_entropy: Instant::now(),
             retries: HashMap::new(),
             gossip_limits: HashMap::new(),
             gossip_dropped: 0,
             following: None,
-            verifier: cfg_verifier,
+            verifier,
             gossip_checks: VecDeque::new(),
+            dials: HashMap::new(),
+            replies: HashMap::new(),
+            next_dial,
         }
     }
 
-    /// Runs until told to shut down (or every handle is gone).
-    pub(crate) async fn run(mut self) {
+    /// What outlives a pause (the transport, sessions and requests do not).
+    pub(crate) fn into_carry(self) -> Carry {
+        Carry {
+            store: self.store,
+            cfg: self.cfg,
+            commands: self.commands,
+            wake: self.wake,
+            events: self.events,
+            verifier: self.verifier,
+            peers: self.peers,
+            bootstrap: self.bootstrap,
+            next_dial: self.next_dial,
+        }
+    }
+
+    /// Runs until told to shut down or to pause (or every handle is gone); returns why, and
+    /// what a resumed network starts from.
+    pub(crate) async fn run(mut self) -> (Exit, Carry) {
         if self.cfg.topics.is_empty() {
             self.transport.subscribe(GOSSIP_ALL);
         }
@@ -243,8 +404,7 @@ impl<T: Transport> Engine<T> {
         let mut tick = tokio::time::interval(self.cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut signals = Signals::new(self.cfg.stop_on_signals);
-        let mut stopped_by = None;
-        loop {
+        let exit = loop {
             let input = {
                 let transport = &mut self.transport;
                 let done_rx = &mut self.done_rx;
@@ -262,14 +422,13 @@ impl<T: Transport> Engine<T> {
             };
             match input {
                 Input::Wake => {
-                    if !self.drain_commands() {
-                        break;
+                    if let Some(exit) = self.drain_commands() {
+                        break exit;
                     }
                 }
                 Input::Signal(name) => {
                     info!(signal = name, "stopping");
-                    stopped_by = Some(name);
-                    break;
+                    break Exit::Stop(Some(name));
                 }
                 Input::Transport(ev) => self.on_transport(ev),
                 Input::Done(done) => {
@@ -283,8 +442,15 @@ impl<T: Transport> Engine<T> {
                 }
                 Input::Tick => self.on_tick(),
             }
-        }
+        };
+        let connected = self.peers.connected_peers();
         self.close_connections().await;
+        // Sessions the closed connections ended report now (their writes are done: a session
+        // stores what it received before it reports).
+        while let Ok(done) = self.done_rx.try_recv() {
+            let (peer, initiator, r) = done;
+            self.on_done(peer, initiator, r);
+        }
         self.finish_writes().await;
         let flushed = match self.store.flush() {
             Ok(flush) => flush.await,
@@ -295,9 +461,24 @@ impl<T: Transport> Engine<T> {
         }
         self.peers.all_disconnected(crate::now_ms());
         self.persist_peers();
-        if let Some(signal) = stopped_by {
-            self.emit(NetEvent::Stopped { signal });
+        match exit {
+            Exit::Stop(Some(signal)) => self.emit(NetEvent::Stopped { signal }),
+            Exit::Stop(None) => {}
+            Exit::Pause(_) => {
+                // Requests end here: nothing is dialed or synced while paused.
+                for (_, dial) in std::mem::take(&mut self.dials) {
+                    self.dial_failed(dial, None, "the network paused".into());
+                }
+                for (_, reply) in std::mem::take(&mut self.replies) {
+                    let _ = reply.try_send(SyncProgress::Done(Err(SyncWithError::Paused)));
+                }
+                // The peers connected now are dialed again first when the network resumes.
+                for peer in connected {
+                    self.peers.dial_soon(peer);
+                }
+            }
         }
+        (exit, self.into_carry())
     }
 
     /// Closes every connection and lets the transport say so to the peers, for a bounded time.
@@ -334,31 +515,130 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Returns false on shutdown.
-    fn drain_commands(&mut self) -> bool {
+    /// Tells a `sync_with` request's caller how it goes; a report that ends it forgets it.
+    fn reply(&mut self, request: RequestId, report: SyncProgress) {
+        let done = matches!(report, SyncProgress::Done(_));
+        let Some(reply) = self.replies.get(&request) else {
+            return;
+        };
+        // A caller that stopped listening (or lets reports pile up) loses them.
+        let gone = matches!(reply.try_send(report), Err(TrySendError::Disconnected(_)));
+        if done || gone {
+            self.replies.remove(&request);
+        }
+    }
+
+    /// Takes the commands queued; returns why the loop must end, if it must.
+    fn drain_commands(&mut self) -> Option<Exit> {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Publish(ev)) => self.publish(ev),
-                Ok(Command::Dial(addr)) => self.dial(addr),
-                Ok(Command::SyncNow) => {
-                    for peer in self.peers.connected_peers() {
-                        self.start_sync(peer);
+                Ok(Command::Dial { addr, request }) => self.dial_for(addr, request, None),
+                Ok(Command::SyncNow(request)) => {
+                    let peers = self.peers.connected_peers();
+                    for peer in &peers {
+                        self.start_sync(
+                            *peer,
+                            Some(Ask {
+                                scope: Scope::all(),
+                                requests: vec![request],
+                            }),
+                        );
                     }
+                    self.emit(NetEvent::SyncRound { request, peers });
                 }
-                Ok(Command::Shutdown) => return false,
-                Err(crossbeam_channel::TryRecvError::Empty) => return true,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+                Ok(Command::SyncWith {
+                    addr,
+                    scope,
+                    request,
+                    reply,
+                }) => {
+                    self.replies.insert(request, reply);
+                    self.dial_for(addr, request, Some(scope));
+                }
+                Ok(Command::Pause(ack)) => return Some(Exit::Pause(ack)),
+                // Not paused: nothing to resume.
+                Ok(Command::Resume(ack)) => drop(ack.send(Ok(()))),
+                Ok(Command::Shutdown) => return Some(Exit::Stop(None)),
+                Err(crossbeam_channel::TryRecvError::Empty) => return None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return Some(Exit::Stop(None))
+                }
             }
         }
     }
 
-    fn dial(&mut self, addr: Multiaddr) {
+    /// Dials for a request. An address naming a peer already connected is not dialed again:
+    /// the request goes on with that connection.
+    fn dial_for(&mut self, addr: Multiaddr, request: RequestId, sync: Option<Scope>) {
+        let pending = PendingDial {
+            addr: addr.clone(),
+            request,
+            sync,
+        };
         if let Some(peer) = peer_in(&addr) {
             self.peers.learn(peer, addr.clone(), true);
+            if self.peers.get(&peer).is_some_and(|e| e.connected) {
+                return self.dialed(pending, peer);
+            }
         }
-        if let Err(e) = self.transport.dial(addr.clone()) {
-            warn!(%addr, error = %e, "dial failed");
+        let dial = self.next_dial_id();
+        match self.transport.dial(addr.clone(), dial) {
+            Ok(()) => {
+                self.dials.insert(dial, pending);
+            }
+            Err(e) => {
+                warn!(%addr, error = %e, "dial failed");
+                self.dial_failed(pending, None, e);
+            }
         }
+    }
+
+    fn next_dial_id(&mut self) -> DialId {
+        self.next_dial += 1;
+        DialId(self.next_dial)
+    }
+
+    /// Dials for the node itself (redials, discovery, bootstrap): nobody waits for the outcome.
+    fn dial_own(&mut self, addr: Multiaddr) {
+        let dial = self.next_dial_id();
+        let _ = self.transport.dial(addr, dial);
+    }
+
+    /// A request's dial reached `peer`: a `sync_with` now asks for its session.
+    fn dialed(&mut self, pending: PendingDial, peer: PeerId) {
+        let PendingDial { request, sync, .. } = pending;
+        self.emit(NetEvent::Dialed { request, peer });
+        if let Some(scope) = sync {
+            self.reply(request, SyncProgress::Connected(peer));
+            self.start_sync(
+                peer,
+                Some(Ask {
+                    scope,
+                    requests: vec![request],
+                }),
+            );
+        }
+    }
+
+    fn dial_failed(&mut self, pending: PendingDial, peer: Option<PeerId>, error: String) {
+        let PendingDial {
+            addr,
+            request,
+            sync,
+        } = pending;
+        if sync.is_some() {
+            let failed = SyncWithError::Dial {
+                addr,
+                error: error.clone(),
+            };
+            self.reply(request, SyncProgress::Done(Err(failed)));
+        }
+        self.emit(NetEvent::DialFailed {
+            peer,
+            error,
+            request: Some(request),
+        });
     }
 
     fn publish(&mut self, ev: VerifiedEvent) {
@@ -394,7 +674,7 @@ impl<T: Transport> Engine<T> {
                 if followed.skipped > 0 || n >= FOLLOW_EVENTS_MAX {
                     // More than gossip should carry: reconcile instead.
                     for peer in self.peers.connected_peers() {
-                        self.start_sync(peer);
+                        self.start_sync(peer, None);
                     }
                 }
             }
@@ -411,9 +691,18 @@ impl<T: Transport> Engine<T> {
                 info!(%addr, "listening");
                 self.emit(NetEvent::Listening(addr));
             }
-            TransportEvent::Connected { peer, addr, dialer } => {
+            TransportEvent::Connected {
+                peer,
+                addr,
+                dialer,
+                dial,
+            } => {
+                let pending = dial.and_then(|d| self.dials.remove(&d));
                 if self.peers.is_blocked(&peer) {
                     self.transport.disconnect(peer);
+                    if let Some(pending) = pending {
+                        self.dial_failed(pending, Some(peer), "the peer is blocked".into());
+                    }
                     return;
                 }
                 info!(%peer, %addr, dialer, "connected");
@@ -425,9 +714,21 @@ impl<T: Transport> Engine<T> {
                         .retain(|(a, _, _)| without_peer(a) != reached);
                 }
                 self.emit(NetEvent::Connected { peer, addr });
-                // The dialer opens the first session, so a new pair runs one, not two.
-                if dialer {
-                    self.start_sync(peer);
+                match pending {
+                    // A `sync_with` dial opens its own session instead of the plain round.
+                    Some(pending) if pending.sync.is_some() => self.dialed(pending, peer),
+                    Some(pending) => {
+                        self.dialed(pending, peer);
+                        self.start_sync(peer, None);
+                    }
+                    // The dialer opens the first session, so a new pair runs one, not two.
+                    None if dialer => self.start_sync(peer, None),
+                    None => {}
+                }
+            }
+            TransportEvent::Dialed { dial, peer } => {
+                if let Some(pending) = self.dials.remove(&dial) {
+                    self.dialed(pending, peer);
                 }
             }
             TransportEvent::Disconnected { peer } => {
@@ -435,6 +736,7 @@ impl<T: Transport> Engine<T> {
                 self.peers.disconnected(peer, crate::now_ms());
                 self.gossip_limits.remove(&peer);
                 self.emit(NetEvent::Disconnected { peer });
+                self.forget_waiting(peer);
             }
             TransportEvent::InboundSync { peer, link } => {
                 let answering = self.running.values().filter(|r| r.inbound).count();
@@ -461,15 +763,22 @@ impl<T: Transport> Engine<T> {
                 self.peers.learn(peer, addr.clone(), true);
                 if !known_connected && !self.peers.is_blocked(&peer) {
                     debug!(%peer, %addr, "discovered");
-                    let _ = self.transport.dial(with_peer(addr, peer));
+                    self.dial_own(with_peer(addr, peer));
                 }
             }
-            TransportEvent::DialFailed { peer, error } => {
+            TransportEvent::DialFailed { peer, error, dial } => {
                 debug!(?peer, %error, "dial failed");
                 if let Some(p) = peer {
                     self.peers.dial_failed(p);
                 }
-                self.emit(NetEvent::DialFailed { peer, error });
+                match dial.and_then(|d| self.dials.remove(&d)) {
+                    Some(pending) => self.dial_failed(pending, peer, error),
+                    None => self.emit(NetEvent::DialFailed {
+                        peer,
+                        error,
+                        request: None,
+                    }),
+                }
             }
         }
     }
@@ -581,9 +890,22 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    fn start_sync(&mut self, peer: PeerId) {
+    /// Asks for an outbound session with a connected peer: `ask`, or with `None` the node's
+    /// own round (unless asks are waiting: the next of them runs). One runs at a time per
+    /// peer; asks made meanwhile wait for it.
+    fn start_sync(&mut self, peer: PeerId, ask: Option<Ask>) {
+        let running = self.running.entry(peer).or_default();
+        match ask {
+            Some(ask) => running.queue(ask),
+            None if running.waiting.is_empty() => running.queue(Ask::round()),
+            None => {}
+        }
+        if running.outbound.is_some() {
+            return;
+        }
         // The salt keys fingerprints: one an attacker could predict lets it grind colliding
-        // ids, so without the OS's randomness no session starts (anti-entropy tries again).
+        // ids, so without the OS's randomness no session starts (the asks wait for the next
+        // round).
         let salt = match crate::salt() {
             Ok(salt) => salt,
             Err(e) => {
@@ -591,14 +913,36 @@ impl<T: Transport> Engine<T> {
                 return;
             }
         };
-        let running = self.running.entry(peer).or_default();
-        if running.outbound {
-            running.again = true;
-            return;
-        }
-        running.outbound = true;
+        let ask = running.waiting.remove(0);
+        let scope = ask.scope.clone();
+        running.outbound = Some(ask);
         let open = self.transport.open_sync(peer);
-        self.spawn_session(peer, open, Start::Initiator { salt });
+        self.spawn_session(peer, open, Start::Initiator { salt, scope });
+    }
+
+    /// A peer left: the asks waiting for it end (a running session ends by itself).
+    fn forget_waiting(&mut self, peer: PeerId) {
+        let Some(running) = self.running.get_mut(&peer) else {
+            return;
+        };
+        let asks = std::mem::take(&mut running.waiting);
+        if running.is_idle() {
+            self.running.remove(&peer);
+        }
+        for request in asks.into_iter().flat_map(|a| a.requests) {
+            self.reply(
+                request,
+                SyncProgress::Done(Err(SyncWithError::Disconnected { peer })),
+            );
+            self.emit(NetEvent::SyncFailed {
+                peer,
+                initiator: true,
+                error: "the peer disconnected".into(),
+                penalty: 0,
+                retrying: false,
+                requests: vec![request],
+            });
+        }
     }
 
     /// Runs a session on this thread once its stream is open, and reports how it ended
@@ -615,34 +959,36 @@ impl<T: Transport> Engine<T> {
             },
         };
         let done = self.done_tx.clone();
+        // `None`: a refusal, never counted.
+        let report = match start {
+            Start::Responder { busy: true } => None,
+            Start::Initiator { .. } => Some(true),
+            Start::Responder { busy: false } => Some(false),
+        };
         tokio::task::spawn_local(async move {
             let r = match open.await {
                 Ok(link) => runner::run(setup, peer, link, start).await,
                 Err(e) => Err(e.into()),
             };
-            match start {
-                Start::Responder { busy: true } => {}
-                Start::Initiator { .. } => drop(done.send((peer, true, r))),
-                Start::Responder { busy: false } => drop(done.send((peer, false, r))),
+            if let Some(initiator) = report {
+                drop(done.send((peer, initiator, r)));
             }
         });
     }
 
     fn on_done(&mut self, peer: PeerId, initiator: bool, r: Result<SyncSummary, SyncFailure>) {
-        let mut again = false;
+        let mut ask = None;
         if let Some(running) = self.running.get_mut(&peer) {
             if initiator {
-                running.outbound = false;
-                again = std::mem::take(&mut running.again);
+                ask = running.outbound.take();
             } else {
                 running.inbound = false;
             }
-            if !running.outbound && !running.inbound {
-                self.running.remove(&peer);
-            }
         }
+        let requests = ask.as_ref().map(|a| a.requests.clone()).unwrap_or_default();
+        let mut retry_ask = None;
         match r {
-            Ok(summary) => {
+            Ok(mut summary) => {
                 let s = &summary.stats;
                 info!(
                     %peer,
@@ -672,6 +1018,10 @@ impl<T: Transport> Engine<T> {
                         Err(e) => warn!(error = %e, "flushing received events failed"),
                     }
                 }
+                summary.requests = requests;
+                for request in &summary.requests {
+                    self.reply(*request, SyncProgress::Done(Ok(summary.clone())));
+                }
                 self.emit(NetEvent::Synced(summary));
             }
             Err(e) => {
@@ -682,13 +1032,30 @@ impl<T: Transport> Engine<T> {
                     warn!(%peer, initiator, error = %e, penalty, "sync failed");
                 }
                 let retrying = penalty == 0 && initiator && !matches!(e, SyncFailure::Disjoint);
+                let error = e.to_string();
+                for request in &requests {
+                    let report = if retrying {
+                        SyncProgress::Retrying(error.clone())
+                    } else {
+                        SyncProgress::Done(Err(SyncWithError::Failed {
+                            peer,
+                            error: error.clone(),
+                        }))
+                    };
+                    self.reply(*request, report);
+                }
                 self.emit(NetEvent::SyncFailed {
                     peer,
                     initiator,
-                    error: e.to_string(),
+                    error,
                     penalty,
                     retrying,
+                    requests,
                 });
+                if retrying {
+                    // The retry runs what this session was asked for.
+                    retry_ask = ask;
+                }
                 if penalty > 0 {
                     self.penalize(peer, penalty, "sync protocol violation");
                 } else if retrying {
@@ -702,8 +1069,23 @@ impl<T: Transport> Engine<T> {
                 }
             }
         }
-        if again && self.peers.get(&peer).is_some_and(|e| e.connected) {
-            self.start_sync(peer);
+        let connected = self.peers.get(&peer).is_some_and(|e| e.connected);
+        let mut next = false;
+        if let Some(running) = self.running.get_mut(&peer) {
+            if let Some(ask) = retry_ask {
+                // First in line, for the retry (with backoff) to take.
+                running.waiting.insert(0, ask);
+            } else {
+                next = initiator && !running.waiting.is_empty();
+            }
+        }
+        if !connected {
+            self.forget_waiting(peer);
+        } else if next {
+            self.start_sync(peer, None);
+        }
+        if self.running.get(&peer).is_some_and(Running::is_idle) {
+            self.running.remove(&peer);
         }
     }
 
@@ -724,16 +1106,20 @@ impl<T: Transport> Engine<T> {
         for (peer, addrs) in self.peers.due(now) {
             debug!(%peer, "redialing");
             for addr in addrs {
-                let _ = self.transport.dial(with_peer(addr, peer));
+                self.dial_own(with_peer(addr, peer));
             }
         }
         let (min, max) = (self.cfg.redial_min, self.cfg.redial_max);
+        let mut due_bootstrap = Vec::new();
         for (addr, next, backoff) in &mut self.bootstrap {
             if *next <= now {
                 *backoff = next_backoff(*backoff, min, max);
                 *next = now + *backoff;
-                let _ = self.transport.dial(addr.clone());
+                due_bootstrap.push(addr.clone());
             }
+        }
+        for addr in due_bootstrap {
+            self.dial_own(addr);
         }
         let due: Vec<PeerId> = self
             .retries
@@ -747,7 +1133,7 @@ impl<T: Transport> Engine<T> {
                 if let Some(r) = self.retries.get_mut(&peer) {
                     r.0 = now + self.cfg.anti_entropy;
                 }
-                self.start_sync(peer);
+                self.start_sync(peer, None);
             } else {
                 self.retries.remove(&peer);
             }
@@ -763,7 +1149,7 @@ impl<T: Transport> Engine<T> {
             let me = self.transport.local_peer();
             for peer in self.peers.connected_peers() {
                 if me < peer {
-                    self.start_sync(peer);
+                    self.start_sync(peer, None);
                 }
             }
         }

@@ -14,11 +14,13 @@ mod link;
 mod memory;
 mod peers;
 mod quic;
+mod request;
 mod runner;
 mod swarm;
 mod transport;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use tokio::sync::Notify;
 use xaeroflux_event::{Topic, VerifiedEvent, Verifier};
 use xaeroflux_store::Store;
-use xaeroflux_sync::SyncConfig;
+use xaeroflux_sync::{Scope, SyncConfig};
 
 pub use engine::{gossip_topic, NetEvent, GOSSIP_ALL};
 pub use link::{read_frame, write_frame, FRAME_PREFIX_BYTES};
@@ -36,6 +38,7 @@ pub use peers::{
     PeerEntry, Peers, RateLimit, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK,
 };
 pub use quic::{Congestion, QuicConfig, QuicConnection, QuicError, QuicStream, QuicTransport};
+pub use request::{RequestId, SyncProgress, SyncRequest, SyncWithError};
 pub use runner::{
     common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION, PENALTY_INVALID,
     PENALTY_PROTOCOL, PENALTY_TOO_MANY_ROUNDS,
@@ -44,16 +47,18 @@ pub use swarm::{
     error_line, keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
 };
 pub use transport::{
-    peer_in, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol, SyncLink,
-    Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
+    peer_in, DialId, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol,
+    SyncLink, Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
 };
 
-use engine::{Command, Engine};
+use engine::{Carry, Command, Engine, Exit};
 
 /// Commands queued to the network thread at most (publishes beyond are left to anti-entropy).
 pub const COMMANDS_MAX: usize = 1024;
 /// Reports queued for observers at most (beyond, reports are dropped, never the network).
 pub const EVENTS_MAX: usize = 4096;
+/// Reports queued for one `sync_with` caller at most (a request ends after a few).
+const REPLIES_MAX: usize = 64;
 /// Name of the peer table file in a data directory.
 pub const PEERS_FILE: &str = "peers";
 
@@ -217,6 +222,7 @@ pub struct NetHandle {
     events: Receiver<NetEvent>,
     peer: PeerId,
     thread: Option<JoinHandle<()>>,
+    next_request: AtomicU64,
 }
 
 impl std::fmt::Debug for NetHandle {
@@ -228,8 +234,10 @@ impl std::fmt::Debug for NetHandle {
 }
 
 impl NetHandle {
-    /// Starts the libp2p network with the node's ed25519 secret key.
+    /// Starts the libp2p network with the node's ed25519 secret key (kept, zeroized on stop,
+    /// to build the transport again when the network resumes after a pause).
     pub fn start(store: Store, seed: [u8; 32], cfg: NetConfig) -> Result<NetHandle, NetError> {
+        let seed = zeroize::Zeroizing::new(seed);
         let peer = keypair_from_seed(&seed).public().to_peer_id();
         spawn(peer, store, cfg, move |cfg| {
             Libp2pTransport::new(&seed, cfg)
@@ -301,14 +309,77 @@ impl NetHandle {
         self.command(Command::Publish(event))
     }
 
-    /// Dials an address (with `/p2p/<id>` at its end to check whom it reaches).
-    pub fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
-        self.command(Command::Dial(addr))
+    fn next_request(&self) -> RequestId {
+        RequestId(self.next_request.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// Starts a sync round with every connected peer now.
-    pub fn sync_now(&self) -> Result<(), NetError> {
-        self.command(Command::SyncNow)
+    /// Dials an address (with `/p2p/<id>` at its end to check whom it reaches). The outcome
+    /// is reported as [`NetEvent::Dialed`] or [`NetEvent::DialFailed`] carrying the returned
+    /// id (and a new connection as [`NetEvent::Connected`], with its first sync round).
+    pub fn dial(&self, addr: Multiaddr) -> Result<RequestId, NetError> {
+        let request = self.next_request();
+        self.command(Command::Dial { addr, request })?;
+        Ok(request)
+    }
+
+    /// Starts a sync round with every connected peer now: [`NetEvent::SyncRound`] names them,
+    /// and each session's [`NetEvent::Synced`] or [`NetEvent::SyncFailed`] carries the
+    /// returned id.
+    pub fn sync_now(&self) -> Result<RequestId, NetError> {
+        let request = self.next_request();
+        self.command(Command::SyncNow(request))?;
+        Ok(request)
+    }
+
+    /// Dials `addr` (unless it names a peer already connected) and reconciles `scope` with
+    /// the peer it reaches: its topics (none: the topics this node follows, as agreed with the
+    /// peer) and its time window. A session narrowed by authors is refused (the peer answers
+    /// from its topic index); a sync with a store on this machine takes any scope. The
+    /// outcome reaches the returned request alone (the reports on [`NetHandle::events`] carry
+    /// its id too); sessions that fail through no fault of the peer are retried, with backoff,
+    /// while the peer stays connected.
+    pub fn sync_with(&self, addr: Multiaddr, scope: Scope) -> Result<SyncRequest, SyncWithError> {
+        if !scope.authors.is_empty() {
+            return Err(SyncWithError::AuthorsScope);
+        }
+        if scope.lower() >= scope.upper() {
+            return Err(SyncWithError::EmptyWindow);
+        }
+        let request = self.next_request();
+        let (reply, progress) = bounded(REPLIES_MAX);
+        self.command(Command::SyncWith {
+            addr,
+            scope,
+            request,
+            reply,
+        })
+        .map_err(|e| match e {
+            NetError::Busy => SyncWithError::Busy,
+            _ => SyncWithError::Stopped,
+        })?;
+        Ok(SyncRequest::new(request, progress))
+    }
+
+    /// Pauses the network, for an app going to the background, and returns once it is
+    /// paused: sessions end (what they received is stored), connections close, the peer
+    /// table is saved, and the transport with its sockets and timers is gone. While paused
+    /// the network thread sleeps until the next command: no timer fires, nothing is polled.
+    /// Requests under way end with [`SyncWithError::Paused`]; publishing stores events (their
+    /// gossip is left to the first sync after resuming). Pausing a paused network does
+    /// nothing.
+    pub fn pause(&self) -> Result<(), NetError> {
+        let (ack, done) = bounded(1);
+        self.command(Command::Pause(ack))?;
+        done.recv().map_err(|_| NetError::Stopped)
+    }
+
+    /// Resumes a paused network and returns once its transport is back: it listens again
+    /// (on the configured addresses; ports chosen by the system may differ) and redials the
+    /// peers it was connected to. Resuming a running network does nothing.
+    pub fn resume(&self) -> Result<(), NetError> {
+        let (ack, done) = bounded(1);
+        self.command(Command::Resume(ack))?;
+        done.recv().map_err(|_| NetError::Stopped)?
     }
 
     /// Stops the network thread and waits for it.
@@ -334,10 +405,15 @@ impl Drop for NetHandle {
     }
 }
 
-fn spawn<T, F>(peer: PeerId, store: Store, cfg: NetConfig, make: F) -> Result<NetHandle, NetError>
+fn spawn<T, F>(
+    peer: PeerId,
+    store: Store,
+    cfg: NetConfig,
+    mut make: F,
+) -> Result<NetHandle, NetError>
 where
     T: Transport + 'static,
-    F: FnOnce(&NetConfig) -> Result<T, NetError> + Send + 'static,
+    F: FnMut(&NetConfig) -> Result<T, NetError> + Send + 'static,
 {
     cfg.validate()?;
     let (cmd_tx, cmd_rx) = bounded(COMMANDS_MAX);
@@ -368,9 +444,22 @@ where
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
-                Engine::new(transport, store, cfg, cmd_rx, thread_wake, ev_tx)
-                    .run()
-                    .await;
+                let mut carry = Carry::new(store, cfg, cmd_rx, thread_wake, ev_tx);
+                let mut transport = Some(transport);
+                loop {
+                    let Some(t) = transport.take() else { break };
+                    let (exit, back) = Engine::new(t, carry).run().await;
+                    carry = back;
+                    let Exit::Pause(ack) = exit else { break };
+                    // The transport is gone: its sockets closed, its timers dropped.
+                    carry.emit(NetEvent::Paused);
+                    let _ = ack.send(());
+                    transport = match paused(&carry, &mut make) {
+                        Some(t) => Some(t),
+                        None => break,
+                    };
+                    carry.emit(NetEvent::Resumed);
+                }
             });
         })
         .map_err(NetError::Thread)?;
@@ -381,6 +470,7 @@ where
             events: ev_rx,
             peer,
             thread: Some(thread),
+            next_request: AtomicU64::new(0),
         }),
         Ok(Err(e)) => {
             let _ = thread.join();
@@ -389,6 +479,42 @@ where
         Err(_) => {
             let _ = thread.join();
             Err(NetError::Stopped)
+        }
+    }
+}
+
+/// The paused network: the thread blocks on the command queue (no runtime, no timer) and
+/// answers what comes until told to resume, then builds the transport again. `None`: stop.
+fn paused<T, F>(carry: &Carry, make: &mut F) -> Option<T>
+where
+    F: FnMut(&NetConfig) -> Result<T, NetError>,
+{
+    loop {
+        match carry.commands.recv() {
+            Ok(Command::Resume(ack)) => match make(&carry.cfg) {
+                Ok(t) => {
+                    let _ = ack.send(Ok(()));
+                    return Some(t);
+                }
+                // Still paused; the caller may try again.
+                Err(e) => drop(ack.send(Err(e))),
+            },
+            Ok(Command::Pause(ack)) => drop(ack.send(())),
+            // Stored already; the first sync after resuming carries it.
+            Ok(Command::Publish(_)) => {}
+            Ok(Command::Dial { request, .. }) => carry.emit(NetEvent::DialFailed {
+                peer: None,
+                error: "the network is paused".into(),
+                request: Some(request),
+            }),
+            Ok(Command::SyncNow(request)) => carry.emit(NetEvent::SyncRound {
+                request,
+                peers: Vec::new(),
+            }),
+            Ok(Command::SyncWith { reply, .. }) => {
+                drop(reply.try_send(SyncProgress::Done(Err(SyncWithError::Paused))))
+            }
+            Ok(Command::Shutdown) | Err(_) => return None,
         }
     }
 }

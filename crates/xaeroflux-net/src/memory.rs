@@ -12,8 +12,8 @@ use libp2p::multiaddr::Protocol;
 use tokio::sync::mpsc;
 
 use crate::transport::{
-    GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, SyncLink, Transport, TransportEvent,
-    Verdict,
+    DialId, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, SyncLink, Transport,
+    TransportEvent, Verdict,
 };
 
 #[derive(Default)]
@@ -135,7 +135,7 @@ impl Transport for MemoryTransport {
         }
     }
 
-    fn dial(&mut self, addr: Multiaddr) -> Result<(), String> {
+    fn dial(&mut self, addr: Multiaddr, dial: DialId) -> Result<(), String> {
         let Some(Protocol::Memory(port)) = addr.iter().next() else {
             return Err(format!("not a memory address: {addr}"));
         };
@@ -144,10 +144,17 @@ impl Transport for MemoryTransport {
             let _ = hub.nodes[&self.me].inbox.send(TransportEvent::DialFailed {
                 peer: None,
                 error: format!("nobody at {addr}"),
+                dial: Some(dial),
             });
             return Ok(());
         };
-        if other == self.me || hub.links.contains(&ordered(self.me, other)) {
+        if other == self.me {
+            return Err(format!("{addr} is this node"));
+        }
+        if hub.links.contains(&ordered(self.me, other)) {
+            let _ = hub.nodes[&self.me]
+                .inbox
+                .send(TransportEvent::Dialed { dial, peer: other });
             return Ok(());
         }
         if hub.nodes[&other].blocked.contains(&self.me)
@@ -156,6 +163,7 @@ impl Transport for MemoryTransport {
             let _ = hub.nodes[&self.me].inbox.send(TransportEvent::DialFailed {
                 peer: Some(other),
                 error: "blocked".into(),
+                dial: Some(dial),
             });
             return Ok(());
         }
@@ -165,11 +173,13 @@ impl Transport for MemoryTransport {
             peer: other,
             addr,
             dialer: true,
+            dial: Some(dial),
         });
         let _ = hub.nodes[&other].inbox.send(TransportEvent::Connected {
             peer: self.me,
             addr: my_addr,
             dialer: false,
+            dial: None,
         });
         Ok(())
     }

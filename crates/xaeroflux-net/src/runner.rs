@@ -52,6 +52,8 @@ pub struct SyncSummary {
     pub stats: SessionStats,
     /// Wall time from opening to the last frame.
     pub elapsed: Duration,
+    /// The requests this session answered (an outbound session someone asked for).
+    pub requests: Vec<crate::RequestId>,
 }
 
 /// Why a session ended without finishing.
@@ -136,10 +138,11 @@ impl SyncFailure {
 }
 
 /// Which side of a session this is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Start {
-    /// Opens the session with this salt.
-    Initiator { salt: u64 },
+    /// Opens the session with this salt, over `scope`: its topics (none: the node's own) and
+    /// time window (authors are not asked over the network).
+    Initiator { salt: u64, scope: Scope },
     /// Answers; `busy` refuses politely.
     Responder { busy: bool },
 }
@@ -252,8 +255,14 @@ pub(crate) async fn run(
     } = setup;
     let started = Instant::now();
     let ours = cfg.frame_bytes_max;
-    let (scope_topics, mut session) = match start {
-        Start::Initiator { salt } => {
+    let initiator = matches!(start, Start::Initiator { .. });
+    let (scope, mut session) = match start {
+        Start::Initiator { salt, scope: asked } => {
+            let topics = if asked.topics.is_empty() {
+                topics
+            } else {
+                asked.topics
+            };
             send(&link, encode_opening(TAG_OPEN, ours, &topics)).await?;
             let answer = decode_opening(&recv(&mut link).await?)?;
             match answer.tag {
@@ -268,11 +277,13 @@ pub(crate) async fn run(
                 return Err(SyncFailure::Opening("answer outside the topics asked for"));
             }
             let scope = Scope {
-                topics: agreed.clone(),
-                ..Scope::all()
+                topics: agreed,
+                since: asked.since,
+                until: asked.until,
+                authors: Vec::new(),
             };
             let cfg = negotiated(cfg, answer.frame_bytes);
-            (agreed, Session::initiator(cfg, scope, salt))
+            (scope.clone(), Session::initiator(cfg, scope, salt))
         }
         Start::Responder { busy } => {
             let question = decode_opening(&recv(&mut link).await?)?;
@@ -289,12 +300,12 @@ pub(crate) async fn run(
             };
             send(&link, encode_opening(TAG_ACCEPT, ours, &agreed)).await?;
             let cfg = negotiated(cfg, question.frame_bytes);
-            (agreed, Session::responder(cfg))
+            let scope = Scope {
+                topics: agreed,
+                ..Scope::all()
+            };
+            (scope, Session::responder(cfg))
         }
-    };
-    let scope = Scope {
-        topics: scope_topics.clone(),
-        ..Scope::all()
     };
     let mut whole = store.clone();
     let mut scoped;
@@ -305,7 +316,7 @@ pub(crate) async fn run(
         scoped = ScopedStore::with_keys(&store, keys);
         &mut scoped
     };
-    if matches!(start, Start::Initiator { .. }) {
+    if initiator {
         with_view(view, |src| session.start(src))?;
     }
     let ends = Ends {
@@ -326,10 +337,11 @@ pub(crate) async fn run(
     outcome?;
     Ok(SyncSummary {
         peer,
-        initiator: matches!(start, Start::Initiator { .. }),
-        topics: scope_topics,
+        initiator,
+        topics: scope.topics,
         stats: session.stats(),
         elapsed: started.elapsed(),
+        requests: Vec::new(),
     })
 }
 
@@ -408,10 +420,12 @@ async fn drive(
                     Ok(received) => received.unverified,
                     Err(e) => break Err(e),
                 };
-                // The responder learns the session's scope from its first message: once.
+                // The responder learns the session's scope from its first message: once. It
+                // must cover the agreed topics, and may narrow the time window (the
+                // session's bounds are the window's); authors are never asked here.
                 if !scope_checked {
                     if let Some(hello) = session.scope() {
-                        if hello != scope {
+                        if hello.topics != scope.topics || !hello.authors.is_empty() {
                             break Err(SyncFailure::Opening(
                                 "session scope differs from the agreed one",
                             ));

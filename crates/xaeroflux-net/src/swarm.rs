@@ -20,7 +20,8 @@ use tracing::debug;
 use crate::link::spawn_framed;
 use crate::quic::QuicTransport;
 use crate::transport::{
-    GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
+    DialId, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent,
+    Verdict,
 };
 use crate::{NetConfig, NetError};
 
@@ -60,6 +61,8 @@ pub struct Libp2pTransport {
     relay_server: bool,
     /// Each peer's connections, oldest first.
     conns: HashMap<PeerId, VecDeque<ConnectionId>>,
+    /// The engine's dials still under way, by the connection each will make.
+    dials: HashMap<ConnectionId, DialId>,
 }
 
 /// Connections kept per peer: two for a simultaneous dial from both sides. A third one means
@@ -223,6 +226,7 @@ impl Libp2pTransport {
             relay_server: cfg.relay_server,
             idle,
             conns: HashMap::new(),
+            dials: HashMap::new(),
         })
     }
 
@@ -251,11 +255,20 @@ impl Libp2pTransport {
                         self.swarm.close_connection(stale);
                     }
                 }
-                (num_established.get() == 1).then(|| TransportEvent::Connected {
-                    peer: peer_id,
-                    addr: endpoint.get_remote_address().clone(),
-                    dialer: endpoint.is_dialer(),
-                })
+                let dial = self.dials.remove(&connection_id);
+                if num_established.get() == 1 {
+                    Some(TransportEvent::Connected {
+                        peer: peer_id,
+                        addr: endpoint.get_remote_address().clone(),
+                        dialer: endpoint.is_dialer(),
+                        dial,
+                    })
+                } else {
+                    dial.map(|dial| TransportEvent::Dialed {
+                        dial,
+                        peer: peer_id,
+                    })
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -273,12 +286,15 @@ impl Libp2pTransport {
                 }
                 (num_established == 0).then_some(TransportEvent::Disconnected { peer: peer_id })
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                Some(TransportEvent::DialFailed {
-                    peer: peer_id,
-                    error: error.to_string(),
-                })
-            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } => Some(TransportEvent::DialFailed {
+                peer: peer_id,
+                error: error_line(&error),
+                dial: self.dials.remove(&connection_id),
+            }),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 let mut first = None;
                 for (peer, addr) in list {
@@ -374,8 +390,12 @@ impl Transport for Libp2pTransport {
         Poll::Pending
     }
 
-    fn dial(&mut self, addr: Multiaddr) -> Result<(), String> {
-        self.swarm.dial(addr).map_err(|e| error_line(&e))
+    fn dial(&mut self, addr: Multiaddr, dial: DialId) -> Result<(), String> {
+        let opts = libp2p::swarm::dial_opts::DialOpts::from(addr);
+        let connection = opts.connection_id();
+        self.swarm.dial(opts).map_err(|e| error_line(&e))?;
+        self.dials.insert(connection, dial);
+        Ok(())
     }
 
     fn open_sync(&mut self, peer: PeerId) -> OpenFuture {

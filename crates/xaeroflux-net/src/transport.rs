@@ -18,6 +18,12 @@ pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// The engine's name for one dial, echoed by the transport event that ends it
+/// ([`TransportEvent::Connected`], [`TransportEvent::Dialed`] or
+/// [`TransportEvent::DialFailed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DialId(pub u64);
+
 /// Frames a link buffers each way before the writer waits for the reader.
 pub const LINK_FRAMES_BUFFERED: usize = 16;
 
@@ -158,6 +164,16 @@ pub enum TransportEvent {
         addr: Multiaddr,
         /// Whether this side dialed.
         dialer: bool,
+        /// The dial that made this connection, if this side dialed.
+        dial: Option<DialId>,
+    },
+    /// A dial reached a peer this side was already connected to (its first connection was
+    /// reported as [`TransportEvent::Connected`] before).
+    Dialed {
+        /// The dial.
+        dial: DialId,
+        /// The peer it reached.
+        peer: PeerId,
     },
     /// The last connection to a peer closed.
     Disconnected {
@@ -193,6 +209,8 @@ pub enum TransportEvent {
         peer: Option<PeerId>,
         /// Why.
         error: String,
+        /// The dial, if the engine asked for it (not a transport's own redial).
+        dial: Option<DialId>,
     },
 }
 
@@ -205,8 +223,9 @@ pub trait Transport {
     fn local_peer(&self) -> PeerId;
     /// The next event; `Pending` registers the waker.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<TransportEvent>;
-    /// Dials an address (which may carry a `/p2p/` peer id).
-    fn dial(&mut self, addr: Multiaddr) -> Result<(), String>;
+    /// Dials an address (which may carry a `/p2p/` peer id). The event that ends the dial
+    /// carries `dial`; an error returned here ends it at once, with no event.
+    fn dial(&mut self, addr: Multiaddr, dial: DialId) -> Result<(), String>;
     /// Opens a sync stream to a connected peer.
     fn open_sync(&mut self, peer: PeerId) -> OpenFuture;
     /// Subscribes to a gossip topic.

@@ -31,8 +31,8 @@ pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 pub use ingest::{IngestError, IngestReport, Rejected};
 pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
 pub use node::{
-    now_ms, IdPrefix, IdPrefixError, Node, NodeBuilder, NodeError, Published, ID_PREFIX_DIGITS_MIN,
-    NODE_LOCK_FILE,
+    now_ms, IdPrefix, IdPrefixError, Node, NodeBuilder, NodeOpenError, PublishError, Published,
+    ID_PREFIX_DIGITS_MIN, NODE_LOCK_FILE,
 };
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
 pub use xaeroflux_event::{
@@ -41,7 +41,7 @@ pub use xaeroflux_event::{
 };
 pub use xaeroflux_net::{
     error_line, peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId,
-    Protocol, SyncSummary, PEERS_FILE,
+    Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary, SyncWithError, PEERS_FILE,
 };
 pub use xaeroflux_store::{
     Accum, CheckReport, Durability, Filter, FlushTicket, FollowTicket, Followed, OpenError,

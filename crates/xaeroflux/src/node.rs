@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use xaeroflux_event::{
     Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, Verifier, VerifyError,
 };
-use xaeroflux_net::{NetConfig, NetError, NetHandle, PEERS_FILE};
-use xaeroflux_store::{OpenError, Outcome, QueryError, ReadError, Store, StoreOptions, WriteError};
+use xaeroflux_net::{
+    Multiaddr, NetConfig, NetError, NetHandle, SyncRequest, SyncWithError, PEERS_FILE,
+};
+use xaeroflux_store::{OpenError, Outcome, ReadError, Store, StoreOptions, WriteError};
+use xaeroflux_sync::Scope;
 
 use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
 
@@ -19,10 +22,10 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Why a node operation failed.
+/// Why a node could not open.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum NodeError {
+pub enum NodeOpenError {
     /// No data directory was given to the builder.
     #[error("no data directory given")]
     NoDataDir,
@@ -32,21 +35,10 @@ pub enum NodeError {
     /// The identity file could not be used.
     #[error(transparent)]
     Identity(#[from] IdentityFileError),
-    /// Publishing needs an identity. Fix: run `xf init`, or pass one to the builder.
+    /// Joining a network needs an identity (its key is the node's network key). Fix: run
+    /// `xf init`, or pass one to the builder.
     #[error("this node has no identity: run `xf init` first")]
     NoIdentity,
-    /// The event to publish is out of bounds.
-    #[error("event rejected: {0}")]
-    Invalid(#[from] VerifyError),
-    /// The write failed; nothing was stored.
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    /// A read failed.
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    /// A query failed.
-    #[error(transparent)]
-    Query(#[from] QueryError),
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -58,6 +50,33 @@ pub enum NodeError {
         /// The data directory.
         path: PathBuf,
     },
+    /// The node lock file could not be created or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+/// Why publishing an event (a post, a reaction, a follow list, a deletion, a profile) failed.
+/// Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Publishing needs an identity. Fix: run `xf init`, or pass one to the builder.
+    #[error("this node has no identity: run `xf init` first")]
+    NoIdentity,
+    /// The event is out of bounds (too large a payload, a malformed reference).
+    #[error("event rejected: {0}")]
+    Invalid(#[from] VerifyError),
+    /// The write failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading what the event builds on (the follow list, the event to delete) failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// A deletion of another author's event: it would change nothing, since a deletion
     /// removes only its author's own events.
     #[error("event {id} is by {author}, not by this identity: only its author can delete it")]
@@ -66,14 +85,6 @@ pub enum NodeError {
         id: EventId,
         /// Its author.
         author: PublicKey,
-    },
-    /// The node lock file could not be created or locked.
-    #[error("cannot lock {path}: {source}")]
-    Lock {
-        /// The lock file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
     },
 }
 
@@ -157,23 +168,23 @@ pub const NODE_LOCK_FILE: &str = "node.lock";
 
 /// Takes the data directory's node lock, or says who has it. The lock goes with the file
 /// handle: it is released when the node drops, or when its process dies.
-fn lock_node(dir: &std::path::Path) -> Result<std::fs::File, NodeError> {
+fn lock_node(dir: &std::path::Path) -> Result<std::fs::File, NodeOpenError> {
     let path = dir.join(NODE_LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| NodeError::Lock {
+        .map_err(|source| NodeOpenError::Lock {
             path: path.clone(),
             source,
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::AlreadyRunning {
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeOpenError::AlreadyRunning {
             path: dir.to_owned(),
         }),
-        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Lock { path, source }),
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeOpenError::Lock { path, source }),
     }
 }
 
@@ -235,8 +246,8 @@ impl NodeBuilder {
     }
 
     /// Opens the store and loads the identity.
-    pub fn open(self) -> Result<Node, NodeError> {
-        let dir = self.data_dir.ok_or(NodeError::NoDataDir)?;
+    pub fn open(self) -> Result<Node, NodeOpenError> {
+        let dir = self.data_dir.ok_or(NodeOpenError::NoDataDir)?;
         let store = Store::open_with(&dir, self.store_options)?;
         let path = dir.join(IDENTITY_FILE);
         let identity = match self.identity {
@@ -250,7 +261,7 @@ impl NodeBuilder {
             .map_or_else(Verifier::per_core, Verifier::new);
         let (net, lock) = match self.network {
             Some(mut config) => {
-                let seed = identity.as_ref().ok_or(NodeError::NoIdentity)?.seed();
+                let seed = identity.as_ref().ok_or(NodeOpenError::NoIdentity)?.seed();
                 let lock = lock_node(&dir)?;
                 config
                     .peers_file
@@ -321,6 +332,31 @@ impl Node {
         self.net.as_ref()
     }
 
+    /// Reconciles `scope` with the peer at `addr` over the network (dialing it unless it is
+    /// connected already) and returns the request under way: wait for its outcome with
+    /// [`SyncRequest::wait`], or follow it with [`SyncRequest::next`]. A network session is
+    /// narrowed by topics and time, not authors; [`Node::sync_with_store`] syncs with a store
+    /// on this machine under any scope.
+    pub fn sync_with(&self, addr: Multiaddr, scope: Scope) -> Result<SyncRequest, SyncWithError> {
+        let net = self.net.as_ref().ok_or(SyncWithError::NoNetwork)?;
+        net.sync_with(addr, scope)
+    }
+
+    /// Pauses the network (an app going to the background) and returns once every
+    /// connection is closed and the transport is gone: no timer fires and no socket is polled
+    /// until [`Node::resume`]. The store stays open: the app reads and publishes as before,
+    /// and what it publishes meanwhile reaches peers with the first sync after resuming.
+    /// Does nothing on a node without a network.
+    pub fn pause(&self) -> Result<(), NetError> {
+        self.net.as_ref().map_or(Ok(()), NetHandle::pause)
+    }
+
+    /// Resumes the network after [`Node::pause`]: it listens again and redials the peers it
+    /// was connected to. Does nothing on a node without a network or one not paused.
+    pub fn resume(&self) -> Result<(), NetError> {
+        self.net.as_ref().map_or(Ok(()), NetHandle::resume)
+    }
+
     /// The node's identity, if it has one.
     pub fn identity(&self) -> Option<&Identity> {
         self.identity.as_ref()
@@ -346,8 +382,8 @@ impl Node {
     }
 
     /// Signs and durably stores a draft whose `created_at` is filled in here.
-    pub fn publish(&self, mut draft: Draft) -> Result<Published, NodeError> {
-        let identity = self.identity.as_ref().ok_or(NodeError::NoIdentity)?;
+    pub fn publish(&self, mut draft: Draft) -> Result<Published, PublishError> {
+        let identity = self.identity.as_ref().ok_or(PublishError::NoIdentity)?;
         draft.created_at = self.next_ms();
         let event = identity.sign_checked(&draft, &Limits::at(now_ms()))?;
         let id = *event.id();
@@ -366,7 +402,7 @@ impl Node {
         text: &str,
         topic: Option<Topic>,
         reply_to: Option<EventId>,
-    ) -> Result<Published, NodeError> {
+    ) -> Result<Published, PublishError> {
         let draft = match reply_to {
             Some(parent) => Draft::reply(0, parent, text),
             None => Draft::post(0, text),
@@ -375,16 +411,16 @@ impl Node {
     }
 
     /// Reacts to an event.
-    pub fn react(&self, target: EventId, content: &str) -> Result<Published, NodeError> {
+    pub fn react(&self, target: EventId, content: &str) -> Result<Published, PublishError> {
         self.publish(Draft::reaction(0, target, content))
     }
 
     /// Adds authors to this node's follow list (publishing the whole new list).
-    pub fn follow(&self, authors: &[PublicKey]) -> Result<Published, NodeError> {
+    pub fn follow(&self, authors: &[PublicKey]) -> Result<Published, PublishError> {
         let me = self
             .identity
             .as_ref()
-            .ok_or(NodeError::NoIdentity)?
+            .ok_or(PublishError::NoIdentity)?
             .public_key();
         let mut follows = self.store.read()?.follows(&me)?;
         for a in authors {
@@ -396,17 +432,17 @@ impl Node {
     }
 
     /// Deletes one of this node's own events. A stored event of another author is refused
-    /// ([`NodeError::NotYours`]): a deletion removes only its own author's events, so it would
+    /// ([`PublishError::NotYours`]): a deletion removes only its own author's events, so it would
     /// change nothing. An event not stored here may be deleted (it stays dropped if it comes).
-    pub fn delete(&self, target: EventId, reason: &str) -> Result<Published, NodeError> {
+    pub fn delete(&self, target: EventId, reason: &str) -> Result<Published, PublishError> {
         let me = self
             .identity
             .as_ref()
-            .ok_or(NodeError::NoIdentity)?
+            .ok_or(PublishError::NoIdentity)?
             .public_key();
         if let Some(event) = self.store.read()?.get(&target)? {
             if *event.author() != me {
-                return Err(NodeError::NotYours {
+                return Err(PublishError::NotYours {
                     id: target,
                     author: *event.author(),
                 });
@@ -440,12 +476,12 @@ impl Node {
     }
 
     /// Replaces this node's profile.
-    pub fn set_profile(&self, profile: &Profile) -> Result<Published, NodeError> {
+    pub fn set_profile(&self, profile: &Profile) -> Result<Published, PublishError> {
         self.publish(Draft::profile(0, profile))
     }
 
     /// The display name an author gave in their newest profile.
-    pub fn display_name(&self, author: &PublicKey) -> Result<Option<String>, NodeError> {
+    pub fn display_name(&self, author: &PublicKey) -> Result<Option<String>, ReadError> {
         let read = self.store.read()?;
         let Some(profile) = read.latest(author, Kind::PROFILE)? else {
             return Ok(None);

@@ -273,7 +273,7 @@ fn open_with(
     dir: &std::path::Path,
     opening: Opening,
     read_only: bool,
-) -> Result<Node, xaeroflux::NodeError> {
+) -> Result<Node, xaeroflux::NodeOpenError> {
     Node::builder()
         .data_dir(dir)
         .create_identity(opening == Opening::Init)
@@ -287,9 +287,9 @@ fn open_with(
 
 /// A failed open, said to a person: what to do about a missing store; every other error names
 /// the directory or file itself.
-fn open_failed(dir: &std::path::Path, e: xaeroflux::NodeError) -> anyhow::Error {
+fn open_failed(dir: &std::path::Path, e: xaeroflux::NodeOpenError) -> anyhow::Error {
     match e {
-        xaeroflux::NodeError::Open(xaeroflux::OpenError::Missing { .. }) => anyhow::anyhow!(
+        xaeroflux::NodeOpenError::Open(xaeroflux::OpenError::Missing { .. }) => anyhow::anyhow!(
             "there is no store in {}: create one with `xf init`, or point --data or XF_DATA at one",
             dir.display()
         ),
@@ -308,7 +308,7 @@ pub fn open_node(args: &Args, opening: Opening) -> Result<Node> {
 pub fn open_node_for_reading(args: &Args) -> Result<Node> {
     let dir = data_dir(args);
     match open_with(&dir, Opening::Existing, false) {
-        Err(xaeroflux::NodeError::Open(xaeroflux::OpenError::ReadOnly { .. })) => {
+        Err(xaeroflux::NodeOpenError::Open(xaeroflux::OpenError::ReadOnly { .. })) => {
             open_with(&dir, Opening::Existing, true)
         }
         other => other,

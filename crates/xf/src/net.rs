@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use xaeroflux::{
-    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncSummary, Topic,
+    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncProgress,
+    SyncSummary, Topic,
 };
 
 use crate::cli::{parse_topic, Args};
@@ -74,7 +75,7 @@ impl NodeArgs {
 /// Flags of `xf sync ADDR`.
 pub struct RemoteSync<'a> {
     pub addr: &'a Multiaddr,
-    pub topics: &'a [Topic],
+    pub scope: xaeroflux::Scope,
     pub frame_bytes: usize,
     pub timeout: Duration,
 }
@@ -252,7 +253,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         // Dialing needs no listener; an ephemeral QUIC endpoint is made for the dial.
         listen: Vec::new(),
         mdns: false,
-        topics: r.topics.to_vec(),
+        topics: r.scope.topics.clone(),
         sync: xaeroflux::SyncConfig::with_frame_bytes(r.frame_bytes),
         // One session with the address given: no rounds of its own, no other peers redialed.
         anti_entropy: Duration::from_secs(24 * 3600),
@@ -263,10 +264,8 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         .network(cfg)
         .open()
         .context("starting the network")?;
-    let net = node.net().context("the network did not start")?;
-    let want = xaeroflux::peer_in(r.addr);
     let before = node.store().read()?.set_root()?.accum.count;
-    net.dial(r.addr.clone())?;
+    let mut request = node.sync_with(r.addr.clone(), r.scope.clone())?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
@@ -275,14 +274,12 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
     } else {
         ProgressBar::hidden()
     };
-    let started = Instant::now();
-    let deadline = started + r.timeout;
-    let mut peer = None;
-    let mut last_failure: Option<String> = None;
+    let deadline = Instant::now() + r.timeout;
+    let mut peer: Option<PeerId> = None;
     let summary = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            match (peer, &last_failure) {
+            match (peer, request.last_failure()) {
                 (None, _) => bail!("could not dial {} within {:?}", r.addr, r.timeout),
                 (Some(p), Some(why)) => bail!(
                     "the sync with {p} did not finish within {:?} (last attempt: {why})",
@@ -293,46 +290,24 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
                 }
             }
         }
-        match net
-            .events()
-            .recv_timeout(left.min(Duration::from_millis(100)))
-        {
-            Ok(NetEvent::Connected { peer: p, .. }) if want.is_none_or(|w| w == p) => {
+        match request.next(left.min(Duration::from_millis(100))) {
+            Some(SyncProgress::Connected(p)) => {
                 peer = Some(p);
                 bar.set_message(format!("connected to {p}, reconciling"));
             }
-            Ok(NetEvent::Synced(s)) if Some(s.peer) == peer && s.initiator => break s,
             // A busy node or a cut stream: the network opens the session again while the peer
             // stays connected, and the deadline bounds the whole.
-            Ok(NetEvent::SyncFailed {
-                peer: p,
-                initiator: true,
-                error,
-                retrying,
-                ..
-            }) if Some(p) == peer => {
-                if !retrying {
-                    bail!("sync with {p} failed: {error}")
-                }
-                last_failure = Some(error);
-                bar.set_message(format!(
-                    "{p} answered: {}; retrying",
-                    last_failure.as_deref().unwrap_or("")
-                ));
+            Some(SyncProgress::Retrying(why)) => {
+                bar.set_message(format!("the peer answered: {why}; retrying"));
             }
-            Ok(NetEvent::DialFailed { error, .. }) if peer.is_none() => {
-                bail!("dialing {} failed: {error}", r.addr)
-            }
-            Ok(_) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Some(SyncProgress::Done(outcome)) => break outcome?,
+            Some(_) => {}
+            None => {
                 if peer.is_some() {
                     let now = node.store().read()?.set_root()?.accum.count;
                     bar.set_message(format!("received {} events", now.saturating_sub(before)));
                 }
                 bar.tick();
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                bail!("the network thread stopped")
             }
         }
     };

@@ -31,17 +31,15 @@ pub struct SyncArgs {
     /// smaller of the two sides' caps).
     #[arg(long, default_value_t = FRAME_BYTES_DEFAULT, value_parser = xaeroflux::parse_frame_bytes)]
     pub frame_bytes: usize,
-    /// With --local only: only events created at or after this time (ms since the Unix
-    /// epoch).
-    #[arg(long, conflicts_with = "addr")]
+    /// Only events created at or after this time (ms since the Unix epoch).
+    #[arg(long)]
     pub since: Option<u64>,
-    /// With --local only: only events created at or before this time (ms since the Unix
-    /// epoch).
-    #[arg(long, conflicts_with = "addr")]
+    /// Only events created at or before this time (ms since the Unix epoch).
+    #[arg(long)]
     pub until: Option<u64>,
-    /// With --local only: only events by these authors. Narrowed scopes gather their keys
-    /// from the secondary indexes when the session starts (40 bytes of memory per event in
-    /// scope).
+    /// With --local only (a peer answers by topic and time): only events by these authors.
+    /// Narrowed scopes gather their keys from the secondary indexes when the session starts
+    /// (40 bytes of memory per event in scope).
     #[arg(long = "author", conflicts_with = "addr")]
     pub authors: Vec<PublicKey>,
     /// Only events in these topics (names or 64 hex digits); with --author, both must match.
@@ -50,19 +48,6 @@ pub struct SyncArgs {
 }
 
 pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
-    let Some(local) = &s.local else {
-        let addr = s.addr.as_ref().expect("clap requires ADDR or --local");
-        return crate::net::sync_remote(
-            args,
-            &crate::net::RemoteSync {
-                addr,
-                topics: &s.topics,
-                frame_bytes: s.frame_bytes,
-                timeout: std::time::Duration::from_secs(s.timeout_secs),
-            },
-        );
-    };
-    let here = crate::cli::data_dir(args);
     let scope = Scope {
         since: s.since,
         until: s.until,
@@ -72,6 +57,19 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
     if scope.lower() >= scope.upper() {
         crate::cli::usage_error("--since is after --until: the window is empty");
     }
+    let Some(local) = &s.local else {
+        let addr = s.addr.as_ref().expect("clap requires ADDR or --local");
+        return crate::net::sync_remote(
+            args,
+            &crate::net::RemoteSync {
+                addr,
+                scope,
+                frame_bytes: s.frame_bytes,
+                timeout: std::time::Duration::from_secs(s.timeout_secs),
+            },
+        );
+    };
+    let here = crate::cli::data_dir(args);
     check_other(&here, local)?;
     let node = open_node(args, crate::cli::Opening::Create)?;
     let theirs = Store::open_with(

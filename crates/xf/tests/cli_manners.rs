@@ -270,7 +270,7 @@ fn usage_mistakes_exit_2() {
     let other = other.to_str().unwrap();
     let addr = "/ip4/127.0.0.1/udp/9/quic-v1";
     for args in [
-        vec!["sync", addr, "--since", "5"],
+        vec!["sync", addr, "--since", "10", "--until", "5"],
         vec!["sync", addr, "--author", &"ab".repeat(32)],
         vec!["sync", ""],
         vec!["sync", "not an address"],
