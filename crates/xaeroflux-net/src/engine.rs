@@ -285,18 +285,13 @@ impl Carry {
 
 pub(crate) struct Engine<T: Transport> {
     transport: T,
-    store: Store,
-    cfg: NetConfig,
-    commands: Receiver<Command>,
-    wake: Arc<Notify>,
-    events: Sender<NetEvent>,
-    peers: Peers,
+    /// The store, settings, channels, verifier, peer table and bootstrap list: what outlives
+    /// a pause.
+    carry: Carry,
     running: HashMap<PeerId, Running>,
     done_tx: mpsc::UnboundedSender<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
     done_rx: mpsc::UnboundedReceiver<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
     gossip_writes: VecDeque<Ticket>,
-    /// Bootstrap addresses without a known peer: dialed until they answer.
-    bootstrap: Vec<(Multiaddr, Instant, Duration)>,
     last_anti_entropy: Instant,
     /// Outbound sessions that failed through no fault of the peer: when to retry, and the
     /// wait before it (doubling per failure in a row).
@@ -307,15 +302,12 @@ pub(crate) struct Engine<T: Transport> {
     gossip_dropped: u64,
     /// The writer's answer about events other processes stored, while it is pending.
     following: Option<FollowTicket>,
-    /// Checks what sessions and gossip receive.
-    verifier: Verifier,
     /// Gossiped events at the verifier stage, oldest first.
     gossip_checks: VecDeque<GossipCheck>,
     /// Dials requests asked for, until they connect or fail.
     dials: HashMap<DialId, PendingDial>,
     /// Where each `sync_with` request reports, until it ends.
     replies: HashMap<RequestId, Sender<SyncProgress>>,
-    next_dial: u64,
 }
 
 /// A gossiped event handed to the verifier stage, and what its report needs.
@@ -340,26 +332,9 @@ enum Input {
 impl<T: Transport> Engine<T> {
     pub(crate) fn new(transport: T, carry: Carry) -> Engine<T> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let Carry {
-            store,
-            cfg,
-            commands,
-            wake,
-            events,
-            verifier,
-            peers,
-            bootstrap,
-            next_dial,
-        } = carry;
         Engine {
             transport,
-            store,
-            peers,
-            bootstrap,
-            cfg,
-            commands,
-            wake,
-            events,
+            carry,
             running: HashMap::new(),
             done_tx,
             done_rx,
@@ -369,48 +344,31 @@ impl<T: Transport> Engine<T> {
             gossip_limits: HashMap::new(),
             gossip_dropped: 0,
             following: None,
-            verifier,
             gossip_checks: VecDeque::new(),
             dials: HashMap::new(),
             replies: HashMap::new(),
-            next_dial,
-        }
-    }
-
-    /// What outlives a pause (the transport, sessions and requests do not).
-    pub(crate) fn into_carry(self) -> Carry {
-        Carry {
-            store: self.store,
-            cfg: self.cfg,
-            commands: self.commands,
-            wake: self.wake,
-            events: self.events,
-            verifier: self.verifier,
-            peers: self.peers,
-            bootstrap: self.bootstrap,
-            next_dial: self.next_dial,
         }
     }
 
     /// Runs until told to shut down or to pause (or every handle is gone); returns why, and
     /// what a resumed network starts from.
     pub(crate) async fn run(mut self) -> (Exit, Carry) {
-        if self.cfg.topics.is_empty() {
+        if self.carry.cfg.topics.is_empty() {
             self.transport.subscribe(GOSSIP_ALL);
         }
-        for t in &self.cfg.topics.clone() {
+        for t in &self.carry.cfg.topics.clone() {
             self.transport.subscribe(&gossip_topic(t));
         }
-        let mut tick = tokio::time::interval(self.cfg.tick);
+        let mut tick = tokio::time::interval(self.carry.cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut signals = Signals::new(self.cfg.stop_on_signals);
+        let mut signals = Signals::new(self.carry.cfg.stop_on_signals);
         let exit = loop {
             let input = {
                 let transport = &mut self.transport;
                 let done_rx = &mut self.done_rx;
                 let checking = !self.gossip_checks.is_empty();
                 tokio::select! {
-                    _ = self.wake.notified() => Input::Wake,
+                    _ = self.carry.wake.notified() => Input::Wake,
                     ev = poll_fn(|cx| transport.poll_event(cx)) => Input::Transport(ev),
                     Some(done) = done_rx.recv() => Input::Done(Box::new(done)),
                     checked = runner::front(&mut self.gossip_checks, |c| &mut c.check), if checking => {
@@ -443,7 +401,7 @@ impl<T: Transport> Engine<T> {
                 Input::Tick => self.on_tick(),
             }
         };
-        let connected = self.peers.connected_peers();
+        let connected = self.carry.peers.connected_peers();
         self.close_connections().await;
         // Sessions the closed connections ended report now (their writes are done: a session
         // stores what it received before it reports).
@@ -452,14 +410,14 @@ impl<T: Transport> Engine<T> {
             self.on_done(peer, initiator, r);
         }
         self.finish_writes().await;
-        let flushed = match self.store.flush() {
+        let flushed = match self.carry.store.flush() {
             Ok(flush) => flush.await,
             Err(e) => Err(e),
         };
         if let Err(e) = flushed {
             warn!(error = %e, "flushing received events failed");
         }
-        self.peers.all_disconnected(crate::now_ms());
+        self.carry.peers.all_disconnected(crate::now_ms());
         self.persist_peers();
         match exit {
             Exit::Stop(Some(signal)) => self.emit(NetEvent::Stopped { signal }),
@@ -474,16 +432,16 @@ impl<T: Transport> Engine<T> {
                 }
                 // The peers connected now are dialed again first when the network resumes.
                 for peer in connected {
-                    self.peers.dial_soon(peer);
+                    self.carry.peers.dial_soon(peer);
                 }
             }
         }
-        (exit, self.into_carry())
+        (exit, self.carry)
     }
 
     /// Closes every connection and lets the transport say so to the peers, for a bounded time.
     async fn close_connections(&mut self) {
-        let connected = self.peers.connected_peers();
+        let connected = self.carry.peers.connected_peers();
         if connected.is_empty() {
             return;
         }
@@ -509,10 +467,7 @@ impl<T: Transport> Engine<T> {
     }
 
     fn emit(&self, ev: NetEvent) {
-        // Observers that fall behind lose reports, never stall the network.
-        if let Err(TrySendError::Full(_)) = self.events.try_send(ev) {
-            debug!("event observer full, report dropped");
-        }
+        self.carry.emit(ev);
     }
 
     /// Tells a `sync_with` request's caller how it goes; a report that ends it forgets it.
@@ -531,11 +486,11 @@ impl<T: Transport> Engine<T> {
     /// Takes the commands queued; returns why the loop must end, if it must.
     fn drain_commands(&mut self) -> Option<Exit> {
         loop {
-            match self.commands.try_recv() {
+            match self.carry.commands.try_recv() {
                 Ok(Command::Publish(ev)) => self.publish(ev),
                 Ok(Command::Dial { addr, request }) => self.dial_for(addr, request, None),
                 Ok(Command::SyncNow(request)) => {
-                    let peers = self.peers.connected_peers();
+                    let peers = self.carry.peers.connected_peers();
                     for peer in &peers {
                         self.start_sync(
                             *peer,
@@ -577,8 +532,8 @@ impl<T: Transport> Engine<T> {
             sync,
         };
         if let Some(peer) = peer_in(&addr) {
-            self.peers.learn(peer, addr.clone(), true);
-            if self.peers.get(&peer).is_some_and(|e| e.connected) {
+            self.carry.peers.learn(peer, addr.clone(), true);
+            if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
                 return self.dialed(pending, peer);
             }
         }
@@ -595,8 +550,8 @@ impl<T: Transport> Engine<T> {
     }
 
     fn next_dial_id(&mut self) -> DialId {
-        self.next_dial += 1;
-        DialId(self.next_dial)
+        self.carry.next_dial += 1;
+        DialId(self.carry.next_dial)
     }
 
     /// Dials for the node itself (redials, discovery, bootstrap): nobody waits for the outcome.
@@ -673,13 +628,13 @@ impl<T: Transport> Engine<T> {
                 }
                 if followed.skipped > 0 || n >= FOLLOW_EVENTS_MAX {
                     // More than gossip should carry: reconcile instead.
-                    for peer in self.peers.connected_peers() {
+                    for peer in self.carry.peers.connected_peers() {
                         self.start_sync(peer, None);
                     }
                 }
             }
         }
-        match self.store.follow(FOLLOW_EVENTS_MAX) {
+        match self.carry.store.follow(FOLLOW_EVENTS_MAX) {
             Ok(ticket) => self.following = Some(ticket),
             Err(e) => debug!(error = %e, "cannot follow the store"),
         }
@@ -698,7 +653,7 @@ impl<T: Transport> Engine<T> {
                 dial,
             } => {
                 let pending = dial.and_then(|d| self.dials.remove(&d));
-                if self.peers.is_blocked(&peer) {
+                if self.carry.peers.is_blocked(&peer) {
                     self.transport.disconnect(peer);
                     if let Some(pending) = pending {
                         self.dial_failed(pending, Some(peer), "the peer is blocked".into());
@@ -706,11 +661,13 @@ impl<T: Transport> Engine<T> {
                     return;
                 }
                 info!(%peer, %addr, dialer, "connected");
-                self.peers
+                self.carry
+                    .peers
                     .connected(peer, addr.clone(), dialer, crate::now_ms());
                 if dialer {
                     let reached = without_peer(&addr);
-                    self.bootstrap
+                    self.carry
+                        .bootstrap
                         .retain(|(a, _, _)| without_peer(a) != reached);
                 }
                 self.emit(NetEvent::Connected { peer, addr });
@@ -733,7 +690,7 @@ impl<T: Transport> Engine<T> {
             }
             TransportEvent::Disconnected { peer } => {
                 info!(%peer, "disconnected");
-                self.peers.disconnected(peer, crate::now_ms());
+                self.carry.peers.disconnected(peer, crate::now_ms());
                 self.gossip_limits.remove(&peer);
                 self.emit(NetEvent::Disconnected { peer });
                 self.forget_waiting(peer);
@@ -741,8 +698,8 @@ impl<T: Transport> Engine<T> {
             TransportEvent::InboundSync { peer, link } => {
                 let answering = self.running.values().filter(|r| r.inbound).count();
                 let busy = self.running.get(&peer).is_some_and(|r| r.inbound)
-                    || answering >= self.cfg.inbound_sessions_max
-                    || self.peers.is_blocked(&peer);
+                    || answering >= self.carry.cfg.inbound_sessions_max
+                    || self.carry.peers.is_blocked(&peer);
                 // A refused session leaves no entry behind and reports nothing: only running
                 // sessions are kept.
                 if !busy {
@@ -759,9 +716,9 @@ impl<T: Transport> Engine<T> {
                 if peer == self.transport.local_peer() {
                     return;
                 }
-                let known_connected = self.peers.get(&peer).is_some_and(|e| e.connected);
-                self.peers.learn(peer, addr.clone(), true);
-                if !known_connected && !self.peers.is_blocked(&peer) {
+                let known_connected = self.carry.peers.get(&peer).is_some_and(|e| e.connected);
+                self.carry.peers.learn(peer, addr.clone(), true);
+                if !known_connected && !self.carry.peers.is_blocked(&peer) {
                     debug!(%peer, %addr, "discovered");
                     self.dial_own(with_peer(addr, peer));
                 }
@@ -769,7 +726,7 @@ impl<T: Transport> Engine<T> {
             TransportEvent::DialFailed { peer, error, dial } => {
                 debug!(?peer, %error, "dial failed");
                 if let Some(p) = peer {
-                    self.peers.dial_failed(p);
+                    self.carry.peers.dial_failed(p);
                 }
                 match dial.and_then(|d| self.dials.remove(&d)) {
                     Some(pending) => self.dial_failed(pending, peer, error),
@@ -786,7 +743,7 @@ impl<T: Transport> Engine<T> {
     fn on_gossip(&mut self, topic: &str, data: Vec<u8>, token: GossipToken) {
         let from = token.source;
         let now = Instant::now();
-        let rate = self.cfg.gossip_per_peer_per_sec;
+        let rate = self.carry.cfg.gossip_per_peer_per_sec;
         let limit = self
             .gossip_limits
             .entry(from)
@@ -798,6 +755,7 @@ impl<T: Transport> Engine<T> {
             return self.drop_gossip(token, "over what the verifier holds");
         }
         let check = self
+            .carry
             .verifier
             .verify(vec![data], &Limits::at(crate::now_ms()));
         self.gossip_checks.push_back(GossipCheck {
@@ -851,7 +809,7 @@ impl<T: Transport> Engine<T> {
             return;
         }
         self.transport.validated(token, Verdict::Accept);
-        if !self.cfg.topics.is_empty() && !self.cfg.topics.contains(&event_topic) {
+        if !self.carry.cfg.topics.is_empty() && !self.carry.cfg.topics.contains(&event_topic) {
             return;
         }
         let id = *ev.id();
@@ -862,7 +820,7 @@ impl<T: Transport> Engine<T> {
             debug!(%id, "writer busy: gossiped event left to anti-entropy");
             return;
         }
-        match self.store.submit(vec![ev], Durability::Relaxed) {
+        match self.carry.store.submit(vec![ev], Durability::Relaxed) {
             Ok(ticket) => {
                 self.gossip_writes.push_back(ticket);
                 self.emit(NetEvent::Gossiped { id, from });
@@ -949,13 +907,13 @@ impl<T: Transport> Engine<T> {
     /// (unless it only told the peer this side is busy: that one was never counted).
     fn spawn_session(&self, peer: PeerId, open: OpenFuture, start: Start) {
         let setup = runner::Setup {
-            store: self.store.clone(),
-            verifier: self.verifier.clone(),
-            cfg: self.cfg.sync,
-            topics: self.cfg.topics.clone(),
+            store: self.carry.store.clone(),
+            verifier: self.carry.verifier.clone(),
+            cfg: self.carry.cfg.sync,
+            topics: self.carry.cfg.topics.clone(),
             progress: runner::Progress {
-                window: self.cfg.progress_window,
-                bytes_min: self.cfg.progress_bytes_min,
+                window: self.carry.cfg.progress_window,
+                bytes_min: self.carry.cfg.progress_bytes_min,
             },
         };
         let done = self.done_tx.clone();
@@ -1001,13 +959,13 @@ impl<T: Transport> Engine<T> {
                     ms = summary.elapsed.as_millis() as u64,
                     "synced"
                 );
-                self.peers.synced(peer);
+                self.carry.peers.synced(peer);
                 if initiator {
                     self.retries.remove(&peer);
                 }
                 if s.events_received > 0 {
                     // The writer thread does the fsync; this loop goes on.
-                    match self.store.flush() {
+                    match self.carry.store.flush() {
                         Ok(flush) => {
                             tokio::task::spawn_local(async move {
                                 if let Err(e) = flush.await {
@@ -1063,13 +1021,13 @@ impl<T: Transport> Engine<T> {
                     // only what is still missing. (libp2p-stream also drops an inbound stream
                     // when one is already waiting to be accepted; the opener sees it closed.)
                     let last = self.retries.get(&peer).map_or(Duration::ZERO, |r| r.1);
-                    let max = self.cfg.anti_entropy;
+                    let max = self.carry.cfg.anti_entropy;
                     let wait = next_backoff(last, RETRY_FIRST.min(max), max);
                     self.retries.insert(peer, (Instant::now() + wait, wait));
                 }
             }
         }
-        let connected = self.peers.get(&peer).is_some_and(|e| e.connected);
+        let connected = self.carry.peers.get(&peer).is_some_and(|e| e.connected);
         let mut next = false;
         if let Some(running) = self.running.get_mut(&peer) {
             if let Some(ask) = retry_ask {
@@ -1091,7 +1049,7 @@ impl<T: Transport> Engine<T> {
 
     /// Scores a peer down and disconnects it; past the threshold it is blocked.
     fn penalize(&mut self, peer: PeerId, penalty: i32, why: &str) {
-        let blocked = self.peers.penalize(peer, penalty);
+        let blocked = self.carry.peers.penalize(peer, penalty);
         warn!(%peer, penalty, why, blocked, "peer scored down and disconnected");
         if blocked {
             self.transport.block(peer);
@@ -1103,15 +1061,15 @@ impl<T: Transport> Engine<T> {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        for (peer, addrs) in self.peers.due(now) {
+        for (peer, addrs) in self.carry.peers.due(now) {
             debug!(%peer, "redialing");
             for addr in addrs {
                 self.dial_own(with_peer(addr, peer));
             }
         }
-        let (min, max) = (self.cfg.redial_min, self.cfg.redial_max);
+        let (min, max) = (self.carry.cfg.redial_min, self.carry.cfg.redial_max);
         let mut due_bootstrap = Vec::new();
-        for (addr, next, backoff) in &mut self.bootstrap {
+        for (addr, next, backoff) in &mut self.carry.bootstrap {
             if *next <= now {
                 *backoff = next_backoff(*backoff, min, max);
                 *next = now + *backoff;
@@ -1128,26 +1086,26 @@ impl<T: Transport> Engine<T> {
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
-            if self.peers.get(&peer).is_some_and(|e| e.connected) {
+            if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
                 // Stays in the map (with its wait) until a session succeeds.
                 if let Some(r) = self.retries.get_mut(&peer) {
-                    r.0 = now + self.cfg.anti_entropy;
+                    r.0 = now + self.carry.cfg.anti_entropy;
                 }
                 self.start_sync(peer, None);
             } else {
                 self.retries.remove(&peer);
             }
         }
-        for peer in self.peers.unblock_expired(now) {
+        for peer in self.carry.peers.unblock_expired(now) {
             self.transport.unblock(peer);
         }
-        if now.duration_since(self.last_anti_entropy) >= self.cfg.anti_entropy {
+        if now.duration_since(self.last_anti_entropy) >= self.carry.cfg.anti_entropy {
             self.last_anti_entropy = now;
-            self.peers.forgive(FORGIVE_PER_ROUND);
+            self.carry.peers.forgive(FORGIVE_PER_ROUND);
             self.transport.tick();
             // Each pair reconciles once per round: the side with the smaller id opens it.
             let me = self.transport.local_peer();
-            for peer in self.peers.connected_peers() {
+            for peer in self.carry.peers.connected_peers() {
                 if me < peer {
                     self.start_sync(peer, None);
                 }
@@ -1161,14 +1119,14 @@ impl<T: Transport> Engine<T> {
     }
 
     fn persist_peers(&mut self) {
-        let Some(path) = &self.cfg.peers_file else {
+        let Some(path) = &self.carry.cfg.peers_file else {
             return;
         };
-        if !std::mem::take(&mut self.peers.dirty) {
+        if !std::mem::take(&mut self.carry.peers.dirty) {
             return;
         }
         let tmp = path.with_extension("tmp");
-        let text = self.peers.render();
+        let text = self.carry.peers.render();
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
             warn!(error = %e, "writing the peer table failed");
         }
