@@ -37,6 +37,9 @@ const FORGIVE_PER_ROUND: i32 = 5;
 /// Events other processes stored that one upkeep tick gossips at most; beyond, the node
 /// reconciles with its peers instead (an `xf import` beside a node is not a gossip storm).
 const FOLLOW_EVENTS_MAX: usize = 256;
+/// How long a peer scored down for a failed session keeps its connection, so the abort that
+/// names its fault leaves first.
+const ABORT_GRACE: Duration = Duration::from_millis(200);
 /// How long a stopping node waits for its connections to close cleanly, so peers learn at
 /// once that it left instead of holding a stale connection until it times out.
 const CLOSE_WAIT: Duration = Duration::from_millis(500);
@@ -291,6 +294,10 @@ pub(crate) struct Engine<T: Transport> {
     running: HashMap<PeerId, Running>,
     done_tx: mpsc::UnboundedSender<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
     done_rx: mpsc::UnboundedReceiver<(PeerId, bool, Result<SyncSummary, SyncFailure>)>,
+    /// Peers to cut off once the abort that told them why has had time to leave (a peer and
+    /// whether to block it).
+    cut_tx: mpsc::UnboundedSender<(PeerId, bool)>,
+    cut_rx: mpsc::UnboundedReceiver<(PeerId, bool)>,
     gossip_writes: VecDeque<Ticket>,
     last_anti_entropy: Instant,
     /// Outbound sessions that failed through no fault of the peer: when to retry, and the
@@ -327,17 +334,21 @@ enum Input {
     Done(Box<(PeerId, bool, Result<SyncSummary, SyncFailure>)>),
     Checked(Result<Verified, VerifierStopped>),
     Tick,
+    Cut(PeerId, bool),
 }
 
 impl<T: Transport> Engine<T> {
     pub(crate) fn new(transport: T, carry: Carry) -> Engine<T> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (cut_tx, cut_rx) = mpsc::unbounded_channel();
         Engine {
             transport,
             carry,
             running: HashMap::new(),
             done_tx,
             done_rx,
+            cut_tx,
+            cut_rx,
             gossip_writes: VecDeque::new(),
             last_anti_entropy: Instant::now(),
             retries: HashMap::new(),
@@ -366,11 +377,13 @@ impl<T: Transport> Engine<T> {
             let input = {
                 let transport = &mut self.transport;
                 let done_rx = &mut self.done_rx;
+                let cut_rx = &mut self.cut_rx;
                 let checking = !self.gossip_checks.is_empty();
                 tokio::select! {
                     _ = self.carry.wake.notified() => Input::Wake,
                     ev = poll_fn(|cx| transport.poll_event(cx)) => Input::Transport(ev),
                     Some(done) = done_rx.recv() => Input::Done(Box::new(done)),
+                    Some((peer, block)) = cut_rx.recv() => Input::Cut(peer, block),
                     checked = runner::front(&mut self.gossip_checks, |c| &mut c.check), if checking => {
                         Input::Checked(checked)
                     }
@@ -399,6 +412,7 @@ impl<T: Transport> Engine<T> {
                     }
                 }
                 Input::Tick => self.on_tick(),
+                Input::Cut(peer, block) => self.cut(peer, block),
             }
         };
         let connected = self.carry.peers.connected_peers();
@@ -791,7 +805,7 @@ impl<T: Transport> Engine<T> {
             Err(e) if e.verdict().is_invalid() => {
                 warn!(peer = %from, error = %e, "invalid gossiped event");
                 self.transport.validated(token, Verdict::Reject);
-                self.penalize(from, PENALTY_INVALID, "invalid gossiped event");
+                self.penalize(from, PENALTY_INVALID, "invalid gossiped event", false);
                 return;
             }
             Err(e) => {
@@ -805,7 +819,12 @@ impl<T: Transport> Engine<T> {
         let event_topic = *ev.as_ref().topic();
         if topic != GOSSIP_ALL && topic != gossip_topic(&event_topic) {
             self.transport.validated(token, Verdict::Reject);
-            self.penalize(from, PENALTY_PROTOCOL, "event gossiped on another topic");
+            self.penalize(
+                from,
+                PENALTY_PROTOCOL,
+                "event gossiped on another topic",
+                false,
+            );
             return;
         }
         self.transport.validated(token, Verdict::Accept);
@@ -1015,7 +1034,7 @@ impl<T: Transport> Engine<T> {
                     retry_ask = ask;
                 }
                 if penalty > 0 {
-                    self.penalize(peer, penalty, "sync protocol violation");
+                    self.penalize(peer, penalty, "sync protocol violation", true);
                 } else if retrying {
                     // A cut stream or a busy peer: what was stored stays, and the retry moves
                     // only what is still missing. (libp2p-stream also drops an inbound stream
@@ -1047,13 +1066,29 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Scores a peer down and disconnects it; past the threshold it is blocked.
-    fn penalize(&mut self, peer: PeerId, penalty: i32, why: &str) {
+    /// Scores a peer down and disconnects it; past the threshold it is blocked. A peer whose
+    /// session failed is cut off `ABORT_GRACE` later, so that the abort naming its fault, which
+    /// the session wrote into the stream, reaches it before the connection closes (a block
+    /// applies at once: meanwhile it can open nothing).
+    fn penalize(&mut self, peer: PeerId, penalty: i32, why: &str, aborted: bool) {
         let blocked = self.carry.peers.penalize(peer, penalty);
         warn!(%peer, penalty, why, blocked, "peer scored down and disconnected");
         if blocked {
-            self.transport.block(peer);
             self.emit(NetEvent::Blocked { peer });
+        }
+        if !aborted {
+            return self.cut(peer, blocked);
+        }
+        let cut = self.cut_tx.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(ABORT_GRACE).await;
+            let _ = cut.send((peer, blocked));
+        });
+    }
+
+    fn cut(&mut self, peer: PeerId, block: bool) {
+        if block {
+            self.transport.block(peer);
         } else {
             self.transport.disconnect(peer);
         }
