@@ -96,6 +96,19 @@ impl Filter {
     }
 }
 
+/// The events of a sync scope, all of them (no limit is applied by `scan`).
+impl From<xaeroflux_sync::Scope> for Filter {
+    fn from(scope: xaeroflux_sync::Scope) -> Filter {
+        Filter {
+            authors: scope.authors,
+            topics: scope.topics,
+            since: scope.since,
+            until: scope.until,
+            ..Filter::default()
+        }
+    }
+}
+
 /// One event of a thread with its depth below the root (direct replies and reactions: 1).
 #[derive(Debug, Clone, Copy)]
 pub struct ThreadEntry<'t> {

@@ -1,8 +1,8 @@
 //! What part of the set a session reconciles: a time window, optionally narrowed to authors
 //! and topics.
 
+use xaeroflux_event::SetKey;
 use xaeroflux_event::{EventRef, PublicKey, Topic};
-use xaeroflux_store::SetKey;
 
 use crate::error::WireError;
 use crate::wire::{put_varint, Reader};
