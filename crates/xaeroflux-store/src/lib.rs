@@ -36,6 +36,7 @@ pub use sync_view::ScopedStore;
 pub use writer::{Durability, FlushTicket, FollowTicket, Followed, Outcome, Ticket};
 pub use xaeroflux_event::EventRef;
 pub use xaeroflux_event::{Accum, SetBoundary, SetKey, SET_KEY_BYTES, SUM_BYTES};
+pub use xaeroflux_sync::Scope;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
