@@ -173,7 +173,8 @@ impl SetView for ScopedView<'_, '_> {
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
     ) -> Result<(), ReadError> {
-        Ok(in_memory(self.set.for_each_in(lo, hi, f)))
+        in_memory(self.set.for_each_in(lo, hi, f));
+        Ok(())
     }
 
     fn is_dropped(&self, id: &EventId) -> Result<bool, ReadError> {

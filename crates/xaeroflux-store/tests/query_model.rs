@@ -89,7 +89,6 @@ fn filter() -> impl Strategy<Value = Filter> {
                         .collect(),
                     since: since.map(|s| T0 + s),
                     until: until.map(|u| T0 + u),
-                    ..Scope::all()
                 },
             },
         )

@@ -212,9 +212,8 @@ macro_rules! set_view_via_mem_set {
                 hi: &xaeroflux_event::SetKey,
                 f: &mut dyn FnMut(&xaeroflux_event::SetKey) -> std::ops::ControlFlow<()>,
             ) -> Result<(), $err> {
-                Ok($crate::view::infallible(
-                    $crate::view::SetView::for_each_in(&self.$set, lo, hi, f),
-                ))
+                $crate::view::infallible($crate::view::SetView::for_each_in(&self.$set, lo, hi, f));
+                Ok(())
             }
 
             fn is_dropped(&self, $id: &xaeroflux_event::EventId) -> Result<bool, $err> {
@@ -345,5 +344,30 @@ impl SetView for MemSet {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PeerError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("disk on fire")]
+    struct Fire;
+
+    #[test]
+    fn boxed_errors_keep_the_original_as_their_source() {
+        let e = ViewError::new(Fire);
+        assert!(e.downcast_ref::<Fire>().is_some());
+        assert!(StdError::source(&e).is_some_and(|s| s.is::<Fire>()));
+        assert_eq!(e.to_string(), "reading the local set failed: disk on fire");
+        let again = ViewError::new(e);
+        assert!(again.downcast_ref::<Fire>().is_some(), "not wrapped twice");
+        assert!(again.into_inner().is::<Fire>());
+
+        let e = PeerError::new(Fire);
+        assert!(e.downcast_ref::<Fire>().is_some());
+        assert!(PeerError::new(e).downcast_ref::<Fire>().is_some());
     }
 }

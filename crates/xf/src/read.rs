@@ -45,7 +45,6 @@ pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
             topics: q.topics.clone(),
             since: q.since,
             until: q.until,
-            ..Scope::all()
         },
     };
     let read = node.store().read()?;
