@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use tempfile::TempDir;
-use xaeroflux::{EventId, Filter, Node, PublicKey};
+use xaeroflux::{EventId, Filter, Node, PublicKey, Scope};
 use xaeroflux_bench::{generate, generate_vec, identity_for, GenParams, PlainHeed};
 use xaeroflux_event::{verify_batch_parallel, Limits, VerifiedEvent};
 
@@ -165,7 +165,10 @@ fn point_read(c: &mut Criterion, set: &ReadSet) {
 
 fn feed_filter(authors: &[PublicKey]) -> Filter {
     Filter {
-        authors: authors.to_vec(),
+        scope: Scope {
+            authors: authors.to_vec(),
+            ..Scope::all()
+        },
         limit: Some(FEED_LIMIT),
         ..Filter::default()
     }

@@ -15,6 +15,7 @@ mod header;
 mod keys;
 mod kind;
 mod payload;
+mod set;
 mod sign;
 mod stage;
 mod verify;
@@ -31,6 +32,7 @@ pub use payload::{
     ArchivedProfile, ArchivedReaction, Deletion, FollowList, Note, PayloadError, Profile, Reaction,
     PAYLOAD_BYTES_MAX,
 };
+pub use set::{Accum, SetBoundary, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use sign::{Draft, Identity, IdentityError};
 pub use stage::{block_on, Verification, Verified, Verifier, VerifierStopped, IDLE_EXIT};
 pub use verify::{

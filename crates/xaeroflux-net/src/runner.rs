@@ -11,10 +11,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use xaeroflux_event::{Topic, Verification, Verifier, VerifierStopped};
-use xaeroflux_store::{Durability, Store, Ticket};
+use xaeroflux_store::{Durability, ReadError, ScopedStore, Store, Ticket, WriteError};
 use xaeroflux_sync::{
-    Claim, LocalError, MemSet, Peer, Scope, ScopedStore, Session, SessionStats, SyncConfig,
-    SyncError, SyncSource,
+    snapshot, Claim, MemSet, Peer, Scope, Session, SessionStats, SyncConfig, SyncError, SyncSource,
+    ViewError, WriteWindow,
 };
 
 use crate::transport::{LinkError, PeerId, SyncLink};
@@ -29,8 +29,6 @@ const OPEN_HEADER_BYTES: usize = 8;
 pub const OPEN_BYTES_MAX: usize = OPEN_HEADER_BYTES + OPEN_TOPICS_MAX * 32;
 /// How long a failing session waits for its abort frame to be written.
 const ABORT_FLUSH: Duration = Duration::from_millis(200);
-/// Writes a session lets run ahead of it before it stops reading.
-const WRITES_AHEAD: usize = 8;
 /// Batches a session has at the verifier stage before it stops reading.
 const CHECKS_AHEAD: usize = 8;
 
@@ -309,7 +307,7 @@ pub(crate) async fn run(
     };
     let mut whole = store.clone();
     let mut scoped;
-    let view: &mut dyn Peer = if scope.is_window() {
+    let view: &mut StorePeer<'_> = if scope.is_window() {
         &mut whole
     } else {
         let keys = gather(&store, &scope).await?;
@@ -357,7 +355,7 @@ async fn gather(store: &Store, scope: &Scope) -> Result<MemSet, SyncFailure> {
         })
         .map_err(|e| SyncFailure::Store(format!("starting the scope's gather: {e}")))?;
     match rx.await {
-        Ok(keys) => Ok(keys.map_err(SyncError::View)?),
+        Ok(keys) => Ok(keys.map_err(|e| SyncError::View(ViewError::new(e)))?),
         Err(_) => Err(SyncFailure::Store("the scope's gather stopped".into())),
     }
 }
@@ -373,11 +371,11 @@ struct Ends<'a> {
 /// Moves frames until both sides are finished, reading and writing at the same time so two
 /// sides streaming events at each other never wait on each other's full windows. Received
 /// batches are verified by the stage and written by the writer while the session goes on;
-/// with `CHECKS_AHEAD` batches at the stage or `WRITES_AHEAD` at the writer it stops reading
-/// (back-pressure on the peer), never its thread.
+/// with `CHECKS_AHEAD` batches at the stage or a full [`WriteWindow`] at the writer it stops
+/// reading (back-pressure on the peer), never its thread.
 async fn drive(
     session: &mut Session,
-    view: &mut dyn Peer,
+    view: &StorePeer<'_>,
     link: &mut SyncLink,
     ends: Ends<'_>,
 ) -> Result<(), SyncFailure> {
@@ -388,7 +386,7 @@ async fn drive(
         progress,
     } = ends;
     let mut checks: VecDeque<(Claim, Verification)> = VecDeque::new();
-    let mut writes: VecDeque<Ticket> = VecDeque::new();
+    let mut writes: WriteWindow<Ticket> = WriteWindow::new();
     let mut out: Option<Vec<u8>> = None;
     let mut window_end = tokio::time::Instant::now() + progress.window;
     let mut moved: u64 = 0;
@@ -405,8 +403,7 @@ async fn drive(
         let hold = out.is_some() && session.is_finished() && !writes.is_empty();
         // After the peer's `Done` nothing more comes (it may close the stream while this side
         // still settles what arrived).
-        let reading =
-            !session.peer_done() && checks.len() < CHECKS_AHEAD && writes.len() < WRITES_AHEAD;
+        let reading = !session.peer_done() && checks.len() < CHECKS_AHEAD && !writes.is_full();
         tokio::select! {
             frame = link.rx.recv(), if reading => {
                 let frame = match frame {
@@ -451,13 +448,13 @@ async fn drive(
                     // Relaxed: a peer can send them again; the engine flushes when the
                     // session ends. Awaited, never waited on.
                     match store.submit(events, Durability::Relaxed) {
-                        Ok(ticket) => writes.push_back(ticket),
+                        Ok(ticket) => writes.push(ticket),
                         Err(e) => break Err(SyncFailure::Store(e.to_string())),
                     }
                 }
             }
-            written = front(&mut writes, |t| t), if !writes.is_empty() => {
-                writes.pop_front();
+            written = oldest(&mut writes), if !writes.is_empty() => {
+                writes.pop_oldest();
                 if let Err(e) = written {
                     break Err(SyncFailure::Store(e.to_string()));
                 }
@@ -484,16 +481,18 @@ async fn drive(
     };
     // Whatever ended the session, what it received and verified is stored before it reports
     // (batches still at the stage are dropped: a later session fetches them again).
-    let mut flushed = Ok(());
-    while let Some(ticket) = writes.pop_front() {
-        if let Err(e) = ticket.await {
-            if flushed.is_ok() {
-                flushed = Err(SyncFailure::Store(e.to_string()));
-            }
-        }
-    }
+    let flushed = writes.flush_async().await;
     result?;
-    flushed
+    flushed.map_err(|e: WriteError| SyncFailure::Store(e.to_string()))
+}
+
+/// The answer of the oldest write in `window` (it stays there; the caller pops it). Never
+/// ready on an empty window.
+fn oldest(window: &mut WriteWindow<Ticket>) -> impl Future<Output = Result<(), WriteError>> + '_ {
+    poll_fn(move |cx| match window.oldest_mut() {
+        Some(ticket) => Pin::new(ticket).poll(cx).map(|r| r.map(drop)),
+        None => Poll::Pending,
+    })
 }
 
 /// The answer of the oldest entry of `queue`, the future `pick` finds in it (the entry stays
@@ -511,28 +510,17 @@ where
     })
 }
 
+/// What a session reads: the whole store, or the part of it a scope narrowed to topics.
+type StorePeer<'s> = dyn Peer<ReadError = ReadError, WriteError = WriteError> + 's;
+
 /// Calls `f` with a fresh read snapshot of the peer's view.
 fn with_view<T>(
-    view: &dyn Peer,
-    mut f: impl FnMut(&dyn SyncSource) -> Result<T, SyncError>,
+    view: &StorePeer<'_>,
+    f: impl FnOnce(&dyn SyncSource<Error = ReadError>) -> Result<T, SyncError>,
 ) -> Result<T, SyncFailure> {
-    let mut out = None;
-    let mut failure = None;
-    let r = view.with_source(&mut |src| {
-        match f(src) {
-            Ok(v) => out = Some(v),
-            Err(e) => failure = Some(e),
-        }
-        Ok(())
-    });
-    if let Some(e) = failure {
-        return Err(SyncFailure::Session(e));
-    }
-    match r {
-        Ok(()) => Ok(out.expect("set when the closure ran")),
-        Err(LocalError::View(e)) => Err(SyncFailure::Session(SyncError::View(e))),
-        Err(e) => Err(SyncFailure::Store(e.to_string())),
-    }
+    snapshot(view, f)
+        .map_err(|e| SyncError::View(ViewError::new(e)))?
+        .map_err(SyncFailure::Session)
 }
 
 async fn send(link: &SyncLink, frame: Vec<u8>) -> Result<(), SyncFailure> {

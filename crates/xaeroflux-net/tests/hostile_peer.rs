@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use xaeroflux_net::{
     read_frame, write_frame, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId, SYNC_PROTOCOL,
 };
 use xaeroflux_store::{Accum, SetKey, Store};
-use xaeroflux_sync::{MemStore, Scope, Session, SetView, SyncConfig, SyncSource, ViewError};
+use xaeroflux_sync::{MemStore, Scope, Session, SetView, SyncConfig, SyncSource};
 
 const GIB: u32 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -275,13 +276,15 @@ struct Forger {
 }
 
 impl SetView for Forger {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
+    type Error = Infallible;
+
+    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, Infallible> {
         self.inner.accumulate(lo, hi)
     }
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
+    fn rank(&self, key: &SetKey) -> Result<u64, Infallible> {
         self.inner.rank(key)
     }
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
+    fn nth(&self, rank: u64) -> Result<Option<SetKey>, Infallible> {
         self.inner.nth(rank)
     }
     fn for_each_in(
@@ -289,13 +292,13 @@ impl SetView for Forger {
         lo: &SetKey,
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
+    ) -> Result<(), Infallible> {
         self.inner.for_each_in(lo, hi, f)
     }
 }
 
 impl SyncSource for Forger {
-    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
+    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, Infallible> {
         self.inner.with_body(id, &mut |body| {
             let mut b = body.to_vec();
             // The body is header, signature, payload: this lands in the signature.

@@ -8,10 +8,10 @@ use xaeroflux_event::{verify_batch_parallel, Kind, Limits, PAYLOAD_BYTES_MAX};
 use crate::error::ReadError;
 use crate::merkle;
 use crate::read::{decode_stored, ReadTxn};
-use crate::set::SetKey;
 use crate::tables::{
     decode_seq, kind_key, latest_key, Pos, Table, DROPPED_DELETED, DROPPED_SUPERSEDED,
 };
+use xaeroflux_event::SetKey;
 
 /// What [`ReadTxn::check`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -19,9 +19,9 @@ mod error;
 mod merkle;
 mod query;
 mod read;
-mod set;
 mod staged;
 mod subscribe;
+mod sync_view;
 mod tables;
 mod writer;
 
@@ -30,11 +30,13 @@ pub use error::{OpenError, QueryError, ReadError, WriteError};
 pub use query::{
     Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
 };
-pub use read::{ReadTxn, SetBoundary, SetRoot, Stats, TableStats};
-pub use set::{Accum, SetKey, SET_KEY_BYTES, SUM_BYTES};
+pub use read::{ReadTxn, SetRoot, Stats, TableStats};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
+pub use sync_view::ScopedStore;
 pub use writer::{Durability, FlushTicket, FollowTicket, Followed, Outcome, Ticket};
 pub use xaeroflux_event::EventRef;
+pub use xaeroflux_event::{Accum, SetBoundary, SetKey, SET_KEY_BYTES, SUM_BYTES};
+pub use xaeroflux_sync::Scope;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

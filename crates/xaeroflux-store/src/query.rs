@@ -11,7 +11,8 @@ use std::collections::BinaryHeap;
 
 use heed::types::Bytes;
 use heed::RoRevPrefix;
-use xaeroflux_event::{EventId, EventRef, Kind, PublicKey, Topic};
+use xaeroflux_event::{EventId, EventRef, Kind, PublicKey};
+use xaeroflux_sync::Scope;
 
 use crate::error::{QueryError, ReadError};
 use crate::read::ReadTxn;
@@ -25,23 +26,19 @@ pub const QUERY_LIMIT_MAX: usize = 10_000;
 pub const FILTER_VALUES_MAX: usize = 10_000;
 
 /// Which events a query or subscription wants. Empty lists match everything; several fields
-/// must all match; within a list any value matches.
+/// must all match; within a list any value matches. The time window, authors and topics are a
+/// [`Scope`], the same type a sync session covers, matched by the same code
+/// ([`Scope::contains`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Event ids.
     pub ids: Vec<EventId>,
-    /// Authors.
-    pub authors: Vec<PublicKey>,
     /// Kinds.
     pub kinds: Vec<Kind>,
-    /// Topics.
-    pub topics: Vec<Topic>,
     /// Referenced events.
     pub references: Vec<EventId>,
-    /// Oldest `created_at` included, ms.
-    pub since: Option<u64>,
-    /// Newest `created_at` included, ms.
-    pub until: Option<u64>,
+    /// The time window (`since`, `until`: ms, inclusive), authors and topics.
+    pub scope: Scope,
     /// Most results; [`QUERY_LIMIT_DEFAULT`] if unset.
     pub limit: Option<usize>,
 }
@@ -51,9 +48,9 @@ impl Filter {
     pub fn validate(&self) -> Result<(), QueryError> {
         let lists = [
             ("ids", self.ids.len()),
-            ("authors", self.authors.len()),
+            ("authors", self.scope.authors.len()),
             ("kinds", self.kinds.len()),
-            ("topics", self.topics.len()),
+            ("topics", self.scope.topics.len()),
             ("references", self.references.len()),
         ];
         for (field, got) in lists {
@@ -71,7 +68,7 @@ impl Filter {
                 max: QUERY_LIMIT_MAX,
             });
         }
-        if let (Some(since), Some(until)) = (self.since, self.until) {
+        if let (Some(since), Some(until)) = (self.scope.since, self.scope.until) {
             if since > until {
                 return Err(QueryError::EmptyRange { since, until });
             }
@@ -81,18 +78,24 @@ impl Filter {
 
     /// True if the event matches every field.
     pub fn matches(&self, ev: &EventRef<'_>) -> bool {
-        let at = ev.created_at();
         (self.ids.is_empty() || self.ids.contains(ev.id()))
-            && (self.authors.is_empty() || self.authors.contains(ev.author()))
             && (self.kinds.is_empty() || self.kinds.contains(&ev.kind()))
-            && (self.topics.is_empty() || self.topics.contains(ev.topic()))
             && (self.references.is_empty() || self.references.contains(ev.reference()))
-            && self.since.is_none_or(|s| at >= s)
-            && self.until.is_none_or(|u| at <= u)
+            && self.scope.contains(ev)
     }
 
     fn limit(&self) -> usize {
         self.limit.unwrap_or(QUERY_LIMIT_DEFAULT)
+    }
+}
+
+/// The events in a scope (a query still stops at its limit; a scan does not).
+impl From<Scope> for Filter {
+    fn from(scope: Scope) -> Filter {
+        Filter {
+            scope,
+            ..Filter::default()
+        }
     }
 }
 
@@ -237,15 +240,15 @@ impl<'s> ReadTxn<'s> {
                 t.by_ref,
                 keys_of(filter.references.iter().map(|r| r.0.to_vec())),
             )
-        } else if !filter.authors.is_empty() {
+        } else if !filter.scope.authors.is_empty() {
             (
                 t.by_author,
-                keys_of(filter.authors.iter().map(|a| a.0.to_vec())),
+                keys_of(filter.scope.authors.iter().map(|a| a.0.to_vec())),
             )
-        } else if !filter.topics.is_empty() {
+        } else if !filter.scope.topics.is_empty() {
             (
                 t.by_topic,
-                keys_of(filter.topics.iter().map(|x| x.0.to_vec())),
+                keys_of(filter.scope.topics.iter().map(|x| x.0.to_vec())),
             )
         } else if !filter.kinds.is_empty() {
             (
@@ -265,8 +268,8 @@ impl<'s> ReadTxn<'s> {
         }
         Ok(Merge::new(
             walks,
-            filter.since.unwrap_or(0),
-            filter.until.unwrap_or(u64::MAX),
+            filter.scope.since.unwrap_or(0),
+            filter.scope.until.unwrap_or(u64::MAX),
         )?)
     }
 
@@ -323,10 +326,13 @@ impl<'s> ReadTxn<'s> {
             return Ok(Vec::new());
         }
         let filter = Filter {
-            authors: authors.to_vec(),
             kinds: vec![Kind::POST, Kind::REPLY],
-            until,
             limit: Some(limit),
+            scope: Scope {
+                authors: authors.to_vec(),
+                until,
+                ..Scope::all()
+            },
             ..Filter::default()
         };
         self.query(&filter)

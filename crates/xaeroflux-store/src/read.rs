@@ -9,8 +9,8 @@ use xaeroflux_event::{ArchivedFollowList, EventId, EventRef, Kind, PublicKey};
 use crate::env::Shared;
 use crate::error::ReadError;
 use crate::merkle::Tree;
-use crate::set::{Accum, SetKey};
 use crate::tables::{decode_seq, latest_key, seq_key, Tables, NAMES};
+use xaeroflux_event::{Accum, SetBoundary, SetKey};
 
 /// A consistent snapshot of the store. Views it returns live as long as it does.
 pub struct ReadTxn<'s> {
@@ -60,17 +60,6 @@ pub struct Stats {
     pub tables: Vec<TableStats>,
     /// The Merkle index: the whole set's summary and the index's size.
     pub set: SetRoot,
-}
-
-/// A key found by rank: see [`ReadTxn::set_boundary`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetBoundary {
-    /// The key just before `at`; `None` for the first key.
-    pub before: Option<SetKey>,
-    /// The key at the rank asked for.
-    pub at: SetKey,
-    /// Sum and count of every key below `at`.
-    pub below: Accum,
 }
 
 /// The whole reconciled set as the Merkle index names it.

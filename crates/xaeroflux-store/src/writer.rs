@@ -18,7 +18,6 @@ use xaeroflux_event::{block_on, EventId, EventRef, Header, Kind, VerifiedEvent};
 use crate::env::{self, Shared};
 use crate::error::{OpenError, WriteError};
 use crate::merkle::{self, MerkleError};
-use crate::set::SetKey;
 use crate::staged::Staged;
 use crate::subscribe::StoredEvent;
 use crate::tables::{
@@ -26,6 +25,7 @@ use crate::tables::{
     DROPPED_SUPERSEDED,
 };
 use crate::StoreOptions;
+use xaeroflux_event::SetKey;
 
 /// How hard a batch insists on reaching the disk before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,10 +65,6 @@ fn filter() -> impl Strategy<Value = Filter> {
     )
         .prop_map(
             |(authors, kinds, topics, refs, since, until, limit)| Filter {
-                authors: authors
-                    .iter()
-                    .map(|a| Identity::from_seed(&[a + 1; 32]).public_key())
-                    .collect(),
                 kinds: kinds
                     .iter()
                     .map(|k| match k {
@@ -79,15 +75,21 @@ fn filter() -> impl Strategy<Value = Filter> {
                         _ => Kind::PROFILE,
                     })
                     .collect(),
-                topics: topics
-                    .iter()
-                    .map(|t| Topic::named(&format!("t{t}")))
-                    .collect(),
                 references: refs.iter().map(|r| EventId([r + 1; 32])).collect(),
-                since: since.map(|s| T0 + s),
-                until: until.map(|u| T0 + u),
                 limit,
                 ids: Vec::new(),
+                scope: Scope {
+                    authors: authors
+                        .iter()
+                        .map(|a| Identity::from_seed(&[a + 1; 32]).public_key())
+                        .collect(),
+                    topics: topics
+                        .iter()
+                        .map(|t| Topic::named(&format!("t{t}")))
+                        .collect(),
+                    since: since.map(|s| T0 + s),
+                    until: until.map(|u| T0 + u),
+                },
             },
         )
 }
@@ -105,7 +107,7 @@ proptest! {
         let seqs: Vec<u64> = outcomes.iter().map(|o| match o { Outcome::Stored { seq } => *seq, other => panic!("{other:?}") }).collect();
         let read = store.read().unwrap();
         for f in &filters {
-            let f = Filter { since: f.since.min(f.until), ..f.clone() };
+            let f = Filter { scope: Scope { since: f.scope.since.min(f.scope.until), ..f.scope.clone() }, ..f.clone() };
             let mut want: Vec<(u64, u64, EventId)> = events
                 .iter()
                 .zip(&seqs)

@@ -95,7 +95,10 @@ fn deletion_drops_target_and_keeps_it_out() {
     assert!(read.is_deleted(post.id(), &alice.public_key()).unwrap());
     let all = read
         .query(&Filter {
-            authors: vec![alice.public_key()],
+            scope: Scope {
+                authors: vec![alice.public_key()],
+                ..Scope::all()
+            },
             ..Filter::default()
         })
         .unwrap();
@@ -209,29 +212,44 @@ fn queries_pick_an_index_and_return_newest_first() {
     let filters = [
         Filter::default(),
         Filter {
-            authors: vec![people[1].public_key(), people[3].public_key()],
             limit: Some(17),
+            scope: Scope {
+                authors: vec![people[1].public_key(), people[3].public_key()],
+                ..Scope::all()
+            },
             ..Filter::default()
         },
         Filter {
-            topics: vec![rust],
-            since: Some(T0 + 10_000),
+            scope: Scope {
+                topics: vec![rust],
+                since: Some(T0 + 10_000),
+                ..Scope::all()
+            },
             ..Filter::default()
         },
         Filter {
             kinds: vec![Kind::POST],
-            until: Some(T0 + 30_000),
             limit: Some(9),
+            scope: Scope {
+                until: Some(T0 + 30_000),
+                ..Scope::all()
+            },
             ..Filter::default()
         },
         Filter {
-            authors: vec![people[0].public_key()],
-            topics: vec![rust],
+            scope: Scope {
+                authors: vec![people[0].public_key()],
+                topics: vec![rust],
+                ..Scope::all()
+            },
             ..Filter::default()
         },
         Filter {
-            since: Some(T0 + 20_000),
-            until: Some(T0 + 21_000),
+            scope: Scope {
+                since: Some(T0 + 20_000),
+                until: Some(T0 + 21_000),
+                ..Scope::all()
+            },
             ..Filter::default()
         },
         Filter {
@@ -309,7 +327,10 @@ fn subscriptions_see_every_match_even_when_slow() {
     let mut sub = store
         .subscribe(
             Filter {
-                authors: vec![alice.public_key()],
+                scope: Scope {
+                    authors: vec![alice.public_key()],
+                    ..Scope::all()
+                },
                 ..Filter::default()
             },
             4,

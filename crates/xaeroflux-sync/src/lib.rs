@@ -6,7 +6,6 @@
 #![warn(missing_docs)]
 
 mod error;
-mod lmdb;
 mod local;
 mod memory;
 mod negentropy;
@@ -15,11 +14,13 @@ mod riblt;
 mod scope;
 mod session;
 mod view;
+mod window;
 mod wire;
 
 pub use error::{SyncError, WireError};
-pub use lmdb::ScopedStore;
-pub use local::{run_local, LinkOptions, LinkReport, LocalError, Peer, PeerError, PendingWrite};
+pub use local::{
+    run_local, snapshot, LinkOptions, LinkReport, LocalError, Peer, PeerError, PendingWrite,
+};
 pub use memory::MemStore;
 pub use negentropy::{
     NegentropyError, NegentropyResponder, NegentropySession, NEGENTROPY_FRAME_BYTES_MIN,
@@ -34,6 +35,7 @@ pub use riblt::{
 pub use scope::Scope;
 pub use session::{Claim, Received, Role, Session, SessionStats, Unverified};
 pub use view::{MemSet, SetView, SyncSource, ViewError};
+pub use window::{WriteWindow, WRITES_AHEAD};
 pub use wire::{FP_BYTES, PROTOCOL_VERSION};
 
 /// Limits and tuning of a session. Both sides may use different values; every limit bounds

@@ -2,6 +2,8 @@
 //! benchmark drive. The network layer moves the same frames over streams.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::time::{Duration, Instant};
 
 use xaeroflux_event::{verify_batch, VerifiedEvent, Verifier, VerifierStopped};
@@ -11,30 +13,83 @@ use crate::memory::MemStore;
 use crate::recon::Found;
 use crate::session::{Session, SessionStats};
 use crate::view::{SyncSource, ViewError};
+use crate::window::WriteWindow;
 use crate::{Scope, SyncConfig};
 
 /// One end of a local sync: a snapshot to read from and somewhere to store what arrives.
 pub trait Peer {
-    /// Calls `f` with a fresh read snapshot.
+    /// Why a snapshot could not be opened or read ([`Infallible`] in memory).
+    type ReadError: StdError + Send + Sync + 'static;
+    /// Why received events could not be stored ([`Infallible`] in memory).
+    type WriteError: StdError + Send + Sync + 'static;
+    /// Opens a fresh read snapshot and calls `f` with it, once (see [`snapshot`] for a
+    /// closure that returns a value).
     fn with_source(
         &self,
-        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-    ) -> Result<(), LocalError>;
+        f: &mut dyn FnMut(&dyn SyncSource<Error = Self::ReadError>),
+    ) -> Result<(), Self::ReadError>;
     /// Starts storing verified events that arrived. A write still in flight comes back as a
     /// handle; the link waits on it later, so verification and writing overlap.
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError>;
+    #[allow(clippy::type_complexity)]
+    fn store(
+        &mut self,
+        events: Vec<VerifiedEvent>,
+    ) -> Result<Option<PendingWrite<Self::WriteError>>, Self::WriteError>;
+}
+
+/// Calls `f` with a fresh read snapshot of `peer` and returns what `f` returns.
+///
+/// # Panics
+///
+/// If the peer's [`Peer::with_source`] returns `Ok` without calling `f` (a broken `Peer`).
+pub fn snapshot<P: Peer + ?Sized, T>(
+    peer: &P,
+    f: impl FnOnce(&dyn SyncSource<Error = P::ReadError>) -> T,
+) -> Result<T, P::ReadError> {
+    let mut f = Some(f);
+    let mut out = None;
+    peer.with_source(&mut |src| {
+        if let Some(f) = f.take() {
+            out = Some(f(src));
+        }
+    })?;
+    Ok(out.expect("Peer::with_source calls its closure when it succeeds"))
 }
 
 /// A write still in flight: calling it waits for the write and says how it ended.
-pub type PendingWrite = Box<dyn FnOnce() -> Result<(), PeerError> + Send>;
+pub type PendingWrite<E = PeerError> = Box<dyn FnOnce() -> Result<(), E> + Send>;
 
-/// Writes a link lets run ahead of the session before it waits for the oldest.
-const WRITES_AHEAD: usize = 8;
-
-/// A peer failed to store events.
+/// A peer failed to store events: its own error ([`Peer::WriteError`]), boxed so one link
+/// carries both peers' writes. The original error is the [`source`](StdError::source) and
+/// comes back typed through [`PeerError::downcast_ref`] (for the LMDB store: its
+/// `WriteError`).
 #[derive(Debug, thiserror::Error)]
-#[error("storing received events failed: {0}")]
-pub struct PeerError(pub String);
+#[error("storing received events failed: {source}")]
+pub struct PeerError {
+    /// The peer's error. Fix: see it; for the LMDB store, a full disk or a stopped writer.
+    source: Box<dyn StdError + Send + Sync + 'static>,
+}
+
+impl PeerError {
+    /// Wraps a peer's error (a `PeerError` is kept as it is, not wrapped twice).
+    pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> PeerError {
+        let boxed: Box<dyn StdError + Send + Sync + 'static> = Box::new(error);
+        match boxed.downcast::<PeerError>() {
+            Ok(peer) => *peer,
+            Err(source) => PeerError { source },
+        }
+    }
+
+    /// The peer's error, if it is an `E`.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
+    }
+
+    /// The peer's error, boxed.
+    pub fn into_inner(self) -> Box<dyn StdError + Send + Sync + 'static> {
+        self.source
+    }
+}
 
 /// Why a local sync ended early.
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +152,9 @@ pub struct LinkOptions {
 }
 
 /// Runs one session between `a` (initiator) and `b` until both sides are finished.
-pub fn run_local(
-    a: &mut dyn Peer,
-    b: &mut dyn Peer,
+pub fn run_local<A: Peer + ?Sized, B: Peer + ?Sized>(
+    a: &mut A,
+    b: &mut B,
     scope: Scope,
     cfg: SyncConfig,
     salt: u64,
@@ -119,7 +174,9 @@ pub fn run_local(
         },
     ];
     let started = Instant::now();
-    a.with_source(&mut |src| ends[0].session.start(src).map_err(LocalError::Initiator))?;
+    snapshot(a, |src| ends[0].session.start(src))
+        .map_err(ViewError::new)?
+        .map_err(LocalError::Initiator)?;
     ends[0].busy += started.elapsed();
     let mut link = Link {
         window: link.window_frames.max(1),
@@ -128,7 +185,7 @@ pub fn run_local(
         now_ms,
         verifier: link.verifier,
         frames: VecDeque::new(),
-        writes: VecDeque::new(),
+        writes: WriteWindow::new(),
     };
     let mut run = || -> Result<(), LocalError> {
         while !(ends[0].session.is_finished() && ends[1].session.is_finished()) {
@@ -144,7 +201,7 @@ pub fn run_local(
     let outcome = run();
     // Whatever ended the session, every write it started finishes before this returns: a
     // caller that resumes later sees all that was stored.
-    let flushed = link.wait_writes(0);
+    let flushed = link.writes.flush(|write| write());
     outcome?;
     flushed?;
     Ok(LinkReport {
@@ -180,30 +237,31 @@ struct Link {
     now_ms: u64,
     verifier: Option<Verifier>,
     frames: VecDeque<Vec<u8>>,
-    writes: VecDeque<PendingWrite>,
+    writes: WriteWindow<PendingWrite>,
 }
 
 impl Link {
     /// Moves up to a window of frames from `from` to `to`; true if any moved.
-    fn pump(
+    fn pump<F: Peer + ?Sized, T: Peer + ?Sized>(
         &mut self,
-        from_peer: &dyn Peer,
-        to_peer: &mut dyn Peer,
+        from_peer: &F,
+        to_peer: &mut T,
         from: &mut End,
         to: &mut End,
     ) -> Result<bool, LocalError> {
         let frames = &mut self.frames;
         let window = self.window;
         let started = Instant::now();
-        from_peer.with_source(&mut |src| {
+        snapshot(from_peer, |src| {
             while frames.len() < window {
                 match from.session.poll_frame(src).map_err(|e| from.fail(e))? {
                     Some(f) => frames.push_back(f),
                     None => break,
                 }
             }
-            Ok(())
-        })?;
+            Ok::<_, LocalError>(())
+        })
+        .map_err(ViewError::new)??;
         from.busy += started.elapsed();
         let moved = !self.frames.is_empty();
         while let Some(frame) = self.frames.pop_front() {
@@ -213,17 +271,12 @@ impl Link {
                 });
             }
             self.delivered += 1;
-            let mut unverified = None;
             let now_ms = self.now_ms;
             let started = Instant::now();
-            to_peer.with_source(&mut |src| {
-                unverified = to
-                    .session
-                    .handle_frame(src, &frame, now_ms)
-                    .map_err(|e| to.fail(e))?
-                    .unverified;
-                Ok(())
-            })?;
+            let unverified = snapshot(to_peer, |src| to.session.handle_frame(src, &frame, now_ms))
+                .map_err(ViewError::new)?
+                .map_err(|e| to.fail(e))?
+                .unverified;
             let events = match unverified {
                 Some(batch) => {
                     let (items, claim) = batch.into_parts();
@@ -239,9 +292,10 @@ impl Link {
             };
             to.busy += started.elapsed();
             if !events.is_empty() {
-                if let Some(write) = to_peer.store(events)? {
-                    self.writes.push_back(write);
-                    self.wait_writes(WRITES_AHEAD)?;
+                if let Some(write) = to_peer.store(events).map_err(PeerError::new)? {
+                    self.writes
+                        .push(Box::new(move || write().map_err(PeerError::new)));
+                    self.writes.wait_over_bound(|write| write())?;
                 }
             }
         }
@@ -249,30 +303,22 @@ impl Link {
     }
 }
 
-impl Link {
-    /// Waits for the oldest writes until at most `left` are in flight; the first failure wins.
-    fn wait_writes(&mut self, left: usize) -> Result<(), LocalError> {
-        let mut first_error = None;
-        while self.writes.len() > left {
-            if let Some(write) = self.writes.pop_front() {
-                if let Err(e) = write() {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), |e| Err(e.into()))
-    }
-}
-
 impl Peer for MemStore {
+    type ReadError = Infallible;
+    type WriteError = Infallible;
+
     fn with_source(
         &self,
-        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-    ) -> Result<(), LocalError> {
-        f(self)
+        f: &mut dyn FnMut(&dyn SyncSource<Error = Infallible>),
+    ) -> Result<(), Infallible> {
+        f(self);
+        Ok(())
     }
 
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
+    fn store(
+        &mut self,
+        events: Vec<VerifiedEvent>,
+    ) -> Result<Option<PendingWrite<Infallible>>, Infallible> {
         for e in &events {
             self.insert(e);
         }

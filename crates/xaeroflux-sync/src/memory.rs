@@ -3,10 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use xaeroflux_event::SetKey;
 use xaeroflux_event::{EventId, VerifiedEvent};
-use xaeroflux_store::SetKey;
 
-use crate::view::{set_view_via_mem_set, MemSet, SyncSource, ViewError};
+use std::convert::Infallible;
+
+use crate::view::{set_view_via_mem_set, MemSet, SyncSource};
 
 /// Events held in memory, keyed for reconciliation.
 #[derive(Clone, Debug, Default)]
@@ -77,10 +79,12 @@ fn key_of(e: &VerifiedEvent) -> SetKey {
     }
 }
 
-set_view_via_mem_set!(MemStore, set, |this, id| Ok(this.dropped.contains(id)));
+set_view_via_mem_set!(MemStore, set, Infallible, |this, id| Ok(this
+    .dropped
+    .contains(id)));
 
 impl SyncSource for MemStore {
-    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
+    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, Infallible> {
         match self.bodies.get(id) {
             Some(b) => {
                 f(b);

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 
 use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, SetBoundary, SetKey};
+use xaeroflux_event::{Accum, SetBoundary, SetKey};
 
 use crate::error::SyncError;
 use crate::riblt::{self, DecodeState, Decoder, Symbol};
-use crate::view::SetView;
+use crate::view::DynView;
 use crate::wire::{min_bound, Hello, Mode, MoreSymbols, PoolSymbols, Recon, FP_BYTES};
 use crate::SyncConfig;
 
@@ -90,7 +90,7 @@ struct Prefixes {
 }
 
 impl Prefixes {
-    fn at(&mut self, view: &dyn SetView, key: &SetKey) -> Result<Accum, SyncError> {
+    fn at(&mut self, view: &dyn DynView, key: &SetKey) -> Result<Accum, SyncError> {
         if let Some((k, acc)) = self.last {
             if k == *key {
                 return Ok(acc);
@@ -273,7 +273,7 @@ impl Reconciler {
     }
 
     /// The initiator's opening: one fingerprint over the whole scope.
-    pub(crate) fn open(&mut self, view: &dyn SetView, hello: Hello) -> Result<Recon, SyncError> {
+    pub(crate) fn open(&mut self, view: &dyn DynView, hello: Hello) -> Result<Recon, SyncError> {
         let acc = view.accumulate(&self.lower, &self.upper)?;
         self.turns += 1;
         Ok(Recon {
@@ -288,7 +288,7 @@ impl Reconciler {
     /// reconciled).
     pub(crate) fn answer(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         msg: Recon,
         budget: usize,
     ) -> Result<Option<Recon>, SyncError> {
@@ -328,7 +328,7 @@ impl Reconciler {
     /// The peer's findings: what it needs from this side, what it will send.
     fn take_lists(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         need: Vec<EventId>,
         give: Vec<EventId>,
     ) -> Result<(), SyncError> {
@@ -346,7 +346,7 @@ impl Reconciler {
 
     fn walk_ranges(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         ranges: &[(SetKey, Mode)],
         blocks: &[PoolSymbols],
         reply: &mut Reply,
@@ -428,7 +428,7 @@ impl Reconciler {
 
     fn answer_ids(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         lo: SetKey,
         hi: SetKey,
         theirs: &[EventId],
@@ -482,7 +482,7 @@ impl Reconciler {
     /// purpose), `mine_only` offered; both go into the reply.
     fn settle(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         theirs_only: &[EventId],
         mine_only: Vec<EventId>,
         reply: &mut Reply,
@@ -502,7 +502,7 @@ impl Reconciler {
     /// Symbols `[from, to)` of this side's items in `ranges`.
     fn encode(
         &self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         ranges: &[KeyRange],
         from: u64,
         to: u64,
@@ -526,7 +526,7 @@ impl Reconciler {
 
     fn serve_more(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         m: &MoreSymbols,
         reply: &mut Reply,
     ) -> Result<(), SyncError> {
@@ -565,7 +565,7 @@ impl Reconciler {
 
     fn decode_pool(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         block: PoolSymbols,
         reply: &mut Reply,
     ) -> Result<(), SyncError> {
@@ -622,7 +622,7 @@ impl Reconciler {
     /// Decides what to do with this turn's mismatching ranges.
     fn plan(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         mismatches: Vec<Mismatch>,
         trials: &[Trial],
         reply: &mut Reply,
@@ -718,7 +718,7 @@ impl Reconciler {
     /// and sends a fingerprint for each.
     fn split(
         &mut self,
-        view: &dyn SetView,
+        view: &dyn DynView,
         m: &Mismatch,
         d_r: f64,
         how: Split,

@@ -1,14 +1,15 @@
 //! What part of the set a session reconciles: a time window, optionally narrowed to authors
-//! and topics.
+//! and topics. The store's query filter embeds the same type, so which events a window,
+//! authors and topics take in is decided by [`Scope::contains`] alone.
 
-use xaeroflux_event::{EventRef, PublicKey, Topic};
-use xaeroflux_store::SetKey;
+use xaeroflux_event::{EventRef, PublicKey, SetKey, Topic};
 
 use crate::error::WireError;
 use crate::wire::{put_varint, Reader};
 
-/// The part of the set a session covers. Time bounds use the persistent index directly;
-/// authors and topics narrow the set to a view gathered from the store's secondary indexes.
+/// The part of the set a session covers, and the window, authors and topics of a store query.
+/// In a session, time bounds use the persistent index directly; authors and topics narrow the
+/// set to a view gathered from the store's secondary indexes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
     /// Only events with `created_at >= since` (ms).

@@ -9,14 +9,14 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
+use xaeroflux_event::SetKey;
 use xaeroflux_event::{
     EventId, EventRef, Limits, Verdict, Verified, VerifiedEvent, BODY_BYTES_MIN, PAYLOAD_BYTES_MAX,
 };
-use xaeroflux_store::SetKey;
 
 use crate::error::SyncError;
 use crate::recon::{Found, KeyRange, Reconciler};
-use crate::view::SyncSource;
+use crate::view::{DynSource, Erased, SyncSource};
 use crate::wire::{self, Assembler, DecodeLimits, Hello, Message, Recon};
 use crate::{Scope, SyncConfig};
 
@@ -272,7 +272,11 @@ impl Session {
     }
 
     /// Initiator: queues the first message. `view` must cover the session's scope.
-    pub fn start(&mut self, view: &dyn SyncSource) -> Result<(), SyncError> {
+    pub fn start<V: SyncSource + ?Sized>(&mut self, view: &V) -> Result<(), SyncError> {
+        self.start_dyn(&Erased(view))
+    }
+
+    fn start_dyn(&mut self, view: &dyn DynSource) -> Result<(), SyncError> {
         let (Some(recon), Some(scope)) = (self.recon.as_mut(), self.scope.as_ref()) else {
             return Err(SyncError::Protocol("only an initiator starts a session"));
         };
@@ -285,9 +289,18 @@ impl Session {
     }
 
     /// Takes one frame from the peer. `now_ms` bounds the timestamps of received events.
-    pub fn handle_frame(
+    pub fn handle_frame<V: SyncSource + ?Sized>(
         &mut self,
-        view: &dyn SyncSource,
+        view: &V,
+        frame: &[u8],
+        now_ms: u64,
+    ) -> Result<Received, SyncError> {
+        self.handle_frame_dyn(&Erased(view), frame, now_ms)
+    }
+
+    fn handle_frame_dyn(
+        &mut self,
+        view: &dyn DynSource,
         frame: &[u8],
         now_ms: u64,
     ) -> Result<Received, SyncError> {
@@ -323,7 +336,14 @@ impl Session {
     }
 
     /// The next frame to send, if any: reconciliation first, then events, then `Done`.
-    pub fn poll_frame(&mut self, view: &dyn SyncSource) -> Result<Option<Vec<u8>>, SyncError> {
+    pub fn poll_frame<V: SyncSource + ?Sized>(
+        &mut self,
+        view: &V,
+    ) -> Result<Option<Vec<u8>>, SyncError> {
+        self.poll_frame_dyn(&Erased(view))
+    }
+
+    fn poll_frame_dyn(&mut self, view: &dyn DynSource) -> Result<Option<Vec<u8>>, SyncError> {
         if let Some(f) = self.outbox.pop_front() {
             return Ok(Some(self.count_out(f)));
         }
@@ -431,7 +451,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_recon(&mut self, view: &dyn SyncSource, r: Recon) -> Result<(), SyncError> {
+    fn on_recon(&mut self, view: &dyn DynSource, r: Recon) -> Result<(), SyncError> {
         if let Some(hello) = &r.hello {
             if self.role == Role::Initiator || self.recon.is_some() {
                 return Err(SyncError::Protocol("unexpected hello"));
@@ -489,7 +509,7 @@ impl Session {
     }
 
     /// Up to one message's worth of events owed to the peer.
-    fn next_events(&mut self, view: &dyn SyncSource) -> Result<Vec<Vec<u8>>, SyncError> {
+    fn next_events(&mut self, view: &dyn DynSource) -> Result<Vec<Vec<u8>>, SyncError> {
         let budget = self.cfg.events_message_bytes;
         let mut batch = Batch::default();
         while batch.bytes < budget {

@@ -3,7 +3,7 @@
 //! before anything is allocated.
 
 use xaeroflux_event::EventId;
-use xaeroflux_store::SetKey;
+use xaeroflux_event::SetKey;
 
 use crate::error::WireError;
 use crate::riblt::Symbol;

@@ -2,28 +2,28 @@
 //! each side produces in one turn and over the session is measured on key-only peers (the
 //! reconciliation does not read bodies).
 
+use std::convert::Infallible;
 use std::ops::ControlFlow;
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_event::{Accum, EventId, SetKey};
 use xaeroflux_sync::{
-    run_local, LinkOptions, LocalError, MemSet, Peer, PeerError, PendingWrite, Scope, SetView,
-    SyncConfig, SyncSource, ViewError,
+    run_local, LinkOptions, MemSet, Peer, PendingWrite, Scope, SetView, SyncConfig, SyncSource,
 };
 
 /// A set of keys without bodies: enough to reconcile, nothing to transfer.
 struct Keys(MemSet);
 
 impl SetView for Keys {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
+    type Error = Infallible;
+    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, Infallible> {
         self.0.accumulate(lo, hi)
     }
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
+    fn rank(&self, key: &SetKey) -> Result<u64, Infallible> {
         self.0.rank(key)
     }
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
+    fn nth(&self, rank: u64) -> Result<Option<SetKey>, Infallible> {
         self.0.nth(rank)
     }
     fn for_each_in(
@@ -31,28 +31,31 @@ impl SetView for Keys {
         lo: &SetKey,
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
+    ) -> Result<(), Infallible> {
         self.0.for_each_in(lo, hi, f)
     }
 }
 
 impl SyncSource for Keys {
-    fn with_body(&self, _id: &EventId, _f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
+    fn with_body(&self, _id: &EventId, _f: &mut dyn FnMut(&[u8])) -> Result<bool, Infallible> {
         Ok(false)
     }
 }
 
 impl Peer for Keys {
+    type ReadError = Infallible;
+    type WriteError = Infallible;
     fn with_source(
         &self,
-        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-    ) -> Result<(), LocalError> {
-        f(self)
+        f: &mut dyn FnMut(&dyn SyncSource<Error = Infallible>),
+    ) -> Result<(), Infallible> {
+        f(self);
+        Ok(())
     }
     fn store(
         &mut self,
         _events: Vec<xaeroflux_event::VerifiedEvent>,
-    ) -> Result<Option<PendingWrite>, PeerError> {
+    ) -> Result<Option<PendingWrite<Infallible>>, Infallible> {
         Ok(None)
     }
 }

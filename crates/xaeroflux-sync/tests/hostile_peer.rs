@@ -4,14 +4,14 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::ops::ControlFlow;
 
 use common::{keys, mask, pool, split, NOW_MS};
-use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_event::{Accum, EventId, SetKey};
 use xaeroflux_sync::{
-    run_local, LinkOptions, LocalError, MemStore, Peer, PeerError, Scope, Session, SetView,
-    SyncConfig, SyncError, SyncSource, ViewError, WireError,
+    run_local, LinkOptions, LocalError, MemStore, Peer, Scope, Session, SetView, SyncConfig,
+    SyncError, SyncSource, WireError,
 };
 
 fn responder_error(frames: &[Vec<u8>]) -> SyncError {
@@ -162,7 +162,8 @@ impl Hostile {
 }
 
 impl SetView for Hostile {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
+    type Error = Infallible;
+    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, Infallible> {
         let mut acc = self.inner.accumulate(lo, hi)?;
         if self.lie.is_some() {
             acc.sum[0] ^= self.noise();
@@ -170,10 +171,10 @@ impl SetView for Hostile {
         }
         Ok(acc)
     }
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
+    fn rank(&self, key: &SetKey) -> Result<u64, Infallible> {
         self.inner.rank(key)
     }
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
+    fn nth(&self, rank: u64) -> Result<Option<SetKey>, Infallible> {
         self.inner.nth(rank)
     }
     fn for_each_in(
@@ -181,14 +182,14 @@ impl SetView for Hostile {
         lo: &SetKey,
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
+    ) -> Result<(), Infallible> {
         let lo = if self.leak_below { &SetKey::MIN } else { lo };
         self.inner.for_each_in(lo, hi, f)
     }
 }
 
 impl SyncSource for Hostile {
-    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
+    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, Infallible> {
         let forged = self.forge == Some(*id);
         self.inner.with_body(id, &mut |body| {
             let mut b = body.to_vec();
@@ -202,16 +203,19 @@ impl SyncSource for Hostile {
 }
 
 impl Peer for Hostile {
+    type ReadError = Infallible;
+    type WriteError = Infallible;
     fn with_source(
         &self,
-        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-    ) -> Result<(), LocalError> {
-        f(self)
+        f: &mut dyn FnMut(&dyn SyncSource<Error = Infallible>),
+    ) -> Result<(), Infallible> {
+        f(self);
+        Ok(())
     }
     fn store(
         &mut self,
         events: Vec<xaeroflux_event::VerifiedEvent>,
-    ) -> Result<Option<xaeroflux_sync::PendingWrite>, PeerError> {
+    ) -> Result<Option<xaeroflux_sync::PendingWrite<Infallible>>, Infallible> {
         Peer::store(&mut self.inner, events)
     }
 }

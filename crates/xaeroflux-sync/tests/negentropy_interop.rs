@@ -15,7 +15,7 @@ use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use xaeroflux_event::EventId;
-use xaeroflux_store::SetKey;
+use xaeroflux_event::SetKey;
 use xaeroflux_sync::{
     MemSet, NegentropyError, NegentropyResponder, NegentropySession, SetView, NEGENTROPY_VERSION,
 };

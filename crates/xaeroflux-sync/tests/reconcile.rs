@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use common::{key, keys, pool, split, NOW_MS, POOL};
 use proptest::prelude::*;
-use xaeroflux_store::SetKey;
+use xaeroflux_event::SetKey;
 use xaeroflux_sync::{run_local, LinkOptions, Scope, SetView, SyncConfig};
 
 #[test]

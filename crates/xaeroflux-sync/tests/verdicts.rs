@@ -5,15 +5,17 @@
 mod common;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::ops::ControlFlow;
 
 use common::{keys, mask, split, NOW_MS};
 use ed25519_dalek::Signer;
-use xaeroflux_event::{event_id, Draft, EventId, Header, Identity, Kind, Topic, VerifiedEvent};
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_event::{
+    event_id, Accum, Draft, EventId, Header, Identity, Kind, SetKey, Topic, VerifiedEvent,
+};
 use xaeroflux_sync::{
-    run_local, LinkOptions, LocalError, MemSet, MemStore, Peer, PeerError, PendingWrite, Scope,
-    SetView, SyncConfig, SyncSource, ViewError,
+    run_local, LinkOptions, MemSet, MemStore, Peer, PendingWrite, Scope, SetView, SyncConfig,
+    SyncSource,
 };
 
 fn author() -> Identity {
@@ -69,13 +71,14 @@ impl NewerPeer {
 }
 
 impl SetView for NewerPeer {
-    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, ViewError> {
+    type Error = Infallible;
+    fn accumulate(&self, lo: &SetKey, hi: &SetKey) -> Result<Accum, Infallible> {
         self.set.accumulate(lo, hi)
     }
-    fn rank(&self, key: &SetKey) -> Result<u64, ViewError> {
+    fn rank(&self, key: &SetKey) -> Result<u64, Infallible> {
         self.set.rank(key)
     }
-    fn nth(&self, rank: u64) -> Result<Option<SetKey>, ViewError> {
+    fn nth(&self, rank: u64) -> Result<Option<SetKey>, Infallible> {
         self.set.nth(rank)
     }
     fn for_each_in(
@@ -83,25 +86,31 @@ impl SetView for NewerPeer {
         lo: &SetKey,
         hi: &SetKey,
         f: &mut dyn FnMut(&SetKey) -> ControlFlow<()>,
-    ) -> Result<(), ViewError> {
+    ) -> Result<(), Infallible> {
         self.set.for_each_in(lo, hi, f)
     }
 }
 
 impl SyncSource for NewerPeer {
-    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, ViewError> {
+    fn with_body(&self, id: &EventId, f: &mut dyn FnMut(&[u8])) -> Result<bool, Infallible> {
         Ok(self.bodies.get(id).map(|b| f(b)).is_some())
     }
 }
 
 impl Peer for NewerPeer {
+    type ReadError = Infallible;
+    type WriteError = Infallible;
     fn with_source(
         &self,
-        f: &mut dyn FnMut(&dyn SyncSource) -> Result<(), LocalError>,
-    ) -> Result<(), LocalError> {
-        f(self)
+        f: &mut dyn FnMut(&dyn SyncSource<Error = Infallible>),
+    ) -> Result<(), Infallible> {
+        f(self);
+        Ok(())
     }
-    fn store(&mut self, events: Vec<VerifiedEvent>) -> Result<Option<PendingWrite>, PeerError> {
+    fn store(
+        &mut self,
+        events: Vec<VerifiedEvent>,
+    ) -> Result<Option<PendingWrite<Infallible>>, Infallible> {
         for e in events {
             self.set.insert(common::key(&e));
             self.bodies.insert(*e.id(), e.body().to_vec());

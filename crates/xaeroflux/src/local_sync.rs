@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use xaeroflux_store::{Accum, ReadError, SetRoot, Store, WriteError};
+use xaeroflux_store::{Accum, QueryError, ReadError, ScopedStore, SetRoot, Store, WriteError};
 use xaeroflux_sync::{
-    run_local, LinkOptions, LinkReport, LocalError, Peer, Scope, ScopedStore, SyncConfig,
-    SyncSource, ViewError,
+    run_local, snapshot, LinkOptions, LinkReport, LocalError, Peer, Scope, SyncConfig,
 };
 
 use crate::node::{now_ms, Node};
@@ -55,7 +54,7 @@ pub enum LocalSyncError {
     Salt(String),
     /// Gathering a narrowed scope's keys failed.
     #[error("gathering the scope's keys: {0}")]
-    Gather(ViewError),
+    Gather(QueryError),
     /// The session failed.
     #[error(transparent)]
     Session(#[from] LocalError),
@@ -91,7 +90,7 @@ impl Node {
         let mut theirs = other.clone();
         let salt = getrandom::u64().map_err(|e| LocalSyncError::Salt(e.to_string()))?;
         let started = Instant::now();
-        let session = |a: &mut dyn Peer, b: &mut dyn Peer| {
+        let session = |a: &mut StorePeer<'_>, b: &mut StorePeer<'_>| {
             let link = LinkOptions {
                 window_frames: LOCAL_WINDOW_FRAMES,
                 cut_after_frames: None,
@@ -124,22 +123,21 @@ impl Node {
     }
 }
 
+/// A store, whole or seen through a narrowed scope, as a sync peer.
+type StorePeer<'s> = dyn Peer<ReadError = ReadError, WriteError = WriteError> + 's;
+
 /// The whole set's root, and the summary of the scope's part of it (the root's own summary
 /// when the scope is everything).
 fn roots(store: &Store, scope: &Scope) -> Result<(SetRoot, Accum), LocalSyncError> {
     let root = store.read()?.set_root()?;
-    let mut scoped = Accum::ZERO;
-    let mut sum = |src: &dyn SyncSource| {
-        scoped = src.accumulate(&scope.lower(), &scope.upper())?;
-        Ok(())
+    let sum = |peer: &StorePeer<'_>| {
+        snapshot(peer, |src| src.accumulate(&scope.lower(), &scope.upper()))?
     };
-    if scope.is_window() {
-        store.with_source(&mut sum)?;
+    let scoped = if scope.is_window() {
+        sum(store)?
     } else {
-        ScopedStore::new(store, scope)
-            .map_err(LocalSyncError::Gather)?
-            .with_source(&mut sum)?;
-    }
+        sum(&ScopedStore::new(store, scope).map_err(LocalSyncError::Gather)?)?
+    };
     if *scope == Scope::all() && scoped != root.accum {
         return Err(LocalSyncError::Inconsistent(
             store.path().display().to_string(),

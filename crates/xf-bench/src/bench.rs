@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use xaeroflux::{Durability, Filter, Node, PublicKey, Store};
+use xaeroflux::{Durability, Filter, Node, PublicKey, Scope, Store};
 use xaeroflux_bench::{
     allocations, counting, generate, identity_for, median_ns, percentile, GenParams, PlainHeed,
     Sqlite,
@@ -598,8 +598,11 @@ fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
     let mut ours_feed = Vec::new();
     for set in &sets {
         let filter = Filter {
-            authors: set.clone(),
             limit: Some(FEED_LIMIT),
+            scope: Scope {
+                authors: set.clone(),
+                ..Scope::all()
+            },
             ..Filter::default()
         };
         let t = Instant::now();
@@ -614,8 +617,11 @@ fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
     let check_set: Vec<[u8; 32]> = sets[0].iter().map(|p| p.0).collect();
     let ours_ids: Vec<[u8; 32]> = txn
         .query(&Filter {
-            authors: sets[0].clone(),
             limit: Some(FEED_LIMIT),
+            scope: Scope {
+                authors: sets[0].clone(),
+                ..Scope::all()
+            },
             ..Filter::default()
         })?
         .iter()

@@ -149,7 +149,10 @@ pub fn run(args: &Args) -> Result<()> {
 
     println!("\n== topic #rust ==");
     let topical = read.query(&xaeroflux::Filter {
-        topics: vec![rust],
+        scope: xaeroflux::Scope {
+            topics: vec![rust],
+            ..xaeroflux::Scope::all()
+        },
         ..Default::default()
     })?;
     for ev in &topical {

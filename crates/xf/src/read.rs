@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use xaeroflux::{EventId, Filter, IdPrefix, PublicKey};
+use xaeroflux::{EventId, Filter, IdPrefix, PublicKey, Scope};
 
 use crate::cli::{open_node_for_reading as open_node, Args, QueryArgs};
 use crate::output::{event_json, event_line, hex, print_events, set_root_json};
@@ -37,13 +37,15 @@ pub fn query(args: &Args, q: &QueryArgs) -> Result<()> {
     };
     let filter = Filter {
         ids: resolve(&q.ids)?,
-        authors: q.authors.clone(),
         kinds: q.kinds.clone(),
-        topics: q.topics.clone(),
         references: resolve(&q.references)?,
-        since: q.since,
-        until: q.until,
         limit: Some(q.limit),
+        scope: Scope {
+            authors: q.authors.clone(),
+            topics: q.topics.clone(),
+            since: q.since,
+            until: q.until,
+        },
     };
     let read = node.store().read()?;
     print_events(args.json, &read.query(&filter)?);

@@ -5,7 +5,7 @@
 //! level, format and count before any entry is touched, so damaged bytes give a [`PageError`]
 //! and never an out-of-bounds index. Pages being edited live in a [`PageBuf`].
 
-use crate::set::{Accum, SET_KEY_BYTES, SUM_BYTES};
+use xaeroflux_event::{Accum, SET_KEY_BYTES, SUM_BYTES};
 
 /// Bytes in every page value.
 pub(crate) const PAGE_BYTES: usize = 16 * 1024;

@@ -8,8 +8,8 @@ use heed::RoTxn;
 
 use super::page::{Key, PageError, PageRef};
 use super::{page_key, read_meta, MerkleError, TreeMeta};
-use crate::set::Accum;
 use crate::tables::{Table, Tables};
+use xaeroflux_event::Accum;
 
 /// A key found by rank, with what lies below it.
 pub(crate) struct Boundary {

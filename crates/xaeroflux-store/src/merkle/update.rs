@@ -13,8 +13,8 @@ use xaeroflux_event::EventRef;
 
 use super::page::{branch_entry, geometry, id_of, Key, PageBuf, PageError, PageRef};
 use super::{page_key, read_meta, MerkleError, TreeMeta, HEIGHT_MAX, META_MERKLE};
-use crate::set::SetKey;
 use crate::tables::{Table, Tables};
+use xaeroflux_event::SetKey;
 
 /// One branch on the way from the root to a leaf.
 #[derive(Clone, Copy, Debug)]
@@ -593,7 +593,7 @@ mod tests {
     use super::super::page::LEAF_CAPACITY;
     use super::*;
     use crate::merkle::Tree;
-    use crate::set::Accum;
+    use xaeroflux_event::Accum;
 
     pub(crate) fn key(t: u64, salt: u32) -> Key {
         let mut id = [0u8; 32];

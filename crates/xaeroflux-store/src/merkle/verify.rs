@@ -9,8 +9,8 @@ use super::page::{Key, PageRef, PAGE_BYTES};
 use super::update::hex_key;
 use super::{page_key, read_meta, MerkleError};
 use crate::error::ReadError;
-use crate::set::Accum;
 use crate::tables::Tables;
+use xaeroflux_event::Accum;
 
 /// Missing or extra keys described one by one before only counting them.
 const KEY_PROBLEMS_SHOWN: u64 = 10;

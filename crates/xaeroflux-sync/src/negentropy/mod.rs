@@ -20,9 +20,9 @@ mod wire;
 use std::ops::ControlFlow;
 
 use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_event::{Accum, SetKey};
 
-use crate::view::{SetView, ViewError};
+use crate::view::{DynView, Erased, SetView, ViewError};
 use wire::{fingerprint, Bound, Mode, Reader, Writer, ID_BYTES, VERSION, VERSIONS_RESERVED};
 
 /// The protocol version byte we speak (negentropy V1).
@@ -164,6 +164,7 @@ impl NegentropySession {
         view: &V,
         frame_bytes_max: u64,
     ) -> Result<(NegentropySession, Vec<u8>), NegentropyError> {
+        let view: &dyn DynView = &Erased(view);
         let frame = FrameLimit::new(frame_bytes_max)?;
         let mut w = Writer::new();
         let everything = view.accumulate(&SetKey::MIN, &Bound::INFINITY.key)?;
@@ -189,6 +190,7 @@ impl NegentropySession {
         view: &V,
         msg: &[u8],
     ) -> Result<Option<Vec<u8>>, NegentropyError> {
+        let view: &dyn DynView = &Erased(view);
         let (mut have, mut need) = (Vec::new(), Vec::new());
         let out = reply(
             view,
@@ -248,7 +250,7 @@ impl NegentropyResponder {
         view: &V,
         msg: &[u8],
     ) -> Result<Vec<u8>, NegentropyError> {
-        reply(view, msg, self.frame, Role::Responder)
+        reply(&Erased(view), msg, self.frame, Role::Responder)
     }
 }
 
@@ -291,8 +293,8 @@ fn check_version(msg: &[u8], role: &Role<'_>) -> Result<Option<Vec<u8>>, Negentr
 
 /// Answers one message: walks the peer's ranges in order, skipping those whose fingerprints
 /// match ours, splitting those that differ and settling id lists.
-fn reply<V: SetView + ?Sized>(
-    view: &V,
+fn reply(
+    view: &dyn DynView,
     msg: &[u8],
     frame: FrameLimit,
     mut role: Role<'_>,
@@ -405,8 +407,8 @@ fn read_id_list<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], NegentropyError> {
 
 /// Sends the fingerprints of `[lo, hi)` split into 16 buckets of near-equal counts, or the ids
 /// themselves when there are fewer than 32. `acc` summarises the range.
-fn split<V: SetView + ?Sized>(
-    view: &V,
+fn split(
+    view: &dyn DynView,
     w: &mut Writer,
     lo: &SetKey,
     hi: &Bound,
@@ -461,14 +463,14 @@ fn split<V: SetView + ?Sized>(
     Ok(())
 }
 
-fn nth<V: SetView + ?Sized>(view: &V, rank: u64) -> Result<SetKey, NegentropyError> {
+fn nth(view: &dyn DynView, rank: u64) -> Result<SetKey, NegentropyError> {
     view.nth(rank)?.ok_or(NegentropyError::InconsistentView)
 }
 
 /// The initiator's side of an id list: our ids in `[lo, hi)` missing from `theirs` are ours
 /// to offer, theirs missing from ours are ours to fetch.
-fn settle_ids<V: SetView + ?Sized>(
-    view: &V,
+fn settle_ids(
+    view: &dyn DynView,
     lo: &SetKey,
     hi: &SetKey,
     theirs: &[u8],
@@ -503,8 +505,8 @@ fn settle_ids<V: SetView + ?Sized>(
 
 /// The responder's side of an id list: every id we hold in `[lo, hi)`, cut where the frame
 /// fills. Returns the key the list covers up to (`hi`, or the first id left out).
-fn send_ids<V: SetView + ?Sized>(
-    view: &V,
+fn send_ids(
+    view: &dyn DynView,
     w: &mut Writer,
     lo: &SetKey,
     hi: &Bound,

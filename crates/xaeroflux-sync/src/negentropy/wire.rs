@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use xaeroflux_event::EventId;
-use xaeroflux_store::{Accum, SetKey};
+use xaeroflux_event::{Accum, SetKey};
 
 use super::NegentropyError;
 

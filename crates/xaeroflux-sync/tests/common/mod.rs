@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+use xaeroflux_event::SetKey;
 use xaeroflux_event::{verify_batch, Draft, Identity, Topic, VerifiedEvent};
-use xaeroflux_store::SetKey;
 use xaeroflux_sync::{
     run_local, LinkOptions, LinkReport, LocalError, MemStore, Peer, Scope, Session, SyncConfig,
     SyncError, SyncSource,
@@ -36,9 +36,9 @@ pub fn pool() -> &'static [VerifiedEvent] {
 }
 
 /// One frame into `session`; the events it carried, verified on this thread and settled.
-pub fn receive(
+pub fn receive<V: SyncSource + ?Sized>(
     session: &mut Session,
-    view: &dyn SyncSource,
+    view: &V,
     frame: &[u8],
 ) -> Result<Vec<VerifiedEvent>, SyncError> {
     match session.handle_frame(view, frame, NOW_MS)?.unverified {
@@ -96,9 +96,9 @@ pub fn mask(seed: u64, shared: u64) -> Vec<u8> {
 }
 
 /// One session over the whole set, default link.
-pub fn sync_all(
-    a: &mut dyn Peer,
-    b: &mut dyn Peer,
+pub fn sync_all<A: Peer + ?Sized, B: Peer + ?Sized>(
+    a: &mut A,
+    b: &mut B,
     cfg: SyncConfig,
     salt: u64,
 ) -> Result<LinkReport, LocalError> {

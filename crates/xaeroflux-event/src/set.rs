@@ -7,7 +7,7 @@
 //! whatever order the events arrived in. `docs/format.md` states what this does and does not
 //! protect against.
 
-use xaeroflux_event::EventId;
+use crate::keys::EventId;
 
 /// Where an event sits in the canonical order: creation time (ms), then id.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
@@ -152,6 +152,18 @@ impl Accum {
             borrow = b1 | b2;
         }
     }
+}
+
+/// A key found by rank, with the key before it and the summary of every key below it: what
+/// one descent of a set index answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetBoundary {
+    /// The key just before `at`; `None` for the first key.
+    pub before: Option<SetKey>,
+    /// The key at the rank asked for.
+    pub at: SetKey,
+    /// Sum and count of every key below `at`.
+    pub below: Accum,
 }
 
 fn limbs(bytes: &[u8; 32]) -> [u64; 4] {
