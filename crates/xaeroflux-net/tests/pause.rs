@@ -80,6 +80,13 @@ fn a_paused_network_wakes_for_nothing_and_catches_up_after_resuming() {
         before.iter().zip(&after).all(|(x, y)| y.1 > x.1),
         "running threads wake: {before:?} then {after:?}"
     );
+    let woke = |b: &[(String, u64)], a: &[(String, u64)]| -> Vec<u64> {
+        b.iter().zip(a).map(|(x, y)| y.1 - x.1).collect()
+    };
+    eprintln!(
+        "running: {:?} context switches per network thread in 1 s",
+        woke(&before, &after)
+    );
 
     a.pause().unwrap();
     b.pause().unwrap();
@@ -91,6 +98,10 @@ fn a_paused_network_wakes_for_nothing_and_catches_up_after_resuming() {
     let before = switches("xf-net");
     std::thread::sleep(Duration::from_secs(3));
     let after = switches("xf-net");
+    eprintln!(
+        "paused: {:?} context switches per network thread in 3 s",
+        woke(&before, &after)
+    );
     assert_eq!(before, after, "paused network threads woke up");
     // Nothing listens on a's port while it is paused.
     assert!(
