@@ -1,19 +1,44 @@
-//! The identity file: the author's 32-byte ed25519 seed, readable by its owner only.
+//! The key files of a data directory, each a 32-byte ed25519 seed readable by its owner only:
+//! the author's identity, which signs events, and the node's network key, which names it to
+//! peers. The two are unrelated, so the network never tells who the author is.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use xaeroflux_event::Identity;
+use xaeroflux_event::{Identity, IdentityError};
+use zeroize::Zeroizing;
 
 /// File name of the identity inside a data directory.
 pub const IDENTITY_FILE: &str = "identity.key";
+
+/// File name of the network key inside a data directory: the node's libp2p identity, apart
+/// from the author's.
+pub const NETWORK_KEY_FILE: &str = "network.key";
+
+/// Where a node's network identity (its libp2p peer id, what mDNS announces and peers see)
+/// comes from. Never from the author's key: a peer id that is the author key would tell
+/// everyone on the LAN, and every peer, who the user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetworkIdentity {
+    /// The data directory's `network.key`, created on first use: peers recognise the node
+    /// across restarts (their peer tables and bootstrap addresses keep working).
+    #[default]
+    Stored,
+    /// A new key for this start only, never stored: the node cannot be linked across starts
+    /// by its peer id (its addresses and its events may still link it).
+    Fresh,
+    /// A new key that replaces the stored one from now on (peers that knew the old id see a
+    /// new node).
+    Rotate,
+}
 
 /// Why the identity file could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityFileError {
-    /// The file is not 32 bytes. Fix: restore it from a backup; it cannot be repaired.
-    #[error("{path} is not an identity file ({got} bytes, 32 expected)")]
+    /// The file is not 32 bytes. Fix: restore it from a backup; it cannot be repaired (a
+    /// network key may be deleted instead: the node makes a new one, and peers see a new id).
+    #[error("{path} is not a key file ({got} bytes, 32 expected)")]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -31,7 +56,7 @@ pub enum IdentityFileError {
         mode: u32,
     },
     /// Reading or writing failed.
-    #[error("identity file {path}: {source}")]
+    #[error("key file {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -46,27 +71,62 @@ pub enum IdentityFileError {
 /// Loads the identity at `path`, or creates one there (mode 0600) if there is none.
 /// Returns the identity and whether it was created.
 pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), IdentityFileError> {
+    let (seed, created) = load_or_create_seed(path)?;
+    Ok((Identity::from_seed(&seed), created))
+}
+
+/// The seed of the node's network key in `dir`, as `which` asks: the stored one (created on
+/// first use), a fresh one for this start, or a new one that replaces the stored one.
+pub fn network_seed(
+    dir: &Path,
+    which: NetworkIdentity,
+) -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
+    let path = dir.join(NETWORK_KEY_FILE);
+    match which {
+        NetworkIdentity::Stored => Ok(load_or_create_seed(&path)?.0),
+        NetworkIdentity::Fresh => random_seed(),
+        NetworkIdentity::Rotate => {
+            let seed = random_seed()?;
+            write_atomically(&path, &seed).map_err(|source| IdentityFileError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(seed)
+        }
+    }
+}
+
+fn random_seed() -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(seed.as_mut_slice()).map_err(|e| IdentityError::Entropy(e.to_string()))?;
+    Ok(seed)
+}
+
+/// Loads the seed at `path` (refusing a file others may read), or creates a random one there;
+/// says whether it was created. The bytes read are zeroized once copied.
+fn load_or_create_seed(path: &Path) -> Result<(Zeroizing<[u8; 32]>, bool), IdentityFileError> {
     let io = |source| IdentityFileError::Io {
         path: path.to_owned(),
         source,
     };
     match std::fs::read(path) {
         Ok(bytes) => {
+            let bytes = Zeroizing::new(bytes);
             check_private(path)?;
-            let seed: [u8; 32] =
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| IdentityFileError::Malformed {
-                        path: path.to_owned(),
-                        got: bytes.len(),
-                    })?;
-            Ok((Identity::from_seed(&seed), false))
+            let mut seed = Zeroizing::new([0u8; 32]);
+            if bytes.len() != seed.len() {
+                return Err(IdentityFileError::Malformed {
+                    path: path.to_owned(),
+                    got: bytes.len(),
+                });
+            }
+            seed.copy_from_slice(&bytes);
+            Ok((seed, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let identity = Identity::generate()?;
-            write_atomically(path, &identity.seed()).map_err(io)?;
-            Ok((identity, true))
+            let seed = random_seed()?;
+            write_atomically(path, &seed).map_err(io)?;
+            Ok((seed, true))
         }
         Err(e) => Err(io(e)),
     }

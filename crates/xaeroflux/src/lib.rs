@@ -27,7 +27,9 @@ mod node;
 mod portable;
 
 pub use event::Event;
-pub use identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
+pub use identity::{
+    load_or_create_identity, IdentityFileError, NetworkIdentity, IDENTITY_FILE, NETWORK_KEY_FILE,
+};
 pub use ingest::{IngestError, IngestReport, Rejected};
 pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
 pub use node::{

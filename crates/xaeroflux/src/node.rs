@@ -12,7 +12,9 @@ use xaeroflux_net::{
 use xaeroflux_store::{OpenError, Outcome, ReadError, Store, StoreOptions, WriteError};
 use xaeroflux_sync::Scope;
 
-use crate::identity::{load_or_create_identity, IdentityFileError, IDENTITY_FILE};
+use crate::identity::{
+    load_or_create_identity, network_seed, IdentityFileError, NetworkIdentity, IDENTITY_FILE,
+};
 
 /// Milliseconds since the Unix epoch by the system clock.
 pub fn now_ms() -> u64 {
@@ -35,10 +37,6 @@ pub enum NodeOpenError {
     /// The identity file could not be used.
     #[error(transparent)]
     Identity(#[from] IdentityFileError),
-    /// Joining a network needs an identity (its key is the node's network key). Fix: run
-    /// `xf init`, or pass one to the builder.
-    #[error("this node has no identity: run `xf init` first")]
-    NoIdentity,
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -206,14 +204,24 @@ pub struct NodeBuilder {
     store_options: StoreOptions,
     verify_threads: Option<usize>,
     network: Option<NetConfig>,
+    network_identity: NetworkIdentity,
 }
 
 impl NodeBuilder {
     /// Joins the network with this configuration when the node opens: one more thread, running
-    /// the libp2p swarm. The node's identity is its network key, so it needs one. Without a
-    /// peer table file in the configuration, `peers` in the data directory is used.
+    /// the libp2p swarm. The node's network key is its own (`network.key` in the data
+    /// directory, see [`NodeBuilder::network_identity`]), never the author's, so a node needs
+    /// no author identity to network. Without a peer table file in the configuration, `peers`
+    /// in the data directory is used.
     pub fn network(mut self, config: NetConfig) -> Self {
         self.network = Some(config);
+        self
+    }
+
+    /// Where the network key comes from: the stored one (the default), a fresh one for this
+    /// start, or a new one that replaces the stored one.
+    pub fn network_identity(mut self, which: NetworkIdentity) -> Self {
+        self.network_identity = which;
         self
     }
 
@@ -261,15 +269,15 @@ impl NodeBuilder {
             .map_or_else(Verifier::per_core, Verifier::new);
         let (net, lock) = match self.network {
             Some(mut config) => {
-                let seed = identity.as_ref().ok_or(NodeOpenError::NoIdentity)?.seed();
                 let lock = lock_node(&dir)?;
+                let seed = network_seed(&dir, self.network_identity)?;
                 config
                     .peers_file
                     .get_or_insert_with(|| dir.join(PEERS_FILE));
                 // One stage checks what the network receives and what the app ingests.
                 config.verifier.get_or_insert_with(|| verifier.clone());
                 (
-                    Some(NetHandle::start(store.clone(), seed, config)?),
+                    Some(NetHandle::start(store.clone(), *seed, config)?),
                     Some(lock),
                 )
             }

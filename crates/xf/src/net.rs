@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use xaeroflux::{
-    Draft, Multiaddr, NetConfig, NetEvent, Node, NodeBuilder, PeerId, Store, SyncProgress,
-    SyncSummary, Topic,
+    Draft, Multiaddr, NetConfig, NetEvent, NetworkIdentity, Node, NodeBuilder, PeerId, Store,
+    SyncProgress, SyncSummary, Topic,
 };
 
 use crate::cli::{parse_topic, Args};
@@ -52,9 +52,27 @@ pub struct NodeArgs {
     /// smaller of the two sides' caps).
     #[arg(long, default_value_t = xaeroflux::FRAME_BYTES_DEFAULT, value_parser = xaeroflux::parse_frame_bytes)]
     pub frame_bytes: usize,
+    /// Replace the node's network key (`network.key`) with a new one: peers see a new peer
+    /// id from now on. The network key is never the author's key.
+    #[arg(long)]
+    pub new_peer_id: bool,
+    /// Use a new network key for this run only, never stored: peers cannot link this run to
+    /// the node's other runs by its peer id.
+    #[arg(long, conflicts_with = "new_peer_id")]
+    pub fresh_peer_id: bool,
 }
 
 impl NodeArgs {
+    fn network_identity(&self) -> NetworkIdentity {
+        if self.new_peer_id {
+            NetworkIdentity::Rotate
+        } else if self.fresh_peer_id {
+            NetworkIdentity::Fresh
+        } else {
+            NetworkIdentity::Stored
+        }
+    }
+
     fn config(&self) -> NetConfig {
         let mut cfg = NetConfig::default();
         if !self.listen.is_empty() || self.no_listen {
@@ -114,6 +132,7 @@ pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
     init_logging();
     let node = builder(args)
         .network(n.config())
+        .network_identity(n.network_identity())
         .open()
         .context("starting the node")?;
     let net = node.net().context("the network did not start")?;
