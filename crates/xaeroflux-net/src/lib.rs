@@ -234,8 +234,9 @@ impl std::fmt::Debug for NetHandle {
 }
 
 impl NetHandle {
-    /// Starts the libp2p network with the node's ed25519 secret key (kept, zeroized on stop,
-    /// to build the transport again when the network resumes after a pause).
+    /// Starts the libp2p network with the node's network key, an ed25519 seed (kept, zeroized
+    /// on stop, to build the transport again when the network resumes after a pause). Give it
+    /// a key of its own, not the author's: the peer id is announced to the LAN and every peer.
     pub fn start(store: Store, seed: [u8; 32], cfg: NetConfig) -> Result<NetHandle, NetError> {
         let seed = zeroize::Zeroizing::new(seed);
         let peer = keypair_from_seed(&seed).public().to_peer_id();

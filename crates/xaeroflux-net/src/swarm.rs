@@ -70,7 +70,8 @@ pub struct Libp2pTransport {
 /// closing): the oldest is closed, so a returning peer is never refused.
 const CONNECTIONS_PER_PEER: usize = 2;
 
-/// The node's libp2p key: the user's ed25519 key, so the peer id names the author.
+/// The node's libp2p key from its 32-byte seed: the node's own network key, which the facade
+/// keeps apart from the author's (`network.key`), so the peer id does not name the author.
 pub fn keypair_from_seed(seed: &[u8; 32]) -> identity::Keypair {
     identity::Keypair::ed25519_from_bytes(*seed).expect("any 32 bytes are an ed25519 secret key")
 }
