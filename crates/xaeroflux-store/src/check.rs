@@ -8,9 +8,8 @@ use xaeroflux_event::{verify_batch_parallel, Kind, Limits, PAYLOAD_BYTES_MAX};
 use crate::error::ReadError;
 use crate::merkle;
 use crate::read::{decode_stored, ReadTxn};
-use crate::tables::{
-    decode_seq, kind_key, latest_key, Pos, Table, DROPPED_DELETED, DROPPED_SUPERSEDED,
-};
+use crate::seal::Slot;
+use crate::tables::{decode_seq, kind_key, Pos, Table, DROPPED_DELETED, DROPPED_SUPERSEDED};
 use xaeroflux_event::SetKey;
 
 /// What [`ReadTxn::check`] found.
@@ -76,14 +75,21 @@ impl ReadTxn<'_> {
                 report.problem("events key is not a sequence number".into());
                 continue;
             };
-            let ev = match decode_stored(v, seq) {
+            let body = match self.event_body(seq, v) {
+                Ok(body) => body,
+                Err(e) => {
+                    report.problem(e.to_string());
+                    continue;
+                }
+            };
+            let ev = match decode_stored(&body, seq) {
                 Ok(ev) => ev,
                 Err(e) => {
                     report.problem(e.to_string());
                     continue;
                 }
             };
-            match t.ids.get(&self.txn, &ev.id().0)?.and_then(decode_seq) {
+            match self.seq_of(ev.id())? {
                 Some(s) if s == seq => {}
                 other => {
                     report.problem(format!("ids[{}] is {other:?}, event is at {seq}", ev.id()))
@@ -101,11 +107,8 @@ impl ReadTxn<'_> {
             *expected.entry("by_topic").or_default() += u64::from(!ev.topic().is_zero());
             *expected.entry("by_ref").or_default() += u64::from(!ev.reference().is_zero());
             if ev.kind().is_replaceable() {
-                match t
-                    .latest
-                    .get(&self.txn, &latest_key(&ev.author().0, ev.kind().0))?
-                    .and_then(decode_seq)
-                {
+                let key = self.key(Slot::Latest, &[&ev.author().0, &ev.kind().0.to_be_bytes()]);
+                match t.latest.get(&self.txn, &key)?.and_then(decode_seq) {
                     Some(s) if s == seq => {}
                     other => report.problem(format!(
                         "latest for replaceable {} is {other:?}, not {seq}",
@@ -126,18 +129,26 @@ impl ReadTxn<'_> {
                 report.events
             ));
         }
-        let dup_tables: [(&'static str, Table, IndexedField); 4] = [
-            ("by_author", t.by_author, |e| e.author().0.to_vec()),
-            ("by_kind", t.by_kind, |e| kind_key(e.kind().0).to_vec()),
-            ("by_topic", t.by_topic, |e| e.topic().0.to_vec()),
-            ("by_ref", t.by_ref, |e| e.reference().0.to_vec()),
+        let dup_tables: [(&'static str, Table, Slot, IndexedField); 4] = [
+            ("by_author", t.by_author, Slot::Author, |e| {
+                e.author().0.to_vec()
+            }),
+            ("by_kind", t.by_kind, Slot::Kind, |e| {
+                kind_key(e.kind().0).to_vec()
+            }),
+            ("by_topic", t.by_topic, Slot::Topic, |e| {
+                e.topic().0.to_vec()
+            }),
+            ("by_ref", t.by_ref, Slot::Ref, |e| e.reference().0.to_vec()),
         ];
-        for (name, table, field) in dup_tables {
+        for (name, table, slot, field) in dup_tables {
             let mut entries = 0u64;
             for item in table.iter(&self.txn)? {
                 let (key, value) = item?;
                 entries += 1;
-                self.check_entry(&mut report, name, value, |ev| field(ev) == key)?;
+                self.check_entry(&mut report, name, value, |ev| {
+                    *self.key(slot, &[&field(ev)]) == *key
+                })?;
             }
             report.index_entries += entries;
             let want = expected.get(name).copied().unwrap_or(0);
@@ -147,16 +158,22 @@ impl ReadTxn<'_> {
         }
         for item in t.latest.iter(&self.txn)? {
             let (key, value) = item?;
-            let seq = decode_seq(value);
-            let ev = match seq.map(|s| self.by_seq(s)) {
-                Some(Ok(Some(ev))) => ev,
+            let body = match decode_seq(value).map(|s| (s, self.event_owned(s))) {
+                Some((seq, Ok(Some(body)))) => (seq, body),
                 _ => {
                     report.problem("latest points at no event".into());
                     continue;
                 }
             };
-            if key[..] != latest_key(&ev.author().0, ev.kind().0)[..] || !ev.kind().is_replaceable()
-            {
+            let ev = match decode_stored(&body.1, body.0) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    report.problem(e.to_string());
+                    continue;
+                }
+            };
+            let want = self.key(Slot::Latest, &[&ev.author().0, &ev.kind().0.to_be_bytes()]);
+            if *key != *want || !ev.kind().is_replaceable() {
                 report.problem(format!("latest entry does not match event {}", ev.id()));
             }
             if ev.kind() == Kind::DELETION {
@@ -175,7 +192,7 @@ impl ReadTxn<'_> {
         set_keys.sort_unstable();
         set_keys.dedup();
         let mut merkle_problems = Vec::new();
-        report.merkle_pages = merkle::verify(&self.txn, &t, &set_keys, &mut |p| {
+        report.merkle_pages = merkle::verify(&self.txn, &t, self.cipher(), &set_keys, &mut |p| {
             merkle_problems.push(p);
         })?;
         report.merkle_problems = merkle_problems.len() as u64;
@@ -197,14 +214,24 @@ impl ReadTxn<'_> {
             report.problem(format!("{name} holds a malformed position"));
             return Ok(());
         };
-        match self.by_seq(pos.seq) {
-            Ok(Some(ev)) if ev.created_at() == pos.created_at && field_ok(&ev) => {}
-            Ok(Some(ev)) => report.problem(format!(
+        let body = match self.event_owned(pos.seq) {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                report.problem(format!("{name} entry points at missing event {}", pos.seq));
+                return Ok(());
+            }
+            Err(e) => {
+                report.problem(format!("{name}: {e}"));
+                return Ok(());
+            }
+        };
+        match decode_stored(&body, pos.seq) {
+            Ok(ev) if ev.created_at() == pos.created_at && field_ok(&ev) => {}
+            Ok(ev) => report.problem(format!(
                 "{name} entry at {} does not match event {}",
                 pos.seq,
                 ev.id()
             )),
-            Ok(None) => report.problem(format!("{name} entry points at missing event {}", pos.seq)),
             Err(e) => report.problem(format!("{name}: {e}")),
         }
         Ok(())

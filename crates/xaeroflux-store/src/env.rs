@@ -10,6 +10,7 @@ use heed::{CommitOrAbort, DatabaseFlags, Env, EnvOpenOptions, WithoutTls};
 
 use crate::error::{OpenError, WriteError};
 use crate::merkle;
+use crate::seal::{Cipher, Slot, SUITE};
 use crate::subscribe::Subscribers;
 use crate::tables::{self, Tables, DUP_TABLES, MAGIC, META_INDEX, NAMES, STORE_FORMAT, TABLES};
 use crate::{data_file, StoreOptions, FOREIGN_FILES_ALLOWED};
@@ -18,6 +19,8 @@ use crate::{data_file, StoreOptions, FOREIGN_FILES_ALLOWED};
 pub(crate) struct Shared {
     pub env: Env<WithoutTls>,
     pub tables: Tables,
+    /// Plain, or the keys rows are sealed and looked up with.
+    pub cipher: Cipher,
     pub path: PathBuf,
     pub gate: ReaderGate,
     pub subscribers: Subscribers,
@@ -168,18 +171,32 @@ fn open_env(dir: &Path, options: &StoreOptions, existed: bool) -> Result<Shared,
     let file_bytes = std::fs::metadata(data_file(dir))
         .map(|m| m.len() as usize)
         .unwrap_or(0);
+    // A file cut short (a copy that stopped, a damaged disk) still has its meta pages, which
+    // name pages past its end: reading one through the map would kill the process (SIGBUS).
+    // LMDB reads only the meta pages before this point.
+    let page = env.unnamed_database_stat().page_size as usize;
+    let needed = (env.info().last_page_number + 1).saturating_mul(page);
+    if existed && file_bytes < needed {
+        return Err(OpenError::Truncated {
+            path: dir.to_owned(),
+            bytes: file_bytes as u64,
+            needed: needed as u64,
+        });
+    }
     if file_bytes > env.info().map_size {
         grow_unchecked(&env, file_bytes.next_power_of_two()).map_err(|e| classify_heed(dir, e))?;
     }
     // A process killed between LMDB creating data.mdb and our first commit leaves a file with
     // no tables at all: nothing to lose, so it is finished as a new store, not refused.
     let existed = existed && env.unnamed_database_stat().entries > 0;
+    let cipher = Cipher::new(options.key.as_ref());
     let tables = if options.read_only {
         open_tables(&env, dir)?
     } else {
-        create_tables(&env, dir, existed)?
+        create_tables(&env, dir, existed, &cipher)?
     };
     let format = check_meta(&env, &tables, dir, existed)?;
+    check_cipher(&env, &tables, dir, &cipher)?;
     if format < STORE_FORMAT {
         // Read-only opens of older formats were refused by open_tables.
         debug_assert!(!options.read_only);
@@ -188,6 +205,7 @@ fn open_env(dir: &Path, options: &StoreOptions, existed: bool) -> Result<Shared,
     Ok(Shared {
         env,
         tables,
+        cipher,
         path: dir.to_owned(),
         gate: ReaderGate::default(),
         subscribers: Subscribers::default(),
@@ -205,7 +223,12 @@ fn flags_of(name: &str) -> DatabaseFlags {
     }
 }
 
-fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tables, OpenError> {
+fn create_tables(
+    env: &Env<WithoutTls>,
+    dir: &Path,
+    existed: bool,
+    cipher: &Cipher,
+) -> Result<Tables, OpenError> {
     let wtxn = env.write_txn().map_err(|e| classify_heed(dir, e))?;
     let tables = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
@@ -242,7 +265,19 @@ fn create_tables(env: &Env<WithoutTls>, dir: &Path, existed: bool) -> Result<Tab
                 meta.put(wtxn, tables::META_MAGIC, MAGIC)?;
                 meta.put(wtxn, tables::META_FORMAT, &STORE_FORMAT.to_le_bytes())?;
                 meta.put(wtxn, tables::META_NEXT_SEQ, &1u64.to_be_bytes())?;
-                meta.put(wtxn, merkle::META_MERKLE, &merkle::TreeMeta::EMPTY.encode())?;
+                let seal = |key: &[u8], value: &[u8]| {
+                    cipher
+                        .seal(Slot::Meta, key, value)
+                        .map(|v| v.into_owned())
+                        .map_err(|e| heed::Error::Io(std::io::Error::other(e.to_string())))
+                };
+                let merkle_meta = seal(merkle::META_MERKLE, &merkle::TreeMeta::EMPTY.encode())?;
+                meta.put(wtxn, merkle::META_MERKLE, &merkle_meta)?;
+                if cipher.is_sealed() {
+                    meta.put(wtxn, tables::META_CIPHER, SUITE)?;
+                    let check = seal(tables::META_KEY_CHECK, tables::KEY_CHECK)?;
+                    meta.put(wtxn, tables::META_KEY_CHECK, &check)?;
+                }
             }
             Ok(CommitOrAbort::Commit(arr))
         })
@@ -334,7 +369,7 @@ fn upgrade(
     };
     for _ in 0..UPGRADE_GROWTHS_MAX {
         let mut wtxn = env.write_txn().map_err(|e| classify_heed(dir, e))?;
-        let done = merkle::rebuild(tables, &mut wtxn).and_then(|_| {
+        let done = merkle::rebuild(tables, &Cipher::Plain, &mut wtxn).and_then(|_| {
             tables
                 .meta
                 .put(&mut wtxn, tables::META_FORMAT, &STORE_FORMAT.to_le_bytes())?;
@@ -394,6 +429,46 @@ fn check_meta(
         });
     }
     Ok(format)
+}
+
+/// Checks that the store is sealed exactly when a key was given, and with that key: before
+/// anything is written to it.
+fn check_cipher(
+    env: &Env<WithoutTls>,
+    tables: &Tables,
+    dir: &Path,
+    cipher: &Cipher,
+) -> Result<(), OpenError> {
+    let rtxn = env.read_txn().map_err(|e| classify_heed(dir, e))?;
+    let get = |key: &[u8]| {
+        tables
+            .meta
+            .get(&rtxn, key)
+            .map_err(|e| classify_heed(dir, e))
+    };
+    let path = || dir.to_owned();
+    match (get(tables::META_CIPHER)?, cipher.is_sealed()) {
+        (None, false) => Ok(()),
+        (None, true) => Err(OpenError::NotEncrypted { path: path() }),
+        (Some(_), false) => Err(OpenError::KeyRequired { path: path() }),
+        (Some(suite), true) if suite != SUITE => Err(OpenError::NotOurs {
+            path: path(),
+            reason: format!(
+                "it is encrypted with {:?}, which this build does not know",
+                String::from_utf8_lossy(suite)
+            ),
+        }),
+        (Some(_), true) => {
+            let stored = get(tables::META_KEY_CHECK)?.ok_or_else(|| OpenError::NotOurs {
+                path: path(),
+                reason: "its key check is missing".into(),
+            })?;
+            match cipher.open_vec(Slot::Meta, tables::META_KEY_CHECK, stored) {
+                Ok(plain) if plain == tables::KEY_CHECK => Ok(()),
+                _ => Err(OpenError::WrongKey { path: path() }),
+            }
+        }
+    }
 }
 
 /// The system page size: map sizes must be a multiple of it (16 KiB on Apple silicon).

@@ -82,6 +82,38 @@ pub enum OpenError {
         /// LMDB's error.
         source: heed::Error,
     },
+    /// The data file is shorter than the pages its header names: it was cut short. Nothing
+    /// was read past its end. Fix: restore the store from a copy.
+    #[error(
+        "{path}: data.mdb is {bytes} bytes but its header names {needed}: the file was cut short"
+    )]
+    Truncated {
+        /// The directory.
+        path: PathBuf,
+        /// Size of the file.
+        bytes: u64,
+        /// Size its header needs.
+        needed: u64,
+    },
+    /// The store is encrypted and no key was given. Fix: give the store's key (passphrase).
+    #[error("{path} holds an encrypted store: a key is needed to open it")]
+    KeyRequired {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The key given does not open the store. Nothing was read or changed.
+    #[error("the key does not open the encrypted store in {path}")]
+    WrongKey {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A key was given for a store that is not encrypted. Fix: open it without a key, or
+    /// copy it into a new encrypted store.
+    #[error("{path} holds a store that is not encrypted, and a key was given")]
+    NotEncrypted {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The writer thread could not be started.
     #[error("could not start the writer thread: {0}")]
     Thread(std::io::Error),
@@ -121,6 +153,9 @@ pub enum WriteError {
     /// Any other LMDB or I/O error.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A value could not be sealed (no randomness for its nonce). The batch was not stored.
+    #[error("could not encrypt: {0}")]
+    Seal(String),
 }
 
 impl WriteError {
@@ -140,6 +175,15 @@ impl WriteError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
+    /// A sealed value of an encrypted store fails authentication: the file was damaged or
+    /// changed. Nothing wrong is returned in its place. Fix: run `xf verify`.
+    #[error("stored {table} row {row} fails authentication: the file is damaged or was changed")]
+    Unauthentic {
+        /// The table.
+        table: &'static str,
+        /// The row (a sequence number, or the stored key in hex).
+        row: String,
+    },
     /// A stored value does not decode: the file is damaged. Fix: run `xf verify`.
     #[error("corrupt store: {0}")]
     Corrupt(String),

@@ -19,6 +19,7 @@ mod error;
 mod merkle;
 mod query;
 mod read;
+mod seal;
 mod staged;
 mod subscribe;
 mod sync_view;
@@ -31,6 +32,7 @@ pub use query::{
     Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
 };
 pub use read::{ReadTxn, SetRoot, Stats, TableStats};
+pub use seal::{DataKey, DATA_KEY_BYTES, SEAL_OVERHEAD};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use sync_view::ScopedStore;
 pub use writer::{Durability, FlushTicket, FollowTicket, Followed, Outcome, Ticket};
@@ -61,6 +63,10 @@ pub struct StoreOptions {
     /// with `read_only`, a directory holding no store is refused with [`OpenError::Missing`]
     /// and nothing is created: what read commands want.
     pub create: bool,
+    /// The data key of an encrypted store: given when it is created, it makes the store
+    /// encrypted; an encrypted store opens only with it (`OpenError::KeyRequired`,
+    /// `OpenError::WrongKey`) and a plain one only without it (`OpenError::NotEncrypted`).
+    pub key: Option<DataKey>,
 }
 
 impl Default for StoreOptions {
@@ -76,6 +82,7 @@ impl Default for StoreOptions {
             resize_wait_ms: 30_000,
             read_only: false,
             create: true,
+            key: None,
         }
     }
 }
@@ -99,6 +106,11 @@ impl Store {
         Ok(Store {
             inner: Arc::new(handle),
         })
+    }
+
+    /// True if the store is encrypted (opened with its data key).
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.shared.cipher.is_sealed()
     }
 
     /// The data directory.

@@ -16,6 +16,7 @@ use xaeroflux_sync::Scope;
 
 use crate::error::{QueryError, ReadError};
 use crate::read::ReadTxn;
+use crate::seal::Slot;
 use crate::tables::{kind_key, Pos, Table};
 
 /// Results returned when a filter names no limit.
@@ -235,25 +236,48 @@ impl<'s> ReadTxn<'s> {
     /// The index walk a filter uses: the most selective field's index, merged newest first.
     fn plan(&self, filter: &Filter) -> Result<Merge<'_>, QueryError> {
         let t = *self.tables();
+        let stored = |slot: Slot, raw: Vec<u8>| self.key(slot, &[&raw]).to_vec();
         let (table, keys): (Table, Vec<Vec<u8>>) = if !filter.references.is_empty() {
             (
                 t.by_ref,
-                keys_of(filter.references.iter().map(|r| r.0.to_vec())),
+                keys_of(
+                    filter
+                        .references
+                        .iter()
+                        .map(|r| stored(Slot::Ref, r.0.to_vec())),
+                ),
             )
         } else if !filter.scope.authors.is_empty() {
             (
                 t.by_author,
-                keys_of(filter.scope.authors.iter().map(|a| a.0.to_vec())),
+                keys_of(
+                    filter
+                        .scope
+                        .authors
+                        .iter()
+                        .map(|a| stored(Slot::Author, a.0.to_vec())),
+                ),
             )
         } else if !filter.scope.topics.is_empty() {
             (
                 t.by_topic,
-                keys_of(filter.scope.topics.iter().map(|x| x.0.to_vec())),
+                keys_of(
+                    filter
+                        .scope
+                        .topics
+                        .iter()
+                        .map(|x| stored(Slot::Topic, x.0.to_vec())),
+                ),
             )
         } else if !filter.kinds.is_empty() {
             (
                 t.by_kind,
-                keys_of(filter.kinds.iter().map(|k| kind_key(k.0).to_vec())),
+                keys_of(
+                    filter
+                        .kinds
+                        .iter()
+                        .map(|k| stored(Slot::Kind, kind_key(k.0).to_vec())),
+                ),
             )
         } else {
             // No field to narrow by: the kinds partition every event, so merging all of them
@@ -274,8 +298,16 @@ impl<'s> ReadTxn<'s> {
     }
 
     fn at(&self, pos: Pos) -> Result<EventRef<'_>, ReadError> {
-        self.by_seq(pos.seq)?
-            .ok_or_else(|| ReadError::Corrupt(format!("index points at missing event {}", pos.seq)))
+        let ev = self.by_seq(pos.seq)?.ok_or_else(|| {
+            ReadError::Corrupt(format!("index points at missing event {}", pos.seq))
+        })?;
+        if ev.created_at() != pos.created_at {
+            return Err(ReadError::Corrupt(format!(
+                "index entry ({}, {}) does not match the event stored there",
+                pos.created_at, pos.seq
+            )));
+        }
+        Ok(ev)
     }
 
     fn query_ids(&self, filter: &Filter, limit: usize) -> Result<Vec<EventRef<'_>>, QueryError> {
@@ -381,7 +413,8 @@ impl<'s> ReadTxn<'s> {
     /// Replies and reactions referencing `parent`, oldest first.
     fn children(&self, parent: &EventId) -> Result<Vec<EventRef<'_>>, QueryError> {
         let mut out = Vec::new();
-        if let Some(iter) = self.tables().by_ref.get_duplicates(&self.txn, &parent.0)? {
+        let key = self.key(Slot::Ref, &[&parent.0]);
+        if let Some(iter) = self.tables().by_ref.get_duplicates(&self.txn, &key)? {
             for item in iter {
                 let (_, value) = item?;
                 let pos = Pos::decode(value)

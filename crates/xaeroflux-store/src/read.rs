@@ -8,15 +8,24 @@ use xaeroflux_event::{ArchivedFollowList, EventId, EventRef, Kind, PublicKey};
 
 use crate::env::Shared;
 use crate::error::ReadError;
-use crate::merkle::Tree;
-use crate::tables::{decode_seq, latest_key, seq_key, Tables, NAMES};
+use crate::merkle::{PageCache, Tree};
+use crate::seal::{Cipher, Slot, StoredKey, SEAL_OVERHEAD};
+use crate::tables::{decode_seq, seq_key, Tables, NAMES};
 use xaeroflux_event::{Accum, SetBoundary, SetKey};
 
 /// A consistent snapshot of the store. Views it returns live as long as it does.
+///
+/// On a plain store views borrow the memory map. On an encrypted one each value read is
+/// opened into memory the transaction keeps until it ends (Merkle pages once each): keep
+/// transactions short, or use [`ReadTxn::scan`], which opens one event at a time.
 pub struct ReadTxn<'s> {
     // Dropped before `_gate`, so the gate counts only live transactions.
     pub(crate) txn: RoTxn<'s, WithoutTls>,
     pub(crate) shared: &'s Shared,
+    /// Values opened by this transaction (encrypted stores only).
+    opened: elsa::FrozenVec<Box<[u8]>>,
+    /// Merkle pages opened by this transaction (encrypted stores only).
+    pub(crate) pages: PageCache,
     _gate: GateGuard<'s>,
 }
 
@@ -88,6 +97,8 @@ impl<'s> ReadTxn<'s> {
                     return Ok(ReadTxn {
                         txn,
                         shared,
+                        opened: elsa::FrozenVec::new(),
+                        pages: PageCache::new(),
                         _gate: gate,
                     })
                 }
@@ -107,32 +118,112 @@ impl<'s> ReadTxn<'s> {
         &self.shared.tables
     }
 
-    /// The event with this id, viewed in place.
+    pub(crate) fn cipher(&self) -> &'s Cipher {
+        &self.shared.cipher
+    }
+
+    /// The stored form of a key of `slot`'s table.
+    pub(crate) fn key(&self, slot: Slot, parts: &[&[u8]]) -> StoredKey {
+        self.shared.cipher.key(slot, parts)
+    }
+
+    /// The event stored at `seq` as its bytes `stored` in the map: in place on a plain store,
+    /// opened (and authenticated) into the transaction's memory on an encrypted one.
+    fn open_event<'t>(&'t self, seq: u64, stored: &'t [u8]) -> Result<&'t [u8], ReadError> {
+        if !self.cipher().is_sealed() {
+            return Ok(stored);
+        }
+        Ok(self
+            .opened
+            .push_get(open_event_vec(self.cipher(), seq, stored)?.into_boxed_slice()))
+    }
+
+    /// The body stored at `seq` as `stored` in the map, borrowed on a plain store and opened
+    /// into a buffer of its own (not the transaction's) on an encrypted one: for walks that
+    /// look at each event once.
+    pub(crate) fn event_body<'t>(
+        &self,
+        seq: u64,
+        stored: &'t [u8],
+    ) -> Result<std::borrow::Cow<'t, [u8]>, ReadError> {
+        if !self.cipher().is_sealed() {
+            return Ok(std::borrow::Cow::Borrowed(stored));
+        }
+        Ok(std::borrow::Cow::Owned(open_event_vec(
+            self.cipher(),
+            seq,
+            stored,
+        )?))
+    }
+
+    /// The body stored at `seq`, as [`ReadTxn::event_body`] gives it.
+    pub(crate) fn event_owned(
+        &self,
+        seq: u64,
+    ) -> Result<Option<std::borrow::Cow<'_, [u8]>>, ReadError> {
+        match self.tables().events.get(&self.txn, &seq_key(seq))? {
+            Some(stored) => self.event_body(seq, stored).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The local sequence number of a stored event.
+    pub(crate) fn seq_of(&self, id: &EventId) -> Result<Option<u64>, ReadError> {
+        match self
+            .tables()
+            .ids
+            .get(&self.txn, &self.key(Slot::Ids, &[&id.0]))?
+        {
+            Some(v) => decode_seq(v)
+                .map(Some)
+                .ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into())),
+            None => Ok(None),
+        }
+    }
+
+    /// The event with this id: viewed in place on a plain store.
     pub fn get(&self, id: &EventId) -> Result<Option<EventRef<'_>>, ReadError> {
-        let Some(seq) = self.tables().ids.get(&self.txn, &id.0)? else {
+        let Some(seq) = self.seq_of(id)? else {
             return Ok(None);
         };
-        let seq =
-            decode_seq(seq).ok_or_else(|| ReadError::Corrupt("ids value is not a seq".into()))?;
-        let body = self
+        let stored = self
             .tables()
             .events
             .get(&self.txn, &seq_key(seq))?
             .ok_or_else(|| ReadError::Corrupt(format!("id {id} points at no event")))?;
-        // The id is the key it was found under: no hashing on a point read.
-        let event = EventRef::with_id(*id, body)
-            .map_err(|e| ReadError::Corrupt(format!("event {seq}: {e}")))?;
+        let body = self.open_event(seq, stored)?;
+        let event = if self.cipher().is_sealed() {
+            // The id was looked up by its keyed hash: hash the body, so that a row moved
+            // under another id's entry is caught.
+            let event = decode_stored(body, seq)?;
+            if event.id() != id {
+                return Err(ReadError::Corrupt(format!(
+                    "ids entry of {id} points at another event"
+                )));
+            }
+            event
+        } else {
+            // The id is the key it was found under: no hashing on a point read.
+            EventRef::with_id(*id, body)
+                .map_err(|e| ReadError::Corrupt(format!("event {seq}: {e}")))?
+        };
         Ok(Some(event))
     }
 
     /// True if the event is stored.
     pub fn contains(&self, id: &EventId) -> Result<bool, ReadError> {
-        Ok(self.tables().ids.get(&self.txn, &id.0)?.is_some())
+        Ok(self.seq_of(id)?.is_some())
     }
 
     /// Up to `max` stored ids from `from` on, in id order: how a short id a person typed is
     /// looked up (every id with a given prefix follows the prefix padded with zeros).
+    ///
+    /// An encrypted store keeps ids only as keyed hashes, so there this walks every event
+    /// (one opened at a time): O(events).
     pub fn ids_from(&self, from: &EventId, max: usize) -> Result<Vec<EventId>, ReadError> {
+        if self.cipher().is_sealed() {
+            return self.ids_from_scan(from, max);
+        }
         let mut out = Vec::new();
         for item in self
             .tables()
@@ -150,10 +241,48 @@ impl<'s> ReadTxn<'s> {
         Ok(out)
     }
 
+    fn ids_from_scan(&self, from: &EventId, max: usize) -> Result<Vec<EventId>, ReadError> {
+        let mut smallest = std::collections::BinaryHeap::with_capacity(max.saturating_add(1));
+        self.for_each_event(&mut |_, ev| {
+            if ev.id() >= from {
+                smallest.push(*ev.id());
+                if smallest.len() > max {
+                    smallest.pop();
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(smallest.into_sorted_vec())
+    }
+
+    /// Visits every stored event in local order, each opened into one reused buffer on an
+    /// encrypted store, until `f` breaks.
+    pub(crate) fn for_each_event(
+        &self,
+        f: &mut dyn FnMut(u64, EventRef<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), ReadError> {
+        let mut buf = Vec::new();
+        for item in self.tables().events.iter(&self.txn)? {
+            let (k, v) = item?;
+            let seq = decode_seq(k)
+                .ok_or_else(|| ReadError::Corrupt("events key is not a seq".into()))?;
+            let body = if self.cipher().is_sealed() {
+                buf = open_event_reusing(self.cipher(), seq, v, std::mem::take(&mut buf))?;
+                &buf[..]
+            } else {
+                v
+            };
+            if f(seq, decode_stored(body, seq)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The event at this local sequence number.
     pub fn by_seq(&self, seq: u64) -> Result<Option<EventRef<'_>>, ReadError> {
         match self.tables().events.get(&self.txn, &seq_key(seq))? {
-            Some(bytes) => Ok(Some(decode_stored(bytes, seq)?)),
+            Some(bytes) => Ok(Some(decode_stored(self.open_event(seq, bytes)?, seq)?)),
             None => Ok(None),
         }
     }
@@ -177,14 +306,14 @@ impl<'s> ReadTxn<'s> {
             let (k, v) = item?;
             let seq = decode_seq(k)
                 .ok_or_else(|| ReadError::Corrupt("events key is not a seq".into()))?;
-            out.push((seq, decode_stored(v, seq)?));
+            out.push((seq, decode_stored(self.open_event(seq, v)?, seq)?));
         }
         Ok(out)
     }
 
     /// True if `author` deleted the event `id`.
     pub fn is_deleted(&self, id: &EventId, author: &PublicKey) -> Result<bool, ReadError> {
-        let key = crate::tables::tombstone_key(&id.0, &author.0);
+        let key = self.key(Slot::Tombstone, &[&id.0, &author.0]);
         Ok(self.tables().tombstones.get(&self.txn, &key)?.is_some())
     }
 
@@ -194,11 +323,10 @@ impl<'s> ReadTxn<'s> {
         author: &PublicKey,
         kind: Kind,
     ) -> Result<Option<EventRef<'_>>, ReadError> {
-        match self
-            .tables()
-            .latest
-            .get(&self.txn, &latest_key(&author.0, kind.0))?
-        {
+        match self.tables().latest.get(
+            &self.txn,
+            &self.key(Slot::Latest, &[&author.0, &kind.0.to_be_bytes()]),
+        )? {
             Some(seq) => {
                 let seq = decode_seq(seq)
                     .ok_or_else(|| ReadError::Corrupt("latest value is not a seq".into()))?;
@@ -225,11 +353,17 @@ impl<'s> ReadTxn<'s> {
     /// superseded by a newer one (whether it was stored and then removed, or refused on
     /// arrival). Sync uses it not to fetch such events again.
     pub fn is_dropped(&self, id: &EventId) -> Result<bool, ReadError> {
-        Ok(self.tables().dropped.get(&self.txn, &id.0)?.is_some())
+        let key = self.key(Slot::Ids, &[&id.0]);
+        Ok(self.tables().dropped.get(&self.txn, &key)?.is_some())
     }
 
     fn set_tree(&self) -> Result<Tree<'_, 's>, ReadError> {
-        Ok(Tree::open(&self.txn, self.tables())?)
+        Ok(Tree::open(
+            &self.txn,
+            self.tables(),
+            self.cipher(),
+            &self.pages,
+        )?)
     }
 
     /// Summary (sum of ids and count) of the stored events whose key `k` has `lo <= k < hi`.
@@ -329,8 +463,13 @@ impl<'s> ReadTxn<'s> {
             });
         }
         let mut event_bytes = 0u64;
+        let overhead = if self.cipher().is_sealed() {
+            SEAL_OVERHEAD as u64
+        } else {
+            0
+        };
         for item in t.events.iter(&self.txn)? {
-            event_bytes += item?.1.len() as u64;
+            event_bytes += (item?.1.len() as u64).saturating_sub(overhead);
         }
         let info = self.shared.env.info();
         let page = crate::env::page_size() as u64;
@@ -348,6 +487,35 @@ impl<'s> ReadTxn<'s> {
             set: self.set_root()?,
         })
     }
+}
+
+/// Opens the sealed event stored at `seq` into a new buffer.
+pub(crate) fn open_event_vec(
+    cipher: &Cipher,
+    seq: u64,
+    stored: &[u8],
+) -> Result<Vec<u8>, ReadError> {
+    open_event_reusing(cipher, seq, stored, Vec::new())
+}
+
+/// Opens the sealed event stored at `seq` into `buf`, reusing its allocation.
+fn open_event_reusing(
+    cipher: &Cipher,
+    seq: u64,
+    stored: &[u8],
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>, ReadError> {
+    let unauthentic = || ReadError::Unauthentic {
+        table: "events",
+        row: seq.to_string(),
+    };
+    let len = crate::seal::plain_len(stored).ok_or_else(unauthentic)?;
+    buf.clear();
+    buf.resize(len, 0);
+    cipher
+        .open_into(Slot::Events, &seq_key(seq), stored, &mut buf)
+        .map_err(|_| unauthentic())?;
+    Ok(buf)
 }
 
 /// A stored body, its id recomputed from the header.

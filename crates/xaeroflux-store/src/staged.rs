@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use heed::RwTxn;
 use xaeroflux_event::EventRef;
 
+use crate::seal::{Cipher, Slot, StoredKey};
 use crate::tables::{kind_key, seq_key, Pos, Table, Tables, POS_BYTES};
 
 /// What the deferred rows of one stored event are made of.
@@ -91,8 +92,9 @@ impl Staged {
         true
     }
 
-    /// Puts every staged row, each table's in key order.
-    pub(crate) fn put(self, t: &Tables, txn: &mut RwTxn) -> heed::Result<()> {
+    /// Puts every staged row, each table's in key order (the stored keys' order: on an
+    /// encrypted store, that of their keyed hashes).
+    pub(crate) fn put(self, t: &Tables, cipher: &Cipher, txn: &mut RwTxn) -> heed::Result<()> {
         let live: Vec<(u64, Row)> = (self.first_seq..)
             .zip(self.rows)
             .filter_map(|(seq, row)| Some((seq, row?)))
@@ -102,10 +104,10 @@ impl Staged {
             self.ids.len(),
             "every live row is findable by id"
         );
-        let mut ids: Vec<([u8; 32], [u8; 8])> = self
+        let mut ids: Vec<(StoredKey, [u8; 8])> = self
             .ids
             .into_iter()
-            .map(|(id, seq)| (id, seq_key(seq)))
+            .map(|(id, seq)| (cipher.key(Slot::Ids, &[&id]), seq_key(seq)))
             .collect();
         put_sorted(&t.ids, txn, &mut ids)?;
         let pos = |seq: u64, row: &Row| {
@@ -115,26 +117,37 @@ impl Staged {
             }
             .encode()
         };
-        let index = |key: fn(&Row) -> Option<[u8; 32]>| -> Vec<([u8; 32], [u8; POS_BYTES])> {
+        let index = |slot: Slot,
+                     key: fn(&Row) -> Option<[u8; 32]>|
+         -> Vec<(StoredKey, [u8; POS_BYTES])> {
             live.iter()
-                .filter_map(|(seq, row)| Some((key(row)?, pos(*seq, row))))
+                .filter_map(|(seq, row)| Some((cipher.key(slot, &[&key(row)?]), pos(*seq, row))))
                 .collect()
         };
-        put_sorted(&t.by_author, txn, &mut index(|r| Some(r.author)))?;
-        put_sorted(&t.by_topic, txn, &mut index(|r| r.topic))?;
-        put_sorted(&t.by_ref, txn, &mut index(|r| r.reference))?;
-        let mut kinds: Vec<([u8; 4], [u8; POS_BYTES])> = live
+        put_sorted(
+            &t.by_author,
+            txn,
+            &mut index(Slot::Author, |r| Some(r.author)),
+        )?;
+        put_sorted(&t.by_topic, txn, &mut index(Slot::Topic, |r| r.topic))?;
+        put_sorted(&t.by_ref, txn, &mut index(Slot::Ref, |r| r.reference))?;
+        let mut kinds: Vec<(StoredKey, [u8; POS_BYTES])> = live
             .iter()
-            .map(|(seq, row)| (kind_key(row.kind), pos(*seq, row)))
+            .map(|(seq, row)| {
+                (
+                    cipher.key(Slot::Kind, &[&kind_key(row.kind)]),
+                    pos(*seq, row),
+                )
+            })
             .collect();
         put_sorted(&t.by_kind, txn, &mut kinds)
     }
 }
 
-fn put_sorted<const K: usize, const V: usize>(
+fn put_sorted<const V: usize>(
     table: &Table,
     txn: &mut RwTxn,
-    rows: &mut [([u8; K], [u8; V])],
+    rows: &mut [(StoredKey, [u8; V])],
 ) -> heed::Result<()> {
     rows.sort_unstable();
     for (k, v) in rows.iter() {

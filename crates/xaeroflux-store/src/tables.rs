@@ -16,6 +16,12 @@ pub(crate) const MAGIC: &[u8] = b"xaeroflux-store";
 pub(crate) const META_MAGIC: &[u8] = b"magic";
 pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_NEXT_SEQ: &[u8] = b"next_seq";
+/// `meta["cipher"]`: the cipher suite of an encrypted store; absent on a plain one.
+pub(crate) const META_CIPHER: &[u8] = b"cipher";
+/// `meta["key_check"]`: [`KEY_CHECK`] sealed under the store's key, so that a wrong key is
+/// told at open, before anything is read or written.
+pub(crate) const META_KEY_CHECK: &[u8] = b"key_check";
+pub(crate) const KEY_CHECK: &[u8] = b"xaeroflux-store key check";
 
 /// Names of the tables, in the order of [`Tables::all`].
 pub(crate) const NAMES: [&str; TABLES] = [
@@ -156,20 +162,6 @@ pub(crate) fn decode_seq(bytes: &[u8]) -> Option<u64> {
 
 pub(crate) fn kind_key(kind: u32) -> [u8; 4] {
     kind.to_be_bytes()
-}
-
-pub(crate) fn latest_key(author: &[u8; 32], kind: u32) -> [u8; 36] {
-    let mut out = [0u8; 36];
-    out[..32].copy_from_slice(author);
-    out[32..].copy_from_slice(&kind.to_be_bytes());
-    out
-}
-
-pub(crate) fn tombstone_key(target: &[u8; 32], author: &[u8; 32]) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    out[..32].copy_from_slice(target);
-    out[32..].copy_from_slice(author);
-    out
 }
 
 #[cfg(test)]

@@ -13,16 +13,16 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use futures_channel::oneshot;
 use heed::{PutFlags, RwTxn};
-use xaeroflux_event::{block_on, EventId, EventRef, Header, Kind, VerifiedEvent};
+use xaeroflux_event::{block_on, EventId, EventRef, Header, Kind, PublicKey, VerifiedEvent};
 
 use crate::env::{self, Shared};
 use crate::error::{OpenError, WriteError};
 use crate::merkle::{self, MerkleError};
+use crate::seal::{Cipher, Slot, StoredKey};
 use crate::staged::Staged;
 use crate::subscribe::StoredEvent;
 use crate::tables::{
-    self, decode_seq, kind_key, latest_key, seq_key, tombstone_key, Pos, Tables, DROPPED_DELETED,
-    DROPPED_SUPERSEDED,
+    self, decode_seq, kind_key, seq_key, Pos, Tables, DROPPED_DELETED, DROPPED_SUPERSEDED,
 };
 use crate::StoreOptions;
 use xaeroflux_event::SetKey;
@@ -458,7 +458,10 @@ impl Writer {
                 let (k, v) = item.map_err(WriteError::from_heed)?;
                 let seq =
                     decode_seq(k).ok_or_else(|| WriteError::Corrupt("bad events key".into()))?;
-                let ev = EventRef::from_body(v)
+                let v = shared.cipher.open_cow(Slot::Events, k, v).map_err(|_| {
+                    WriteError::Corrupt(format!("event {seq} fails authentication"))
+                })?;
+                let ev = EventRef::from_body(&v)
                     .map_err(|e| WriteError::Corrupt(format!("event {seq}: {e}")))?;
                 out.events.push(StoredEvent {
                     seq,
@@ -519,6 +522,7 @@ impl Writer {
             for event in &cmd.events {
                 let mut apply = Apply {
                     t: &t,
+                    cipher: &self.shared.cipher,
                     txn: &mut txn,
                     set_changes: &mut set_changes,
                     staged: &mut staged,
@@ -532,10 +536,10 @@ impl Writer {
             }
             all.push(outcomes);
         }
-        staged.put(&t, &mut txn)?;
+        staged.put(&t, &self.shared.cipher, &mut txn)?;
         // The index sees the transaction's net changes, sorted: each page touched is read and
         // written once.
-        merkle::apply(&t, &mut txn, &mut set_changes)?;
+        merkle::apply(&t, &self.shared.cipher, &mut txn, &mut set_changes)?;
         t.meta
             .put(&mut txn, tables::META_NEXT_SEQ, &seq.to_be_bytes())?;
         txn.commit()?;
@@ -569,6 +573,7 @@ struct StoredHeader {
 
 struct Apply<'a, 'e> {
     t: &'a Tables,
+    cipher: &'a Cipher,
     txn: &'a mut RwTxn<'e>,
     /// Set keys stored (+1) and removed (-1) by this transaction, for the Merkle index.
     set_changes: &'a mut Vec<(merkle::Key, i8)>,
@@ -577,6 +582,16 @@ struct Apply<'a, 'e> {
 }
 
 impl Apply<'_, '_> {
+    /// The stored key of an event id (in `ids` and `dropped`).
+    fn id_key(&self, id: &EventId) -> StoredKey {
+        self.cipher.key(Slot::Ids, &[&id.0])
+    }
+
+    fn latest_key(&self, author: &PublicKey, kind: Kind) -> StoredKey {
+        self.cipher
+            .key(Slot::Latest, &[&author.0, &kind.0.to_be_bytes()])
+    }
+
     fn event(&mut self, ev: EventRef<'_>, seq: u64) -> Result<Outcome, Fail> {
         let t = self.t;
         let id = ev.id();
@@ -584,29 +599,30 @@ impl Apply<'_, '_> {
         if self.seq_of(&id.0)?.is_some() {
             return Ok(Outcome::Duplicate);
         }
-        if t.tombstones
-            .get(self.txn, &tombstone_key(&id.0, &author.0))?
-            .is_some()
-        {
-            t.dropped.put(self.txn, &id.0, &[DROPPED_DELETED])?;
+        let tombstone = self.cipher.key(Slot::Tombstone, &[&id.0, &author.0]);
+        if t.tombstones.get(self.txn, &tombstone)?.is_some() {
+            t.dropped
+                .put(self.txn, &self.id_key(id), &[DROPPED_DELETED])?;
             return Ok(Outcome::Deleted);
         }
         let kind = ev.kind();
         if kind.is_replaceable() {
-            let key = latest_key(&author.0, kind.0);
+            let key = self.latest_key(author, kind);
             if let Some(old_seq) = t.latest.get(self.txn, &key)?.map(decode_seq) {
                 let old_seq = old_seq.ok_or_else(|| corrupt("latest value is not a seq"))?;
                 let old = self.load(old_seq)?;
                 if (old.header.created_at(), old.id) > (ev.created_at(), *id) {
-                    t.dropped.put(self.txn, &id.0, &[DROPPED_SUPERSEDED])?;
+                    t.dropped
+                        .put(self.txn, &self.id_key(id), &[DROPPED_SUPERSEDED])?;
                     return Ok(Outcome::Superseded);
                 }
                 self.remove(old_seq, &old)?;
-                t.dropped.put(self.txn, &old.id.0, &[DROPPED_SUPERSEDED])?;
+                t.dropped
+                    .put(self.txn, &self.id_key(&old.id), &[DROPPED_SUPERSEDED])?;
             }
             t.latest.put(self.txn, &key, &seq_key(seq))?;
             // A version refused earlier is stored once the newer one has been deleted.
-            t.dropped.delete(self.txn, &id.0)?;
+            t.dropped.delete(self.txn, &self.id_key(id))?;
         }
         if kind == Kind::DELETION {
             self.delete_target(ev)?;
@@ -620,8 +636,8 @@ impl Apply<'_, '_> {
         let t = self.t;
         let target = deletion.reference();
         let author = deletion.author();
-        t.tombstones
-            .put(self.txn, &tombstone_key(&target.0, &author.0), &[])?;
+        let tombstone = self.cipher.key(Slot::Tombstone, &[&target.0, &author.0]);
+        t.tombstones.put(self.txn, &tombstone, &[])?;
         let Some(target_seq) = self.seq_of(&target.0)? else {
             return Ok(());
         };
@@ -631,13 +647,14 @@ impl Apply<'_, '_> {
             return Ok(());
         }
         if old.header.kind().is_replaceable() {
-            let key = latest_key(&author.0, old.header.kind().0);
+            let key = self.latest_key(author, old.header.kind());
             if t.latest.get(self.txn, &key)?.and_then(decode_seq) == Some(target_seq) {
                 t.latest.delete(self.txn, &key)?;
             }
         }
         self.remove(target_seq, &old)?;
-        t.dropped.put(self.txn, &old.id.0, &[DROPPED_DELETED])?;
+        t.dropped
+            .put(self.txn, &self.id_key(&old.id), &[DROPPED_DELETED])?;
         Ok(())
     }
 
@@ -646,7 +663,7 @@ impl Apply<'_, '_> {
         if let Some(seq) = self.staged.seq_of(id) {
             return Ok(Some(seq));
         }
-        match self.t.ids.get(self.txn, id)? {
+        match self.t.ids.get(self.txn, &self.id_key(&EventId(*id)))? {
             Some(v) => Ok(Some(
                 decode_seq(v).ok_or_else(|| corrupt("ids value is not a seq"))?,
             )),
@@ -655,12 +672,17 @@ impl Apply<'_, '_> {
     }
 
     fn load(&self, seq: u64) -> Result<StoredHeader, Fail> {
-        let bytes = self
+        let key = seq_key(seq);
+        let stored = self
             .t
             .events
-            .get(self.txn, &seq_key(seq))?
+            .get(self.txn, &key)?
             .ok_or_else(|| corrupt("index points at no event"))?;
-        let ev = EventRef::from_body(bytes).map_err(|e| corrupt(&format!("event {seq}: {e}")))?;
+        let bytes = self
+            .cipher
+            .open_cow(Slot::Events, &key, stored)
+            .map_err(|_| corrupt(&format!("event {seq} fails authentication")))?;
+        let ev = EventRef::from_body(&bytes).map_err(|e| corrupt(&format!("event {seq}: {e}")))?;
         Ok(StoredHeader {
             id: *ev.id(),
             header: *ev.header(),
@@ -670,8 +692,12 @@ impl Apply<'_, '_> {
     fn insert(&mut self, ev: EventRef<'_>, seq: u64) -> Result<(), Fail> {
         let t = self.t;
         let key = seq_key(seq);
+        let stored = self
+            .cipher
+            .seal(Slot::Events, &key, ev.body())
+            .map_err(|e| Fail::Other(WriteError::Seal(e.to_string())))?;
         t.events
-            .put_with_flags(self.txn, PutFlags::APPEND, &key, ev.body())?;
+            .put_with_flags(self.txn, PutFlags::APPEND, &key, &stored)?;
         self.staged.stage(ev, seq);
         self.set_changes
             .push((set_key(ev.created_at(), ev.id()), 1));
@@ -706,20 +732,28 @@ impl Apply<'_, '_> {
             seq,
         }
         .encode();
-        let mut gone = t.ids.delete(self.txn, &old.id.0)?;
-        gone &= t
-            .by_author
-            .delete_one_duplicate(self.txn, &h.author, &pos)?;
+        let c = self.cipher;
+        let mut gone = t.ids.delete(self.txn, &self.id_key(&old.id))?;
+        gone &=
+            t.by_author
+                .delete_one_duplicate(self.txn, &c.key(Slot::Author, &[&h.author]), &pos)?;
+        let kind = kind_key(h.kind().0);
         gone &= t
             .by_kind
-            .delete_one_duplicate(self.txn, &kind_key(h.kind().0), &pos)?;
+            .delete_one_duplicate(self.txn, &c.key(Slot::Kind, &[&kind]), &pos)?;
         if !h.topic().is_zero() {
-            gone &= t.by_topic.delete_one_duplicate(self.txn, &h.topic, &pos)?;
+            gone &= t.by_topic.delete_one_duplicate(
+                self.txn,
+                &c.key(Slot::Topic, &[&h.topic]),
+                &pos,
+            )?;
         }
         if !h.reference().is_zero() {
-            gone &= t
-                .by_ref
-                .delete_one_duplicate(self.txn, &h.reference, &pos)?;
+            gone &= t.by_ref.delete_one_duplicate(
+                self.txn,
+                &c.key(Slot::Ref, &[&h.reference]),
+                &pos,
+            )?;
         }
         Ok(gone)
     }

@@ -98,9 +98,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn plans_agree_with_a_linear_scan(specs in prop::collection::vec(spec(), 1..60), filters in prop::collection::vec(filter(), 1..8)) {
+    fn plans_agree_with_a_linear_scan(specs in prop::collection::vec(spec(), 1..60), filters in prop::collection::vec(filter(), 1..8), encrypted in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let options = StoreOptions { key: encrypted.then(|| DataKey::generate().unwrap()), ..StoreOptions::default() };
+        let store = Store::open_with(dir.path(), options).unwrap();
         let events: Vec<VerifiedEvent> = specs.iter().enumerate().map(|(i, s)| event(s, i)).collect();
         // Arrival order decides ties on time: the local sequence number.
         let outcomes = store.ingest(events.clone()).unwrap();

@@ -12,10 +12,19 @@ fn who(seed: u8) -> Identity {
     Identity::from_seed(&[seed; 32])
 }
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("db")).unwrap();
-    (dir, store)
+/// Runs a test on a plain store and then on an encrypted one: the social semantics are the
+/// same on both.
+fn each_kind(test: fn(Store)) {
+    for encrypted in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            key: encrypted.then(|| DataKey::generate().unwrap()),
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(dir.path().join("db"), options).unwrap();
+        assert_eq!(store.is_encrypted(), encrypted);
+        test(store);
+    }
 }
 
 fn ids(events: &[EventRef<'_>]) -> Vec<EventId> {
@@ -24,7 +33,10 @@ fn ids(events: &[EventRef<'_>]) -> Vec<EventId> {
 
 #[test]
 fn stores_reads_and_reports_duplicates() {
-    let (_d, store) = store();
+    each_kind(stores_reads_and_reports_duplicates_on);
+}
+
+fn stores_reads_and_reports_duplicates_on(store: Store) {
     let alice = who(1);
     let post = alice.sign(&Draft::post(T0, "hello"));
     assert_eq!(
@@ -50,7 +62,10 @@ fn stores_reads_and_reports_duplicates() {
 
 #[test]
 fn a_ticket_can_be_polled_until_its_batch_is_written() {
-    let (_d, store) = store();
+    each_kind(a_ticket_can_be_polled_until_its_batch_is_written_on);
+}
+
+fn a_ticket_can_be_polled_until_its_batch_is_written_on(store: Store) {
     let post = who(1).sign(&Draft::post(T0, "polled"));
     let mut ticket = store.submit(vec![post], Durability::Relaxed).unwrap();
     let start = std::time::Instant::now();
@@ -70,7 +85,10 @@ fn a_ticket_can_be_polled_until_its_batch_is_written() {
 
 #[test]
 fn deletion_drops_target_and_keeps_it_out() {
-    let (_d, store) = store();
+    each_kind(deletion_drops_target_and_keeps_it_out_on);
+}
+
+fn deletion_drops_target_and_keeps_it_out_on(store: Store) {
     let (alice, mallory) = (who(1), who(2));
     let post = alice.sign(&Draft::post(T0, "oops"));
     let keep = alice.sign(&Draft::post(T0 + 1, "keep"));
@@ -112,7 +130,10 @@ fn deletion_drops_target_and_keeps_it_out() {
 
 #[test]
 fn deletion_arriving_first_blocks_the_target() {
-    let (_d, store) = store();
+    each_kind(deletion_arriving_first_blocks_the_target_on);
+}
+
+fn deletion_arriving_first_blocks_the_target_on(store: Store) {
     let alice = who(1);
     let post = alice.sign(&Draft::post(T0, "late"));
     let del = alice.sign(&Draft::deletion(T0 + 5, *post.id(), ""));
@@ -126,7 +147,10 @@ fn deletion_arriving_first_blocks_the_target() {
 
 #[test]
 fn newest_replaceable_wins_in_any_arrival_order() {
-    let (_d, store) = store();
+    each_kind(newest_replaceable_wins_in_any_arrival_order_on);
+}
+
+fn newest_replaceable_wins_in_any_arrival_order_on(store: Store) {
     let alice = who(1);
     let (bob, carol) = (who(2).public_key(), who(3).public_key());
     let old = alice.sign(&Draft::follow_list(T0, &[bob]));
@@ -185,7 +209,10 @@ fn newest_replaceable_wins_in_any_arrival_order() {
 
 #[test]
 fn queries_pick_an_index_and_return_newest_first() {
-    let (_d, store) = store();
+    each_kind(queries_pick_an_index_and_return_newest_first_on);
+}
+
+fn queries_pick_an_index_and_return_newest_first_on(store: Store) {
     let people: Vec<Identity> = (1..=5).map(who).collect();
     let rust = Topic::named("rust");
     let mut all = Vec::new();
@@ -273,7 +300,10 @@ fn queries_pick_an_index_and_return_newest_first() {
 
 #[test]
 fn feed_and_thread() {
-    let (_d, store) = store();
+    each_kind(feed_and_thread_on);
+}
+
+fn feed_and_thread_on(store: Store) {
     let (alice, bob, carol) = (who(1), who(2), who(3));
     let follow = alice.sign(&Draft::follow_list(
         T0,
@@ -321,7 +351,10 @@ fn feed_and_thread() {
 
 #[test]
 fn subscriptions_see_every_match_even_when_slow() {
-    let (_d, store) = store();
+    each_kind(subscriptions_see_every_match_even_when_slow_on);
+}
+
+fn subscriptions_see_every_match_even_when_slow_on(store: Store) {
     let alice = who(1);
     let bob = who(2);
     let mut sub = store

@@ -4,7 +4,7 @@
 
 use common::{mask, pool, side, split, NOW_MS, POOL};
 use proptest::prelude::*;
-use xaeroflux_store::{ScopedStore, SetKey, Store};
+use xaeroflux_store::{DataKey, ScopedStore, SetKey, Store, StoreOptions};
 use xaeroflux_sync::{run_local, LinkOptions, LocalError, MemStore, Scope, SetView, SyncConfig};
 
 /// The sync crate's fixtures: a pool of signed events and helpers to split it between two
@@ -13,8 +13,20 @@ use xaeroflux_sync::{run_local, LinkOptions, LocalError, MemStore, Scope, SetVie
 mod common;
 
 fn lmdb_with(events: Vec<xaeroflux_event::VerifiedEvent>) -> (tempfile::TempDir, Store) {
+    store_with(events, false)
+}
+
+/// A plain store, or an encrypted one: a session between the two kinds sees one set.
+fn store_with(
+    events: Vec<xaeroflux_event::VerifiedEvent>,
+    encrypted: bool,
+) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let options = StoreOptions {
+        key: encrypted.then(|| DataKey::generate().unwrap()),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), options).unwrap();
     for chunk in events.chunks(1000) {
         store.ingest(chunk.to_vec()).unwrap();
     }
@@ -28,10 +40,10 @@ fn root(store: &Store) -> [u8; 32] {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
     #[test]
-    fn index_and_memory_agree_on_every_range(seed in any::<u64>(), bounds in proptest::collection::vec((0usize..POOL, 0usize..POOL), 1..40)) {
+    fn index_and_memory_agree_on_every_range(seed in any::<u64>(), bounds in proptest::collection::vec((0usize..POOL, 0usize..POOL), 1..40), encrypted in any::<bool>()) {
         let events = side(&mask(seed, 128), 1);
         let mem = MemStore::from_events(events.clone());
-        let (_dir, store) = lmdb_with(events);
+        let (_dir, store) = store_with(events, encrypted);
         let txn = store.read().unwrap();
         let at = |i: usize| SetKey { created_at: common::key(&pool()[i]).created_at, id: common::key(&pool()[i]).id };
         prop_assert_eq!(txn.len().unwrap(), mem.len() as u64);
@@ -49,8 +61,17 @@ proptest! {
 
 #[test]
 fn two_stores_converge_to_one_root() {
+    two_stores_converge(false);
+}
+
+#[test]
+fn an_encrypted_and_a_plain_store_converge_to_one_root() {
+    two_stores_converge(true);
+}
+
+fn two_stores_converge(a_encrypted: bool) {
     let m = mask(11, 160);
-    let (_da, mut a) = lmdb_with(side(&m, 1));
+    let (_da, mut a) = store_with(side(&m, 1), a_encrypted);
     let (_db, mut b) = lmdb_with(side(&m, 2));
     assert_ne!(root(&a), root(&b));
     let r = common::sync_all(&mut a, &mut b, SyncConfig::default(), 3).unwrap();

@@ -163,12 +163,79 @@ impl From<MerkleError> for ReadError {
 pub(crate) fn read_meta(
     txn: &heed::RoTxn,
     meta: crate::tables::Table,
+    cipher: &Cipher,
 ) -> Result<TreeMeta, MerkleError> {
-    match meta.get(txn, META_MERKLE)? {
-        Some(bytes) => TreeMeta::decode(bytes),
-        None => Err(MerkleError::Corrupt("meta merkle is missing".into())),
+    let Some(bytes) = meta.get(txn, META_MERKLE)? else {
+        return Err(MerkleError::Corrupt("meta merkle is missing".into()));
+    };
+    if !cipher.is_sealed() {
+        return TreeMeta::decode(bytes);
     }
+    let plain = cipher
+        .open_vec(Slot::Meta, META_MERKLE, bytes)
+        .map_err(|_| MerkleError::Corrupt("meta merkle fails authentication".into()))?;
+    TreeMeta::decode(&plain)
 }
+
+/// The stored form of the meta record.
+pub(crate) fn seal_meta(meta: &TreeMeta, cipher: &Cipher) -> Result<Vec<u8>, MerkleError> {
+    cipher
+        .seal(Slot::Meta, META_MERKLE, &meta.encode())
+        .map(|v| v.into_owned())
+        .map_err(|e| MerkleError::Corrupt(e.to_string()))
+}
+
+/// Decrypted pages kept for the life of one transaction, by number: each is opened once.
+pub(crate) type PageCache = elsa::FrozenMap<u32, Box<[u8; page::PAGE_BYTES]>>;
+
+/// Page `no` as stored, `None` if there is none: in place on a plain store; on a sealed one
+/// opened (and authenticated) into `cache`, or found there.
+pub(crate) fn load_page<'a>(
+    txn: &'a heed::RoTxn,
+    merkle: crate::tables::Table,
+    cipher: &Cipher,
+    cache: &'a PageCache,
+    no: u32,
+) -> Result<Option<&'a [u8]>, MerkleError> {
+    if !cipher.is_sealed() {
+        return Ok(merkle.get(txn, &page_key(no))?);
+    }
+    if let Some(page) = cache.get(&no) {
+        return Ok(Some(&page[..]));
+    }
+    let Some(stored) = merkle.get(txn, &page_key(no))? else {
+        return Ok(None);
+    };
+    let page = open_page(cipher, no, stored)?;
+    Ok(Some(&cache.insert(no, page)[..]))
+}
+
+/// Opens the sealed page `no` into a new buffer.
+pub(crate) fn open_page(
+    cipher: &Cipher,
+    no: u32,
+    stored: &[u8],
+) -> Result<Box<[u8; page::PAGE_BYTES]>, MerkleError> {
+    let unauthentic = || {
+        MerkleError::Page(PageError::new(
+            no,
+            "fails authentication: the file is damaged or was changed",
+        ))
+    };
+    if crate::seal::plain_len(stored) != Some(page::PAGE_BYTES) {
+        return Err(unauthentic());
+    }
+    let mut page: Box<[u8; page::PAGE_BYTES]> = vec![0u8; page::PAGE_BYTES]
+        .into_boxed_slice()
+        .try_into()
+        .expect("a vector of PAGE_BYTES");
+    cipher
+        .open_into(Slot::Merkle, &page_key(no), stored, &mut page[..])
+        .map_err(|_| unauthentic())?;
+    Ok(page)
+}
+
+use crate::seal::{Cipher, Slot};
 
 /// The LMDB key of page `no`: u32 BE, so pages sort by number.
 pub(crate) fn page_key(no: u32) -> [u8; 4] {

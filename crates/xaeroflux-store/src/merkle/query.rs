@@ -7,7 +7,8 @@ use std::ops::ControlFlow;
 use heed::RoTxn;
 
 use super::page::{Key, PageError, PageRef};
-use super::{page_key, read_meta, MerkleError, TreeMeta};
+use super::{load_page, read_meta, MerkleError, PageCache, TreeMeta};
+use crate::seal::Cipher;
 use crate::tables::{Table, Tables};
 use xaeroflux_event::Accum;
 
@@ -24,22 +25,30 @@ pub(crate) struct Boundary {
 pub(crate) struct Tree<'a, 'e> {
     txn: &'a RoTxn<'e>,
     merkle: Table,
+    cipher: &'a Cipher,
+    pages: &'a PageCache,
     pub(crate) meta: TreeMeta,
 }
 
 impl<'a, 'e> Tree<'a, 'e> {
-    pub(crate) fn open(txn: &'a RoTxn<'e>, t: &Tables) -> Result<Tree<'a, 'e>, MerkleError> {
+    /// The index as `txn` sees it; pages of a sealed store are opened into `pages`.
+    pub(crate) fn open(
+        txn: &'a RoTxn<'e>,
+        t: &Tables,
+        cipher: &'a Cipher,
+        pages: &'a PageCache,
+    ) -> Result<Tree<'a, 'e>, MerkleError> {
         Ok(Tree {
             txn,
             merkle: t.merkle,
-            meta: read_meta(txn, t.meta)?,
+            cipher,
+            pages,
+            meta: read_meta(txn, t.meta, cipher)?,
         })
     }
 
     pub(crate) fn page(&self, no: u32, level: u8) -> Result<PageRef<'a>, MerkleError> {
-        let bytes = self
-            .merkle
-            .get(self.txn, &page_key(no))?
+        let bytes = load_page(self.txn, self.merkle, self.cipher, self.pages, no)?
             .ok_or_else(|| PageError::new(no, "referenced but missing"))?;
         Ok(PageRef::parse(no, bytes, level)?)
     }

@@ -12,7 +12,11 @@ use heed::{RoTxn, RwTxn};
 use xaeroflux_event::EventRef;
 
 use super::page::{branch_entry, geometry, id_of, Key, PageBuf, PageError, PageRef};
-use super::{page_key, read_meta, MerkleError, TreeMeta, HEIGHT_MAX, META_MERKLE};
+use super::{
+    load_page, open_page, page_key, read_meta, seal_meta, MerkleError, PageCache, TreeMeta,
+    HEIGHT_MAX, META_MERKLE,
+};
+use crate::seal::{Cipher, Slot};
 use crate::tables::{Table, Tables};
 use xaeroflux_event::SetKey;
 
@@ -30,7 +34,10 @@ struct Step {
 }
 
 /// Changes to the index within one write transaction.
-pub(crate) struct Edit {
+pub(crate) struct Edit<'c> {
+    cipher: &'c Cipher,
+    /// Pages of a sealed store opened to be read, not changed.
+    clean: PageCache,
     merkle: Table,
     free: Table,
     meta_table: Table,
@@ -44,13 +51,19 @@ pub(crate) struct Edit {
     taken_last: Option<u32>,
 }
 
-impl Edit {
-    pub(crate) fn begin(txn: &RoTxn, t: &Tables) -> Result<Edit, MerkleError> {
+impl<'c> Edit<'c> {
+    pub(crate) fn begin(
+        txn: &RoTxn,
+        t: &Tables,
+        cipher: &'c Cipher,
+    ) -> Result<Edit<'c>, MerkleError> {
         Ok(Edit {
+            cipher,
+            clean: PageCache::new(),
             merkle: t.merkle,
             free: t.merkle_free,
             meta_table: t.meta,
-            meta: read_meta(txn, t.meta)?,
+            meta: read_meta(txn, t.meta, cipher)?,
             dirty: HashMap::new(),
             freed: Vec::new(),
             taken: Vec::new(),
@@ -66,9 +79,7 @@ impl Edit {
             }
             return Ok(buf.view());
         }
-        let bytes = self
-            .merkle
-            .get(txn, &page_key(no))?
+        let bytes = load_page(txn, self.merkle, self.cipher, &self.clean, no)?
             .ok_or_else(|| PageError::new(no, "referenced but missing"))?;
         Ok(PageRef::parse(no, bytes, level)?)
     }
@@ -77,6 +88,8 @@ impl Edit {
     /// first, so no change builds on damaged data.
     fn page_mut(&mut self, txn: &RoTxn, no: u32, level: u8) -> Result<&mut PageBuf, MerkleError> {
         let merkle = self.merkle;
+        let cipher = self.cipher;
+        let clean = self.clean.as_mut().remove(&no);
         match self.dirty.entry(no) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let buf = e.into_mut();
@@ -86,9 +99,24 @@ impl Edit {
                 Ok(buf)
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                let bytes = merkle
-                    .get(txn, &page_key(no))?
-                    .ok_or_else(|| PageError::new(no, "referenced but missing"))?;
+                let opened;
+                let bytes: &[u8] = match clean {
+                    Some(page) => {
+                        opened = page;
+                        &opened[..]
+                    }
+                    None => {
+                        let stored = merkle
+                            .get(txn, &page_key(no))?
+                            .ok_or_else(|| PageError::new(no, "referenced but missing"))?;
+                        if cipher.is_sealed() {
+                            opened = open_page(cipher, no, stored)?;
+                            &opened[..]
+                        } else {
+                            stored
+                        }
+                    }
+                };
                 let view = PageRef::parse(no, bytes, level)?;
                 view.validate_entries()?;
                 Ok(e.insert(PageBuf::copy_of(&view)))
@@ -150,6 +178,7 @@ impl Edit {
 
     fn free(&mut self, no: u32, level: u8) {
         self.dirty.remove(&no);
+        self.clean.as_mut().remove(&no);
         self.freed.push(no);
         let count = if level == 0 {
             &mut self.meta.leaf_pages
@@ -176,9 +205,15 @@ impl Edit {
                 view.and_then(|v| v.validate_entries())
                     .unwrap_or_else(|e| panic!("writing an invalid page: {e}"));
             }
-            self.merkle.put(txn, &page_key(*no), buf.bytes())?;
+            let key = page_key(*no);
+            let stored = self
+                .cipher
+                .seal(Slot::Merkle, &key, buf.bytes())
+                .map_err(|e| MerkleError::Corrupt(e.to_string()))?;
+            self.merkle.put(txn, &key, &stored)?;
         }
-        self.meta_table.put(txn, META_MERKLE, &self.meta.encode())?;
+        self.meta_table
+            .put(txn, META_MERKLE, &seal_meta(&self.meta, self.cipher)?)?;
         self.taken_last = None;
         Ok(())
     }
@@ -512,6 +547,7 @@ impl Edit {
 /// the same transaction never reaches the index).
 pub(crate) fn apply(
     t: &Tables,
+    cipher: &Cipher,
     txn: &mut RwTxn,
     changes: &mut [(Key, i8)],
 ) -> Result<(), MerkleError> {
@@ -519,7 +555,7 @@ pub(crate) fn apply(
         return Ok(());
     }
     changes.sort_unstable_by_key(|c| c.0);
-    let mut edit = Edit::begin(txn, t)?;
+    let mut edit = Edit::begin(txn, t, cipher)?;
     for run in changes.chunk_by(|a, b| a.0 == b.0) {
         let net: i32 = run.iter().map(|(_, d)| i32::from(*d)).sum();
         match net {
@@ -541,11 +577,14 @@ pub(crate) fn apply(
 const REBUILD_FLUSH_PAGES: usize = 256;
 
 /// Replaces the index by one built from the `events` table. Returns the number of keys.
-pub(crate) fn rebuild(t: &Tables, txn: &mut RwTxn) -> Result<u64, MerkleError> {
+pub(crate) fn rebuild(t: &Tables, cipher: &Cipher, txn: &mut RwTxn) -> Result<u64, MerkleError> {
     let mut keys = Vec::new();
     for item in t.events.iter(txn)? {
         let (k, v) = item?;
-        let ev = EventRef::from_body(v)
+        let v = cipher
+            .open_cow(Slot::Events, k, v)
+            .map_err(|_| MerkleError::Corrupt(format!("event {k:02x?} fails authentication")))?;
+        let ev = EventRef::from_body(&v)
             .map_err(|e| MerkleError::Corrupt(format!("event {k:02x?}: {e}")))?;
         keys.push(
             SetKey {
@@ -564,8 +603,9 @@ pub(crate) fn rebuild(t: &Tables, txn: &mut RwTxn) -> Result<u64, MerkleError> {
     }
     t.merkle.clear(txn)?;
     t.merkle_free.clear(txn)?;
-    t.meta.put(txn, META_MERKLE, &TreeMeta::EMPTY.encode())?;
-    let mut edit = Edit::begin(txn, t)?;
+    t.meta
+        .put(txn, META_MERKLE, &seal_meta(&TreeMeta::EMPTY, cipher)?)?;
+    let mut edit = Edit::begin(txn, t, cipher)?;
     // Ascending inserts take the append split: every page but the last on each level is full.
     for chunk in keys.chunks(REBUILD_FLUSH_PAGES * super::page::LEAF_CAPACITY) {
         for key in chunk {
@@ -611,13 +651,13 @@ mod tests {
         let shared = store.shared();
         let mut txn = shared.env.write_txn().unwrap();
         let mut changes = batch.to_vec();
-        apply(&shared.tables, &mut txn, &mut changes).unwrap();
+        apply(&shared.tables, &shared.cipher, &mut txn, &mut changes).unwrap();
         txn.commit().unwrap();
     }
 
     fn assert_matches(store: &crate::Store, model: &BTreeSet<Key>) {
         let read = store.read().unwrap();
-        let tree = Tree::open(&read.txn, read.tables()).unwrap();
+        let tree = Tree::open(&read.txn, read.tables(), read.cipher(), &read.pages).unwrap();
         let mut all = Accum::ZERO;
         for k in model {
             all.add_id(&id_of(k));
@@ -632,16 +672,30 @@ mod tests {
         assert!(seen.iter().eq(model.iter()), "keys in order");
         let mut problems = Vec::new();
         let expected: Vec<Key> = model.iter().copied().collect();
-        crate::merkle::verify(&read.txn, read.tables(), &expected, &mut |p| {
-            problems.push(p)
-        })
+        crate::merkle::verify(
+            &read.txn,
+            read.tables(),
+            read.cipher(),
+            &expected,
+            &mut |p| problems.push(p),
+        )
         .unwrap();
         assert!(problems.is_empty(), "{problems:?}");
     }
 
     fn store() -> (tempfile::TempDir, crate::Store) {
+        store_of(false)
+    }
+
+    /// A plain store, or an encrypted one (whose pages are sealed and opened on every read).
+    fn store_of(sealed: bool) -> (tempfile::TempDir, crate::Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(dir.path().join("db")).unwrap();
+        let options = crate::StoreOptions {
+            key: sealed.then(|| crate::DataKey::generate().unwrap()),
+            ..crate::StoreOptions::default()
+        };
+        let store = crate::Store::open_with(dir.path().join("db"), options).unwrap();
+        assert_eq!(store.is_encrypted(), sealed);
         (dir, store)
     }
 
@@ -658,7 +712,7 @@ mod tests {
         assert_matches(&store, &model);
         {
             let read = store.read().unwrap();
-            let meta = read_meta(&read.txn, read.tables().meta).unwrap();
+            let meta = read_meta(&read.txn, read.tables().meta, read.cipher()).unwrap();
             assert_eq!(
                 meta.leaf_pages,
                 3000u64.div_ceil(405),
@@ -679,7 +733,7 @@ mod tests {
         model.clear();
         assert_matches(&store, &model);
         let read = store.read().unwrap();
-        let meta = read_meta(&read.txn, read.tables().meta).unwrap();
+        let meta = read_meta(&read.txn, read.tables().meta, read.cipher()).unwrap();
         assert_eq!(
             (meta.root, meta.height, meta.leaf_pages, meta.branch_pages),
             (0, 0, 0, 0)
@@ -689,7 +743,7 @@ mod tests {
 
     fn meta_of(store: &crate::Store) -> TreeMeta {
         let read = store.read().unwrap();
-        read_meta(&read.txn, read.tables().meta).unwrap()
+        read_meta(&read.txn, read.tables().meta, read.cipher()).unwrap()
     }
 
     #[test]
@@ -745,11 +799,13 @@ mod tests {
         apply_batch(&store, &keys.iter().map(|k| (*k, -1)).collect::<Vec<_>>());
         let next = {
             let read = store.read().unwrap();
-            read_meta(&read.txn, read.tables().meta).unwrap().next_page
+            read_meta(&read.txn, read.tables().meta, read.cipher())
+                .unwrap()
+                .next_page
         };
         apply_batch(&store, &keys.iter().map(|k| (*k, 1)).collect::<Vec<_>>());
         let read = store.read().unwrap();
-        let meta = read_meta(&read.txn, read.tables().meta).unwrap();
+        let meta = read_meta(&read.txn, read.tables().meta, read.cipher()).unwrap();
         assert_eq!(meta.next_page, next, "no new page numbers");
         assert_matches(&store, &keys.iter().copied().collect());
     }
@@ -760,13 +816,26 @@ mod tests {
         apply_batch(&store, &[(key(1, 0), 1)]);
         let shared = store.shared();
         let mut txn = shared.env.write_txn().unwrap();
-        let err = apply(&shared.tables, &mut txn, &mut [(key(1, 0), 1)]).unwrap_err();
+        let err = apply(
+            &shared.tables,
+            &shared.cipher,
+            &mut txn,
+            &mut [(key(1, 0), 1)],
+        )
+        .unwrap_err();
         assert!(matches!(err, MerkleError::Corrupt(_)), "{err}");
-        let err = apply(&shared.tables, &mut txn, &mut [(key(2, 0), -1)]).unwrap_err();
+        let err = apply(
+            &shared.tables,
+            &shared.cipher,
+            &mut txn,
+            &mut [(key(2, 0), -1)],
+        )
+        .unwrap_err();
         assert!(matches!(err, MerkleError::Corrupt(_)), "{err}");
         // A key added and removed in one transaction never reaches the index.
         apply(
             &shared.tables,
+            &shared.cipher,
             &mut txn,
             &mut [(key(3, 0), 1), (key(3, 0), -1)],
         )
@@ -797,8 +866,11 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
         #[test]
-        fn matches_a_sorted_set_model(ops in proptest::collection::vec(op(), 1..8)) {
-            let (_d, store) = store();
+        fn matches_a_sorted_set_model(
+            ops in proptest::collection::vec(op(), 1..8),
+            sealed in any::<bool>(),
+        ) {
+            let (_d, store) = store_of(sealed);
             let mut model = BTreeSet::new();
             let mut clock = 1_000_000u64;
             for op in ops {

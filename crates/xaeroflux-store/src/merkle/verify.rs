@@ -7,8 +7,9 @@ use heed::RoTxn;
 
 use super::page::{Key, PageRef, PAGE_BYTES};
 use super::update::hex_key;
-use super::{page_key, read_meta, MerkleError};
+use super::{load_page, read_meta, MerkleError, PageCache};
 use crate::error::ReadError;
+use crate::seal::{Cipher, SEAL_OVERHEAD};
 use crate::tables::Tables;
 use xaeroflux_event::Accum;
 
@@ -84,11 +85,12 @@ impl KeyMerge<'_> {
 pub(crate) fn verify(
     txn: &RoTxn,
     t: &Tables,
+    cipher: &Cipher,
     expected: &[Key],
     problem: &mut dyn FnMut(String),
 ) -> Result<u64, ReadError> {
     debug_assert!(expected.windows(2).all(|w| w[0] < w[1]));
-    let meta = match read_meta(txn, t.meta) {
+    let meta = match read_meta(txn, t.meta, cipher) {
         Ok(m) => m,
         Err(MerkleError::Heed(e)) => return Err(e.into()),
         Err(e) => {
@@ -119,7 +121,8 @@ pub(crate) fn verify(
             }
             _ => problem(format!("merkle holds a page under key {k:02x?}")),
         }
-        if v.len() != PAGE_BYTES {
+        let want = PAGE_BYTES + if cipher.is_sealed() { SEAL_OVERHEAD } else { 0 };
+        if v.len() != want {
             problem(format!("merkle value {k:02x?} is {} bytes", v.len()));
         }
     }
@@ -152,9 +155,19 @@ pub(crate) fn verify(
         if free.contains(&v.no) {
             problem(format!("merkle page {} is in use and also free", v.no));
         }
-        let Some(bytes) = t.merkle.get(txn, &page_key(v.no))? else {
-            problem(format!("merkle page {} is referenced but missing", v.no));
-            continue;
+        // Each page is opened on its own: a check of the whole index keeps one at a time.
+        let cache = PageCache::new();
+        let bytes = match load_page(txn, t.merkle, cipher, &cache, v.no) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                problem(format!("merkle page {} is referenced but missing", v.no));
+                continue;
+            }
+            Err(MerkleError::Heed(e)) => return Err(e.into()),
+            Err(e) => {
+                problem(e.to_string());
+                continue;
+            }
         };
         let page = match PageRef::parse(v.no, bytes, v.level) {
             Ok(p) => p,
