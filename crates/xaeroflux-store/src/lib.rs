@@ -16,6 +16,7 @@
 mod check;
 mod env;
 mod error;
+pub mod keys;
 mod merkle;
 mod query;
 mod read;
@@ -185,8 +186,14 @@ impl std::fmt::Debug for Store {
 }
 
 /// Files a data directory may hold besides the LMDB files before the store claims it.
-pub const FOREIGN_FILES_ALLOWED: &[&str] =
-    &["identity.key", "identity.key.tmp", "node.lock", "node.sock"];
+pub const FOREIGN_FILES_ALLOWED: &[&str] = &[
+    "identity.key",
+    "identity.key.tmp",
+    "node.lock",
+    "node.sock",
+    keys::KEY_FILE,
+    "data.tmp",
+];
 
 fn data_file(dir: &Path) -> PathBuf {
     dir.join("data.mdb")

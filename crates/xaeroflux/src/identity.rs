@@ -1,11 +1,17 @@
 //! The key files of a data directory, each a 32-byte ed25519 seed readable by its owner only:
 //! the author's identity, which signs events, and the node's network key, which names it to
 //! peers. The two are unrelated, so the network never tells who the author is.
+//!
+//! In the directory of an encrypted store each file holds its seed sealed under the store's
+//! data key (`keys::seal_secret`, bound to the file's name); a plaintext seed found there (a
+//! store encrypted after the file was written) is sealed in place when first read.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use xaeroflux_event::{Identity, IdentityError};
+use xaeroflux_store::keys::{self, KeyError};
+use xaeroflux_store::DataKey;
 use zeroize::Zeroizing;
 
 /// File name of the identity inside a data directory.
@@ -36,6 +42,21 @@ pub enum NetworkIdentity {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityFileError {
+    /// The file holds a seed sealed under a store's data key, and the store was opened
+    /// without one (or the seal does not open under it: [`IdentityFileError::Key`]).
+    #[error("{path} is sealed under the store's key: open the store with its key")]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A sealed key file does not open under the store's key, or could not be sealed.
+    #[error("key file {path}: {source}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: KeyError,
+    },
     /// The file is not 32 bytes. Fix: restore it from a backup; it cannot be repaired (a
     /// network key may be deleted instead: the node makes a new one, and peers see a new id).
     #[error("{path} is not a key file ({got} bytes, 32 expected)")]
@@ -69,31 +90,62 @@ pub enum IdentityFileError {
 }
 
 /// Loads the identity at `path`, or creates one there (mode 0600) if there is none.
-/// Returns the identity and whether it was created.
-pub fn load_or_create_identity(path: &Path) -> Result<(Identity, bool), IdentityFileError> {
-    let (seed, created) = load_or_create_seed(path)?;
+/// Returns the identity and whether it was created. With `sealer` (the data key of the store
+/// beside it), the file holds the seed sealed under it.
+pub fn load_or_create_identity(
+    path: &Path,
+    sealer: Option<&DataKey>,
+) -> Result<(Identity, bool), IdentityFileError> {
+    let (seed, created) = load_or_create_seed(path, sealer)?;
     Ok((Identity::from_seed(&seed), created))
 }
 
 /// The seed of the node's network key in `dir`, as `which` asks: the stored one (created on
-/// first use), a fresh one for this start, or a new one that replaces the stored one.
+/// first use), a fresh one for this start, or a new one that replaces the stored one. Sealed
+/// under `sealer` when the store is encrypted.
 pub fn network_seed(
     dir: &Path,
     which: NetworkIdentity,
+    sealer: Option<&DataKey>,
 ) -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
     let path = dir.join(NETWORK_KEY_FILE);
     match which {
-        NetworkIdentity::Stored => Ok(load_or_create_seed(&path)?.0),
+        NetworkIdentity::Stored => Ok(load_or_create_seed(&path, sealer)?.0),
         NetworkIdentity::Fresh => random_seed(),
         NetworkIdentity::Rotate => {
             let seed = random_seed()?;
-            write_atomically(&path, &seed).map_err(|source| IdentityFileError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            write_seed(&path, &seed, sealer)?;
             Ok(seed)
         }
     }
+}
+
+/// The name a seed file's seal is bound to.
+fn label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes a seed file, sealed under `sealer` if there is one.
+fn write_seed(
+    path: &Path,
+    seed: &[u8; 32],
+    sealer: Option<&DataKey>,
+) -> Result<(), IdentityFileError> {
+    let bytes = match sealer {
+        Some(key) => Zeroizing::new(keys::seal_secret(key, &label(path), seed).map_err(
+            |source| IdentityFileError::Key {
+                path: path.to_owned(),
+                source,
+            },
+        )?),
+        None => Zeroizing::new(seed.to_vec()),
+    };
+    write_atomically(path, &bytes).map_err(|source| IdentityFileError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn random_seed() -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
@@ -104,15 +156,32 @@ fn random_seed() -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
 
 /// Loads the seed at `path` (refusing a file others may read), or creates a random one there;
 /// says whether it was created. The bytes read are zeroized once copied.
-fn load_or_create_seed(path: &Path) -> Result<(Zeroizing<[u8; 32]>, bool), IdentityFileError> {
+fn load_or_create_seed(
+    path: &Path,
+    sealer: Option<&DataKey>,
+) -> Result<(Zeroizing<[u8; 32]>, bool), IdentityFileError> {
     let io = |source| IdentityFileError::Io {
         path: path.to_owned(),
         source,
     };
     match std::fs::read(path) {
         Ok(bytes) => {
-            let bytes = Zeroizing::new(bytes);
+            let mut bytes = Zeroizing::new(bytes);
             check_private(path)?;
+            let sealed = keys::is_sealed_secret(&bytes);
+            if sealed {
+                let key = sealer.ok_or_else(|| IdentityFileError::Sealed {
+                    path: path.to_owned(),
+                })?;
+                bytes = Zeroizing::new(
+                    keys::open_secret(key, &label(path), &bytes)
+                        .map_err(|source| IdentityFileError::Key {
+                            path: path.to_owned(),
+                            source,
+                        })?
+                        .to_vec(),
+                );
+            }
             let mut seed = Zeroizing::new([0u8; 32]);
             if bytes.len() != seed.len() {
                 return Err(IdentityFileError::Malformed {
@@ -121,11 +190,15 @@ fn load_or_create_seed(path: &Path) -> Result<(Zeroizing<[u8; 32]>, bool), Ident
                 });
             }
             seed.copy_from_slice(&bytes);
+            if !sealed && sealer.is_some() {
+                // A plaintext seed beside an encrypted store: seal it now.
+                write_seed(path, &seed, sealer)?;
+            }
             Ok((seed, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = random_seed()?;
-            write_atomically(path, &seed).map_err(io)?;
+            write_seed(path, &seed, sealer)?;
             Ok((seed, true))
         }
         Err(e) => Err(io(e)),
@@ -159,7 +232,7 @@ fn check_private(path: &Path) -> Result<(), IdentityFileError> {
 
 /// Writes the key to a temporary file, syncs it, then renames it into place: a crash leaves
 /// either no identity file or a whole one, never a torn one.
-fn write_atomically(path: &Path, seed: &[u8; 32]) -> std::io::Result<()> {
+fn write_atomically(path: &Path, seed: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("key.tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -188,9 +261,9 @@ mod tests {
     fn created_once_private_and_stable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(IDENTITY_FILE);
-        let (a, created) = load_or_create_identity(&path).unwrap();
+        let (a, created) = load_or_create_identity(&path, None).unwrap();
         assert!(created);
-        let (b, created) = load_or_create_identity(&path).unwrap();
+        let (b, created) = load_or_create_identity(&path, None).unwrap();
         assert!(!created);
         assert_eq!(a.public_key(), b.public_key());
         #[cfg(unix)]
@@ -203,16 +276,42 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let err = load_or_create_identity(&path).unwrap_err();
+            let err = load_or_create_identity(&path, None).unwrap_err();
             assert!(
                 matches!(err, IdentityFileError::Exposed { mode: 0o644, .. }),
                 "{err}"
             );
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        // Beside an encrypted store the seed is sealed, in place, and opens only with its key.
+        let key = DataKey::generate().unwrap();
+        let (c, _) = load_or_create_identity(&path, Some(&key)).unwrap();
+        assert_eq!(c.public_key(), a.public_key());
+        let sealed = std::fs::read(&path).unwrap();
+        assert!(keys::is_sealed_secret(&sealed));
+        assert!(!sealed.windows(32).any(|w| w == a.seed()));
+        assert!(matches!(
+            load_or_create_identity(&path, None),
+            Err(IdentityFileError::Sealed { .. })
+        ));
+        let other = DataKey::generate().unwrap();
+        assert!(matches!(
+            load_or_create_identity(&path, Some(&other)),
+            Err(IdentityFileError::Key {
+                source: KeyError::WrongKey,
+                ..
+            })
+        ));
+        assert_eq!(
+            load_or_create_identity(&path, Some(&key))
+                .unwrap()
+                .0
+                .public_key(),
+            a.public_key()
+        );
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(
-            load_or_create_identity(&path),
+            load_or_create_identity(&path, None),
             Err(IdentityFileError::Malformed { got: 5, .. })
         ));
     }

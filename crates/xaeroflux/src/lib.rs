@@ -45,6 +45,10 @@ pub use xaeroflux_net::{
     error_line, peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId,
     Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary, SyncWithError, PEERS_FILE,
 };
+/// Encryption at rest: the data key, how it is wrapped (passphrase or the app's keystore),
+/// and the key file.
+pub use xaeroflux_store::keys::{self, KdfParams, KeyError, KeyProvider, Passphrase};
+pub use xaeroflux_store::DataKey;
 pub use xaeroflux_store::{
     Accum, CheckReport, Durability, Filter, FlushTicket, FollowTicket, Followed, OpenError,
     Outcome, QueryError, ReadError, ReadTxn, SetRoot, Stats, Store, StoreOptions, StoredEvent,

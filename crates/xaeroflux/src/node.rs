@@ -1,6 +1,6 @@
 //! The node: a store, an identity, and the operations an app calls.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xaeroflux_event::{
@@ -9,7 +9,8 @@ use xaeroflux_event::{
 use xaeroflux_net::{
     Multiaddr, NetConfig, NetError, NetHandle, SyncRequest, SyncWithError, PEERS_FILE,
 };
-use xaeroflux_store::{OpenError, Outcome, ReadError, Store, StoreOptions, WriteError};
+use xaeroflux_store::keys::{self, KeyError, KeyProvider};
+use xaeroflux_store::{DataKey, OpenError, Outcome, ReadError, Store, StoreOptions, WriteError};
 use xaeroflux_sync::Scope;
 
 use crate::identity::{
@@ -37,6 +38,17 @@ pub enum NodeOpenError {
     /// The identity file could not be used.
     #[error(transparent)]
     Identity(#[from] IdentityFileError),
+    /// The store is encrypted (its directory holds `data.key`) and no key provider was given.
+    /// Fix: give the passphrase (`xf`: `XF_PASSPHRASE` or the prompt) or the app's provider.
+    #[error("{path} holds an encrypted store: its passphrase or key is needed")]
+    KeyRequired {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The store's key could not be unwrapped (a wrong passphrase is [`KeyError::WrongKey`])
+    /// or a new one could not be made. Nothing was changed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -205,9 +217,30 @@ pub struct NodeBuilder {
     verify_threads: Option<usize>,
     network: Option<NetConfig>,
     network_identity: NetworkIdentity,
+    key_provider: Option<std::sync::Arc<dyn KeyProvider>>,
 }
 
 impl NodeBuilder {
+    /// Encrypts the store at rest with a data key wrapped by `provider` (a [`Passphrase`] or
+    /// the app's platform keystore):
+    ///
+    /// - a directory with no store gets a new encrypted one: a random data key is wrapped
+    ///   into `data.key` first, then the store is created sealed under it;
+    /// - an encrypted store (with `data.key`) opens only with the provider that wrapped its
+    ///   key: a wrong passphrase is [`NodeOpenError::Key`] with [`KeyError::WrongKey`], and
+    ///   nothing is changed;
+    /// - a plain store opens as it is: the provider is not used.
+    ///
+    /// The key files (`identity.key`, `network.key`) of an encrypted store are sealed under
+    /// its data key. Without a provider, a new store is plain and an encrypted one is refused
+    /// with [`NodeOpenError::KeyRequired`].
+    ///
+    /// [`Passphrase`]: crate::Passphrase
+    pub fn key_provider(mut self, provider: std::sync::Arc<dyn KeyProvider>) -> Self {
+        self.key_provider = Some(provider);
+        self
+    }
+
     /// Joins the network with this configuration when the node opens: one more thread, running
     /// the libp2p swarm. The node's network key is its own (`network.key` in the data
     /// directory, see [`NodeBuilder::network_identity`]), never the author's, so a node needs
@@ -256,12 +289,16 @@ impl NodeBuilder {
     /// Opens the store and loads the identity.
     pub fn open(self) -> Result<Node, NodeOpenError> {
         let dir = self.data_dir.ok_or(NodeOpenError::NoDataDir)?;
-        let store = Store::open_with(&dir, self.store_options)?;
+        let data_key = data_key(&dir, self.key_provider.as_deref(), &self.store_options)?;
+        let mut options = self.store_options;
+        options.key = data_key.clone();
+        let store = Store::open_with(&dir, options)?;
         let path = dir.join(IDENTITY_FILE);
+        let sealer = data_key.as_ref();
         let identity = match self.identity {
             Some(identity) => Some(identity),
-            None if self.create_identity => Some(load_or_create_identity(&path)?.0),
-            None if path.exists() => Some(load_or_create_identity(&path)?.0),
+            None if self.create_identity => Some(load_or_create_identity(&path, sealer)?.0),
+            None if path.exists() => Some(load_or_create_identity(&path, sealer)?.0),
             None => None,
         };
         let verifier = self
@@ -270,7 +307,7 @@ impl NodeBuilder {
         let (net, lock) = match self.network {
             Some(mut config) => {
                 let lock = lock_node(&dir)?;
-                let seed = network_seed(&dir, self.network_identity)?;
+                let seed = network_seed(&dir, self.network_identity, sealer)?;
                 config
                     .peers_file
                     .get_or_insert_with(|| dir.join(PEERS_FILE));
@@ -292,6 +329,51 @@ impl NodeBuilder {
             last_ms: AtomicU64::new(0),
         })
     }
+}
+
+/// The data key the store in `dir` is opened with: unwrapped from `data.key`, made for a new
+/// encrypted store, or none for a plain one.
+fn data_key(
+    dir: &Path,
+    provider: Option<&dyn KeyProvider>,
+    options: &StoreOptions,
+) -> Result<Option<DataKey>, NodeOpenError> {
+    if let Some(file) = keys::read_key_file(dir)? {
+        let provider = provider.ok_or_else(|| NodeOpenError::KeyRequired {
+            path: dir.to_owned(),
+        })?;
+        return Ok(Some(keys::unwrap_key(&file, provider)?));
+    }
+    let Some(provider) = provider else {
+        return Ok(options.key.clone());
+    };
+    if !options.create || options.read_only || !may_create_store(dir) {
+        // A plain store opens as it is; a missing or foreign one is refused by the store.
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| {
+        NodeOpenError::Open(OpenError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+    })?;
+    let key = DataKey::generate().map_err(|e| KeyError::Entropy(e.to_string()))?;
+    keys::write_key_file(dir, &key, provider)?;
+    Ok(Some(key))
+}
+
+/// True if `dir` holds no store yet and nothing but what may precede one: a new store may be
+/// made there.
+fn may_create_store(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        // Missing: the store creates it.
+        return !dir.exists();
+    };
+    entries.flatten().all(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name == "lock.mdb" || xaeroflux_store::FOREIGN_FILES_ALLOWED.contains(&name.as_ref())
+    })
 }
 
 /// An embedded Xaeroflux node.

@@ -1,0 +1,203 @@
+//! An encrypted node: a new user's directory holds nothing readable without the passphrase
+//! (the events, the author key, the network key); the wrong passphrase opens nothing and
+//! changes nothing; a changed passphrase rewraps the key and rewrites no data; a plain store
+//! opens whether or not a passphrase is given.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use xaeroflux::{
+    keys, KdfParams, KeyError, NetConfig, Node, NodeOpenError, Passphrase, PeerId, Topic,
+};
+use zeroize::Zeroizing;
+
+const TEXT: &str = "meet me by the old lighthouse 4417";
+const TOPIC: &str = "harbour-watchers";
+
+/// Cheap costs: the tests check the flow, not Argon2id's cost.
+fn pass(secret: &str) -> Arc<Passphrase> {
+    Arc::new(Passphrase::with_params(
+        Zeroizing::new(secret.into()),
+        KdfParams {
+            memory_kib: 256,
+            iterations: 1,
+            lanes: 1,
+        },
+    ))
+}
+
+fn config() -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()],
+        mdns: false,
+        anti_entropy: Duration::from_secs(3600),
+        ..NetConfig::default()
+    }
+}
+
+fn open(dir: &Path, secret: &str) -> Result<Node, NodeOpenError> {
+    Node::builder()
+        .data_dir(dir)
+        .create_identity(true)
+        .key_provider(pass(secret))
+        .open()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file's bytes, by name.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_users_directory_gives_nothing_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), "correct horse").unwrap();
+    assert!(node.store().is_encrypted());
+    let me = xaeroflux::Identity::from_seed(&node.identity().unwrap().seed());
+    let post = node.post(TEXT, None, None).unwrap();
+    let in_topic = node
+        .post("tide at six", Some(Topic::named(TOPIC)), None)
+        .unwrap();
+    node.react(post.id, "+").unwrap();
+    node.close().unwrap();
+    // The network key too: the node joins the network once.
+    let networked = Node::builder()
+        .data_dir(dir.path())
+        .key_provider(pass("correct horse"))
+        .network(config())
+        .open()
+        .unwrap();
+    let peer: PeerId = networked.net().unwrap().peer_id();
+    networked.close().unwrap();
+
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("post text".into(), TEXT.as_bytes().to_vec()),
+        ("topic name".into(), TOPIC.as_bytes().to_vec()),
+        ("author seed".into(), me.seed().to_vec()),
+        ("peer id".into(), peer.to_bytes()),
+        ("peer id (text)".into(), peer.to_string().into_bytes()),
+    ];
+    for (what, raw) in [
+        ("author key", me.public_key().0),
+        ("post id", post.id.0),
+        ("topic post id", in_topic.id.0),
+        ("topic id", Topic::named(TOPIC).0),
+    ] {
+        needles.push((format!("{what} (raw)"), raw.to_vec()));
+        needles.push((format!("{what} (hex)"), hex(&raw).into_bytes()));
+    }
+    let names: Vec<String> = files(dir.path()).into_iter().map(|(n, _)| n).collect();
+    for expected in ["data.mdb", "data.key", "identity.key", "network.key"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    for (name, bytes) in files(dir.path()) {
+        for (what, needle) in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == &needle[..]),
+                "{name} holds the {what}"
+            );
+        }
+    }
+
+    // The same user and events come back with the passphrase.
+    let again = open(dir.path(), "correct horse").unwrap();
+    assert_eq!(again.identity().unwrap().public_key(), me.public_key());
+    assert!(again
+        .store()
+        .read()
+        .unwrap()
+        .get(&post.id)
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn a_wrong_or_missing_passphrase_opens_nothing_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), "correct horse").unwrap();
+    node.post("hello", None, None).unwrap();
+    node.close().unwrap();
+    let before = files(dir.path());
+    match open(dir.path(), "battery staple") {
+        Err(NodeOpenError::Key(KeyError::WrongKey)) => {}
+        other => panic!("expected a wrong key, got {other:?}"),
+    }
+    match Node::builder().data_dir(dir.path()).open() {
+        Err(NodeOpenError::KeyRequired { .. }) => {}
+        other => panic!("expected a key to be required, got {other:?}"),
+    }
+    let after = files(dir.path());
+    let data = |fs: &[(String, Vec<u8>)]| {
+        fs.iter()
+            .filter(|(n, _)| n != "lock.mdb")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(data(&before), data(&after), "a refused open changed a file");
+}
+
+#[test]
+fn changing_the_passphrase_rewraps_the_key_and_rewrites_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = open(dir.path(), "old secret").unwrap();
+    let post = node.post("kept", None, None).unwrap();
+    node.close().unwrap();
+    let data_before = std::fs::read(dir.path().join("data.mdb")).unwrap();
+    keys::rewrap(dir.path(), &*pass("old secret"), &*pass("new secret")).unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("data.mdb")).unwrap(),
+        data_before
+    );
+    assert!(matches!(
+        open(dir.path(), "old secret"),
+        Err(NodeOpenError::Key(KeyError::WrongKey))
+    ));
+    let node = open(dir.path(), "new secret").unwrap();
+    assert!(node
+        .store()
+        .read()
+        .unwrap()
+        .get(&post.id)
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn a_plain_store_opens_with_or_without_a_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::builder()
+        .data_dir(dir.path())
+        .create_identity(true)
+        .open()
+        .unwrap();
+    let post = node.post("plain", None, None).unwrap();
+    node.close().unwrap();
+    let node = open(dir.path(), "anything").unwrap();
+    assert!(!node.store().is_encrypted());
+    assert!(node
+        .store()
+        .read()
+        .unwrap()
+        .get(&post.id)
+        .unwrap()
+        .is_some());
+    assert!(!dir.path().join(keys::KEY_FILE).exists());
+}
