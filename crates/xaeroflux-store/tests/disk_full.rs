@@ -37,15 +37,27 @@ impl Drop for Mount {
 
 #[test]
 fn a_full_disk_is_named_and_loses_nothing_stored() {
+    full_disk(None);
+}
+
+#[test]
+fn a_full_disk_under_an_encrypted_store_is_named_and_loses_nothing_stored() {
+    full_disk(Some(DataKey::generate().unwrap()));
+}
+
+fn full_disk(key: Option<DataKey>) {
     let disk = Mount::small();
+    let encrypted = key.is_some();
     let store = Store::open_with(
         disk.path().join("db"),
         StoreOptions {
             map_bytes_initial: 64 << 20,
+            key,
             ..StoreOptions::default()
         },
     )
     .unwrap();
+    assert_eq!(store.is_encrypted(), encrypted);
     let who = Identity::from_seed(&[1; 32]);
     let mut stored = Vec::new();
     let mut n = 0u64;

@@ -25,6 +25,7 @@ mod ingest;
 mod local_sync;
 mod node;
 mod portable;
+mod reseal;
 
 pub use event::Event;
 pub use identity::{
@@ -37,6 +38,7 @@ pub use node::{
     ID_PREFIX_DIGITS_MIN, NODE_LOCK_FILE,
 };
 pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
+pub use reseal::{reseal, staging_dir, ResealError, Resealed};
 pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, Verifier,
     VerifyError, PAYLOAD_BYTES_MAX,

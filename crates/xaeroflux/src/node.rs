@@ -178,7 +178,7 @@ pub const NODE_LOCK_FILE: &str = "node.lock";
 
 /// Takes the data directory's node lock, or says who has it. The lock goes with the file
 /// handle: it is released when the node drops, or when its process dies.
-fn lock_node(dir: &std::path::Path) -> Result<std::fs::File, NodeOpenError> {
+pub(crate) fn lock_node(dir: &std::path::Path) -> Result<std::fs::File, NodeOpenError> {
     let path = dir.join(NODE_LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -338,6 +338,10 @@ fn data_key(
     provider: Option<&dyn KeyProvider>,
     options: &StoreOptions,
 ) -> Result<Option<DataKey>, NodeOpenError> {
+    if let Some(key) = &options.key {
+        // Given as it is (a temporary store, a copy being made): the store checks it.
+        return Ok(Some(key.clone()));
+    }
     if let Some(file) = keys::read_key_file(dir)? {
         let provider = provider.ok_or_else(|| NodeOpenError::KeyRequired {
             path: dir.to_owned(),
@@ -345,7 +349,7 @@ fn data_key(
         return Ok(Some(keys::unwrap_key(&file, provider)?));
     }
     let Some(provider) = provider else {
-        return Ok(options.key.clone());
+        return Ok(None);
     };
     if !options.create || options.read_only || !may_create_store(dir) {
         // A plain store opens as it is; a missing or foreign one is refused by the store.

@@ -16,14 +16,29 @@ pub struct Args {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Create a new store without encryption (by default a new store is encrypted under a
+    /// passphrase: `XF_PASSPHRASE`, else asked on the terminal). Existing stores open as they are.
+    #[arg(long, global = true)]
+    pub plain: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the store and an identity key (mode 0600).
+    /// Create the store and an identity key (mode 0600). The store is encrypted under a
+    /// passphrase (`XF_PASSPHRASE`, else asked twice on the terminal) unless `--plain`.
     Init,
+    /// Change the passphrase of an encrypted store: the data key is rewrapped, no data is
+    /// rewritten. The new one comes from `XF_NEW_PASSPHRASE`, else the terminal.
+    Passwd,
+    /// Replace the data key of an encrypted store: every event is copied (and verified) into
+    /// a new store under a new random key, wrapped by the same passphrase, and the copy takes
+    /// the store's place once its set matches. No node may run on it meanwhile.
+    Rekey,
+    /// Encrypt a plain store (one made with `--plain`, or by an earlier release): the same
+    /// copy as `rekey`, under a new passphrase (`XF_PASSPHRASE`, else asked twice).
+    Encrypt,
     /// Publish a post, or a reply with --reply-to. A post's payload holds at most 64 KiB
     /// (65,536 bytes) of encoded text.
     Post {
@@ -269,13 +284,29 @@ pub fn data_dir(args: &Args) -> PathBuf {
     args.data.clone().unwrap_or_else(default_data_dir)
 }
 
+/// A node builder for `dir` with the key provider it needs: the passphrase of an encrypted
+/// store, or a new one for a store this command creates (unless `--plain`).
+pub fn builder_for(
+    args: &Args,
+    dir: &std::path::Path,
+    creates: bool,
+) -> Result<xaeroflux::NodeBuilder> {
+    let builder = Node::builder().data_dir(dir);
+    Ok(
+        match crate::secret::provider_for(dir, creates, args.plain)? {
+            Some(provider) => builder.key_provider(provider),
+            None => builder,
+        },
+    )
+}
+
 fn open_with(
+    args: &Args,
     dir: &std::path::Path,
     opening: Opening,
     read_only: bool,
-) -> Result<Node, xaeroflux::NodeOpenError> {
-    Node::builder()
-        .data_dir(dir)
+) -> Result<Node> {
+    builder_for(args, dir, opening != Opening::Existing)?
         .create_identity(opening == Opening::Init)
         .store_options(xaeroflux::StoreOptions {
             read_only,
@@ -283,14 +314,20 @@ fn open_with(
             ..Default::default()
         })
         .open()
+        .map_err(|e| open_failed(dir, e))
 }
 
-/// A failed open, said to a person: what to do about a missing store; every other error names
-/// the directory or file itself.
-fn open_failed(dir: &std::path::Path, e: xaeroflux::NodeOpenError) -> anyhow::Error {
+/// A failed open, said to a person: what to do about a missing store or a wrong passphrase;
+/// every other error names the directory or file itself.
+pub fn open_failed(dir: &std::path::Path, e: xaeroflux::NodeOpenError) -> anyhow::Error {
+    use xaeroflux::{KeyError, NodeOpenError, OpenError};
     match e {
-        xaeroflux::NodeOpenError::Open(xaeroflux::OpenError::Missing { .. }) => anyhow::anyhow!(
+        NodeOpenError::Open(OpenError::Missing { .. }) => anyhow::anyhow!(
             "there is no store in {}: create one with `xf init`, or point --data or XF_DATA at one",
+            dir.display()
+        ),
+        NodeOpenError::Key(KeyError::WrongKey) => anyhow::anyhow!(
+            "wrong passphrase for the store in {}: nothing was read or changed",
             dir.display()
         ),
         other => other.into(),
@@ -300,26 +337,35 @@ fn open_failed(dir: &std::path::Path, e: xaeroflux::NodeOpenError) -> anyhow::Er
 /// Opens the node in the data directory, for writing.
 pub fn open_node(args: &Args, opening: Opening) -> Result<Node> {
     let dir = data_dir(args);
-    open_with(&dir, opening, false).map_err(|e| open_failed(&dir, e))
+    open_with(args, &dir, opening, false)
 }
 
 /// Opens an existing store for reading: on read-only media it opens read-only instead of
 /// failing.
 pub fn open_node_for_reading(args: &Args) -> Result<Node> {
     let dir = data_dir(args);
-    match open_with(&dir, Opening::Existing, false) {
-        Err(xaeroflux::NodeOpenError::Open(xaeroflux::OpenError::ReadOnly { .. })) => {
-            open_with(&dir, Opening::Existing, true)
+    match open_with(args, &dir, Opening::Existing, false) {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<xaeroflux::NodeOpenError>(),
+                Some(xaeroflux::NodeOpenError::Open(
+                    xaeroflux::OpenError::ReadOnly { .. }
+                ))
+            ) =>
+        {
+            open_with(args, &dir, Opening::Existing, true)
         }
         other => other,
     }
-    .map_err(|e| open_failed(&dir, e))
 }
 
 pub fn run(args: Args) -> Result<()> {
     use Command::*;
     match &args.command {
         Init => crate::social::init(&args),
+        Passwd => crate::social::passwd(&args),
+        Rekey => crate::social::reseal(&args, true),
+        Encrypt => crate::social::reseal(&args, false),
         Post {
             text,
             file,

@@ -47,13 +47,26 @@ fn name_of(node: &Node, key: &PublicKey) -> String {
         .unwrap_or_else(|| short(&key.to_string()).to_owned())
 }
 
+/// Store options for an encrypted store under a random key kept only in memory: the demo's
+/// stores are thrown away with it.
+pub fn encrypted() -> Result<xaeroflux::StoreOptions> {
+    Ok(xaeroflux::StoreOptions {
+        key: Some(xaeroflux::DataKey::generate().context("a random key")?),
+        ..xaeroflux::StoreOptions::default()
+    })
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("xf-demo-").tempdir()?;
     let node = Node::builder()
         .data_dir(dir.path())
+        .store_options(encrypted()?)
         .open()
         .context("opening the demo store")?;
-    println!("Demo store: a fresh temporary directory, removed at exit.\n");
+    println!(
+        "Demo store: a fresh temporary directory, removed at exit, encrypted under a random key \
+         that is never written down.\n"
+    );
     let people: Vec<Person> = ["alice", "bob", "carol", "dave"]
         .iter()
         .enumerate()

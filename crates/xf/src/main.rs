@@ -7,6 +7,7 @@ mod net;
 mod output;
 mod port;
 mod read;
+mod secret;
 mod social;
 mod sync;
 

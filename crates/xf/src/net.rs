@@ -98,10 +98,9 @@ pub struct RemoteSync<'a> {
     pub timeout: Duration,
 }
 
-fn builder(args: &Args) -> NodeBuilder {
-    Node::builder()
-        .data_dir(crate::cli::data_dir(args))
-        .create_identity(true)
+fn builder(args: &Args) -> Result<NodeBuilder> {
+    let dir = crate::cli::data_dir(args);
+    Ok(crate::cli::builder_for(args, &dir, true)?.create_identity(true))
 }
 
 fn root_line(store: &Store) -> Result<(String, u64)> {
@@ -130,7 +129,7 @@ pub fn init_logging() {
 
 pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
     init_logging();
-    let node = builder(args)
+    let node = builder(args)?
         .network(n.config())
         .network_identity(n.network_identity())
         .open()
@@ -279,7 +278,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         restore_peers: false,
         ..NetConfig::default()
     };
-    let node = builder(args)
+    let node = builder(args)?
         .network(cfg)
         .open()
         .context("starting the network")?;
@@ -426,12 +425,13 @@ pub fn demo_network() -> Result<()> {
         anti_entropy: Duration::from_secs(2),
         ..NetConfig::default()
     };
-    let open = |dir: &tempfile::TempDir, bootstrap| {
-        Node::builder()
+    let open = |dir: &tempfile::TempDir, bootstrap| -> Result<Node> {
+        Ok(Node::builder()
             .data_dir(dir.path())
+            .store_options(crate::demo::encrypted()?)
             .create_identity(true)
             .network(cfg(bootstrap))
-            .open()
+            .open()?)
     };
     let first = open(&dirs[0], Vec::new())?;
     let addr = quic_addr(&first)?;

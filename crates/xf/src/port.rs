@@ -30,10 +30,22 @@ pub fn export(args: &Args, file: &Path) -> Result<()> {
     }
     let (out, count) = writer.finish()?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    // An export is for moving events elsewhere: it is not sealed, even from an encrypted store.
     if args.json {
-        println!("{}", json!({ "exported": count, "file": file }));
+        println!(
+            "{}",
+            json!({ "exported": count, "file": file, "encrypted": false })
+        );
     } else {
         println!("exported {count} events to {}", file.display());
+        println!(
+            "note: the export file is not encrypted{}: anyone who can read it reads every event",
+            if node.store().is_encrypted() {
+                " (the store is)"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

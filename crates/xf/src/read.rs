@@ -103,6 +103,15 @@ pub fn thread(args: &Args, id: &IdPrefix, limit: usize) -> Result<()> {
     Ok(())
 }
 
+/// How a store is kept, in one line.
+pub fn encryption_line(encrypted: bool) -> &'static str {
+    if encrypted {
+        "encrypted:    yes (AES-256-GCM-SIV, key wrapped by a passphrase through Argon2id)"
+    } else {
+        "encrypted:    no (plain files: anyone with the device can read them)"
+    }
+}
+
 pub fn stats(args: &Args) -> Result<()> {
     let node = open_node(args)?;
     let s = node.store().read()?.stats()?;
@@ -120,6 +129,7 @@ pub fn stats(args: &Args) -> Result<()> {
         println!(
             "{}",
             json!({
+                "encrypted": node.store().is_encrypted(),
                 "events": s.events, "event_bytes": s.event_bytes, "used_bytes": s.used_bytes,
                 "file_bytes": s.file_bytes, "map_bytes": s.map_bytes, "next_seq": s.next_seq,
                 "used_per_event_byte": ratio, "tables": tables, "set": set_root_json(&s.set),
@@ -127,6 +137,7 @@ pub fn stats(args: &Args) -> Result<()> {
         );
         return Ok(());
     }
+    println!("{}", encryption_line(node.store().is_encrypted()));
     println!("events:       {}", s.events);
     println!("event bytes:  {}", s.event_bytes);
     println!(

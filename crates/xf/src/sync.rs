@@ -76,6 +76,7 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
         local,
         StoreOptions {
             create: false,
+            key: other_key(local)?,
             ..StoreOptions::default()
         },
     )
@@ -242,5 +243,30 @@ impl Summary<'_> {
         } else {
             println!("{what} DIFFER");
         }
+    }
+}
+
+/// The data key of the other store of `xf sync --local`, if it is encrypted: its passphrase
+/// from `XF_OTHER_PASSPHRASE`, else `XF_PASSPHRASE`, else the terminal.
+fn other_key(dir: &std::path::Path) -> Result<Option<xaeroflux::DataKey>> {
+    use crate::secret::{self, Asking};
+    let Some(file) = xaeroflux::keys::read_key_file(dir)? else {
+        return Ok(None);
+    };
+    let env = if std::env::var_os(secret::OTHER_PASSPHRASE_ENV).is_some() {
+        secret::OTHER_PASSPHRASE_ENV
+    } else {
+        secret::PASSPHRASE_ENV
+    };
+    let prompt = format!("Passphrase for {}", dir.display());
+    let provider = secret::provider(secret::read(env, &prompt, Asking::Open)?);
+    match xaeroflux::keys::unwrap_key(&file, &*provider) {
+        Ok(key) => Ok(Some(key)),
+        Err(xaeroflux::KeyError::WrongKey) => bail!(
+            "wrong passphrase for the other store {} (set {} if it differs from this one's): nothing was changed",
+            dir.display(),
+            secret::OTHER_PASSPHRASE_ENV
+        ),
+        Err(e) => Err(e.into()),
     }
 }

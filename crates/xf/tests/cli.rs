@@ -228,10 +228,7 @@ fn a_directory_that_is_not_ours_is_left_alone() {
 
 #[test]
 fn demo_runs() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xf"))
-        .arg("demo")
-        .output()
-        .unwrap();
+    let out = common::xf_cmd().arg("demo").output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -255,6 +252,7 @@ fn xf_read_only(data: &Path, args: &[&str]) -> Output {
     );
     Command::new("unshare")
         .args(["--mount", "sh", "-c", &script])
+        .env("XF_PASSPHRASE", common::PASSPHRASE)
         .output()
         .expect("unshare runs")
 }

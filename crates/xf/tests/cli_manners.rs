@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use common::{count, failure, ok_json, xf};
 
 /// Runs `xf --data DATA ARGS…` with `input` on its standard input.
 fn xf_with_stdin(data: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xf"))
+    let mut child = common::xf_cmd()
         .arg("--data")
         .arg(data)
         .args(args)
@@ -309,7 +309,7 @@ fn errors_say_each_thing_once_and_never_end_empty() {
     // A port somebody else holds: the operating system's reason, not an empty one.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("/ip4/127.0.0.1/tcp/{}", held.local_addr().unwrap().port());
-    let out = Command::new(env!("CARGO_BIN_EXE_xf"))
+    let out = common::xf_cmd()
         .arg("--data")
         .arg(&data)
         .args(["node", "--no-mdns", "--listen", &addr])

@@ -114,7 +114,7 @@ fn a_dropped_peer_is_redialed_when_it_comes_back() {
         .port();
     let quic = format!("/ip4/127.0.0.1/udp/{port}/quic-v1");
     let start_a = |posts: &str| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xf"));
+        let mut cmd = common::xf_cmd();
         cmd.arg("--data").arg(&d[0]).args([
             "node",
             "--listen",

@@ -9,9 +9,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The passphrase the tests' stores are encrypted under: every `xf` they run gets it in
+/// `XF_PASSPHRASE`, so a store a test creates is encrypted unless it asks for `--plain`.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// The `xf` binary, with [`PASSPHRASE`] in its environment.
+pub fn xf_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xf"));
+    cmd.env("XF_PASSPHRASE", PASSPHRASE);
+    cmd
+}
+
+/// The data key of the store at `data`, unwrapped with [`PASSPHRASE`]; `None` for a plain one.
+pub fn data_key(data: &Path) -> Option<xaeroflux::DataKey> {
+    let file = xaeroflux::keys::read_key_file(data).expect("a readable key file")?;
+    let pass = xaeroflux::Passphrase::new(zeroize::Zeroizing::new(PASSPHRASE.to_owned()));
+    Some(xaeroflux::keys::unwrap_key(&file, &pass).expect("the tests' passphrase"))
+}
+
 /// Runs `xf --data DATA ARGS…`.
 pub fn xf(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xf"))
+    xf_cmd()
         .arg("--data")
         .arg(data)
         .args(args)
@@ -98,7 +116,7 @@ impl NodeProc {
     /// `xf node` on loopback, QUIC and TCP, one-second anti-entropy rounds (unless `extra`
     /// sets them).
     pub fn start(data: &Path, extra: &[&str]) -> NodeProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xf"));
+        let mut cmd = xf_cmd();
         cmd.arg("--data").arg(data).args([
             "node",
             "--listen",

@@ -148,6 +148,8 @@ impl Lab {
     pub fn command(&self, i: usize, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", self.ns(i)]).arg(program);
+        // The passphrase of the stores `xf` creates there (as `common::PASSPHRASE`).
+        command.env("XF_PASSPHRASE", "correct horse battery staple");
         command
     }
 
