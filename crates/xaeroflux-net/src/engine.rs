@@ -248,7 +248,12 @@ impl Carry {
             .peers_file
             .as_ref()
             .filter(|_| cfg.restore_peers)
-            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| match &cfg.peers_seal {
+                Some(seal) => seal.open(&bytes),
+                None => Some(bytes),
+            })
+            .and_then(|bytes| String::from_utf8(bytes).ok())
         {
             let n = peers.load(&text);
             debug!(peers = n, "peer table restored");
@@ -1161,8 +1166,18 @@ impl<T: Transport> Engine<T> {
             return;
         }
         let tmp = path.with_extension("tmp");
-        let text = self.carry.peers.render();
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {
+        let text = self.carry.peers.render().into_bytes();
+        let bytes = match &self.carry.cfg.peers_seal {
+            Some(seal) => match seal.seal(&text) {
+                Some(sealed) => sealed,
+                None => {
+                    warn!("sealing the peer table failed: not written");
+                    return;
+                }
+            },
+            None => text,
+        };
+        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)) {
             warn!(error = %e, "writing the peer table failed");
         }
     }

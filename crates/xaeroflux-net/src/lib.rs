@@ -62,6 +62,21 @@ const REPLIES_MAX: usize = 64;
 /// Name of the peer table file in a data directory.
 pub const PEERS_FILE: &str = "peers";
 
+/// Seals and opens a file the network keeps in the data directory (the peer table).
+pub trait FileSeal: Send + Sync {
+    /// The sealed form of `plain`; `None` if it cannot be sealed (the file is then not
+    /// written).
+    fn seal(&self, plain: &[u8]) -> Option<Vec<u8>>;
+    /// What [`FileSeal::seal`] sealed; `None` if it does not open (the file is then ignored).
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>>;
+}
+
+impl std::fmt::Debug for dyn FileSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileSeal")
+    }
+}
+
 /// How the node networks.
 #[derive(Debug, Clone)]
 pub struct NetConfig {
@@ -101,6 +116,9 @@ pub struct NetConfig {
     pub inbound_sessions_max: usize,
     /// Where to keep the peer table (`xf peers` reads it).
     pub peers_file: Option<PathBuf>,
+    /// Seals the peer table file (it says whom the node knows and at which addresses): set by
+    /// the facade for an encrypted store. `None`: the file is plain text.
+    pub peers_seal: Option<std::sync::Arc<dyn FileSeal>>,
     /// Restore the peer table from `peers_file` at start and redial its peers (off for a
     /// one-shot sync that should reach only the address it was given).
     pub restore_peers: bool,
@@ -147,6 +165,7 @@ impl Default for NetConfig {
             inbound_sessions_max: 8,
             gossip_per_peer_per_sec: 1000,
             peers_file: None,
+            peers_seal: None,
             restore_peers: true,
             stop_on_signals: false,
             verifier: None,

@@ -33,6 +33,7 @@ pub use identity::{
 };
 pub use ingest::{IngestError, IngestReport, Rejected};
 pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
+pub use node::read_peers_file;
 pub use node::{
     now_ms, IdPrefix, IdPrefixError, Node, NodeBuilder, NodeOpenError, PublishError, Published,
     ID_PREFIX_DIGITS_MIN, NODE_LOCK_FILE,
@@ -44,8 +45,8 @@ pub use xaeroflux_event::{
     VerifyError, PAYLOAD_BYTES_MAX,
 };
 pub use xaeroflux_net::{
-    error_line, peer_in, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId,
-    Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary, SyncWithError, PEERS_FILE,
+    error_line, peer_in, FileSeal, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle,
+    PeerId, Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary, SyncWithError, PEERS_FILE,
 };
 /// Encryption at rest: the data key, how it is wrapped (passphrase or the app's keystore),
 /// and the key file.

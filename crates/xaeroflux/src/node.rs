@@ -311,6 +311,13 @@ impl NodeBuilder {
                 config
                     .peers_file
                     .get_or_insert_with(|| dir.join(PEERS_FILE));
+                if let Some(key) = &data_key {
+                    // Whom the node knows, and where, is sealed like the rest.
+                    config.peers_seal = Some(std::sync::Arc::new(SealedFile {
+                        key: key.clone(),
+                        label: PEERS_FILE,
+                    }));
+                }
                 // One stage checks what the network receives and what the app ingests.
                 config.verifier.get_or_insert_with(|| verifier.clone());
                 (
@@ -329,6 +336,55 @@ impl NodeBuilder {
             last_ms: AtomicU64::new(0),
         })
     }
+}
+
+/// A file of the data directory sealed under the store's data key (`keys::seal_secret`,
+/// bound to the file's name).
+struct SealedFile {
+    key: DataKey,
+    label: &'static str,
+}
+
+impl xaeroflux_net::FileSeal for SealedFile {
+    fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        keys::seal_secret(&self.key, self.label, plain).ok()
+    }
+
+    fn open(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        keys::open_secret(&self.key, self.label, sealed)
+            .ok()
+            .map(|p| p.to_vec())
+    }
+}
+
+/// The peer table a node on `dir` recorded (`xf peers`), as text: opened with the store's key
+/// (from `provider`) when the store is encrypted. Empty if there is none yet.
+pub fn read_peers_file(
+    dir: &Path,
+    provider: Option<&dyn KeyProvider>,
+) -> Result<String, NodeOpenError> {
+    let path = dir.join(PEERS_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(source) => return Err(NodeOpenError::Open(OpenError::Io { path, source })),
+    };
+    let plain = match keys::read_key_file(dir)? {
+        Some(file) => {
+            let provider = provider.ok_or_else(|| NodeOpenError::KeyRequired {
+                path: dir.to_owned(),
+            })?;
+            let key = keys::unwrap_key(&file, provider)?;
+            keys::open_secret(&key, PEERS_FILE, &bytes)?.to_vec()
+        }
+        None => bytes,
+    };
+    String::from_utf8(plain).map_err(|_| {
+        NodeOpenError::Key(KeyError::Malformed(format!(
+            "{} is not a peer table",
+            path.display()
+        )))
+    })
 }
 
 /// The data key the store in `dir` is opened with: unwrapped from `data.key`, made for a new

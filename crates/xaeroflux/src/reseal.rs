@@ -100,8 +100,8 @@ pub fn staging_dir(dir: &Path) -> PathBuf {
 /// No node may run on `dir` meanwhile (its lock is taken).
 ///
 /// Not carried over: the record of events dropped as deleted or superseded before they
-/// arrived (a peer may offer them again; they are refused again), and the peer table file is
-/// copied as it is.
+/// arrived (a peer may offer them again; they are refused again). The peer table is carried
+/// over, sealed under the new key.
 pub fn reseal(
     dir: &Path,
     old: Option<&dyn KeyProvider>,
@@ -168,11 +168,7 @@ pub fn reseal(
     drop(source);
     carry_key(dir, &staging, IDENTITY_FILE, old_key.as_ref(), &new_key)?;
     carry_key(dir, &staging, NETWORK_KEY_FILE, old_key.as_ref(), &new_key)?;
-    let peers = dir.join(xaeroflux_net::PEERS_FILE);
-    if peers.exists() {
-        let to = staging.join(xaeroflux_net::PEERS_FILE);
-        std::fs::copy(&peers, &to).map_err(io(&to))?;
-    }
+    carry_peers(dir, &staging, old_key.as_ref(), &new_key)?;
     swap(dir, &staging)?;
     // `staging` now holds the old store.
     std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
@@ -214,6 +210,29 @@ fn carry_key(
     debug_assert_eq!(*back, *seed);
     let _ = Identity::from_seed(&back);
     Ok(())
+}
+
+/// Copies the peer table, opened under the old key (or in the clear) and sealed under the new.
+fn carry_peers(
+    dir: &Path,
+    staging: &Path,
+    old: Option<&DataKey>,
+    new: &DataKey,
+) -> Result<(), ResealError> {
+    let name = xaeroflux_net::PEERS_FILE;
+    let bytes = match std::fs::read(dir.join(name)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&dir.join(name))(e)),
+    };
+    let plain = match old {
+        Some(key) => keys::open_secret(key, name, &bytes)?,
+        None => zeroize::Zeroizing::new(bytes),
+    };
+    let to = staging.join(name);
+    let sealed = keys::seal_secret(new, name, &plain)?;
+    keys::write_private_atomically(&to, &sealed)
+        .map_err(|(path, source)| ResealError::Io { path, source })
 }
 
 /// Exchanges `dir` and `staging` atomically where the system can, else with two renames.

@@ -201,3 +201,55 @@ fn a_plain_store_opens_with_or_without_a_passphrase() {
         .is_some());
     assert!(!dir.path().join(keys::KEY_FILE).exists());
 }
+
+#[test]
+fn the_peer_table_of_an_encrypted_node_is_sealed() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let net = |secret: &str, dir: &Path| {
+        Node::builder()
+            .data_dir(dir)
+            .create_identity(true)
+            .key_provider(pass(secret))
+            .network(config())
+            .open()
+            .unwrap()
+    };
+    let a = net("a's passphrase", da.path());
+    a.post("for b", None, None).unwrap();
+    let addr = a
+        .net()
+        .unwrap()
+        .wait_listening("/quic-v1", Duration::from_secs(10))
+        .unwrap();
+    let a_peer = a.net().unwrap().peer_id();
+    let b = net("b's passphrase", db.path());
+    b.sync_with(addr, xaeroflux::Scope::all())
+        .unwrap()
+        .wait(Duration::from_secs(30))
+        .unwrap();
+    b.close().unwrap();
+    a.close().unwrap();
+    let table = std::fs::read(db.path().join(xaeroflux::PEERS_FILE)).unwrap();
+    for needle in [
+        a_peer.to_bytes(),
+        a_peer.to_string().into_bytes(),
+        b"127.0.0.1".to_vec(),
+    ] {
+        assert!(
+            !table.windows(needle.len()).any(|w| w == &needle[..]),
+            "the peer table holds {}",
+            String::from_utf8_lossy(&needle)
+        );
+    }
+    // With b's passphrase it reads as the table it is; without, or with another, not at all.
+    let text = xaeroflux::read_peers_file(db.path(), Some(&*pass("b's passphrase"))).unwrap();
+    assert!(text.contains(&a_peer.to_string()), "{text}");
+    assert!(matches!(
+        xaeroflux::read_peers_file(db.path(), None),
+        Err(NodeOpenError::KeyRequired { .. })
+    ));
+    assert!(matches!(
+        xaeroflux::read_peers_file(db.path(), Some(&*pass("a's passphrase"))),
+        Err(NodeOpenError::Key(KeyError::WrongKey))
+    ));
+}

@@ -358,12 +358,9 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
 /// Prints the peer table a node in this data directory keeps.
 pub fn peers(args: &Args) -> Result<()> {
     let dir = crate::cli::data_dir(args);
-    let path = dir.join(xaeroflux::PEERS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
+    let provider = crate::secret::provider_for(&dir, false, false)?;
+    let text = xaeroflux::read_peers_file(&dir, provider.as_deref())
+        .map_err(|e| crate::cli::open_failed(&dir, e))?;
     let rows: Vec<Vec<&str>> = text
         .lines()
         .map(|l| l.split(' ').collect::<Vec<_>>())
