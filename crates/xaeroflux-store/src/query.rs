@@ -225,7 +225,13 @@ impl<'s> ReadTxn<'s> {
         }
         let mut merge = self.plan(filter)?;
         while let Some(pos) = merge.next()? {
-            let ev = self.at(pos)?;
+            // Each event is opened on its own (on an encrypted store, into a buffer dropped
+            // after the visit, not the transaction's memory): a scan's memory stays flat.
+            let body = self.event_owned(pos.seq)?.ok_or_else(|| {
+                ReadError::Corrupt(format!("index points at missing event {}", pos.seq))
+            })?;
+            let ev = crate::read::decode_stored(&body, pos.seq)?;
+            check_position(&ev, pos)?;
             if filter.matches(&ev) && f(ev).is_break() {
                 break;
             }
@@ -301,12 +307,7 @@ impl<'s> ReadTxn<'s> {
         let ev = self.by_seq(pos.seq)?.ok_or_else(|| {
             ReadError::Corrupt(format!("index points at missing event {}", pos.seq))
         })?;
-        if ev.created_at() != pos.created_at {
-            return Err(ReadError::Corrupt(format!(
-                "index entry ({}, {}) does not match the event stored there",
-                pos.created_at, pos.seq
-            )));
-        }
+        check_position(&ev, pos)?;
         Ok(ev)
     }
 
@@ -452,6 +453,17 @@ fn order_depth_first(entries: &mut Vec<ThreadEntry<'_>>) {
     }
     let old = std::mem::take(entries);
     entries.extend(order.into_iter().map(|i| old[i]));
+}
+
+/// An index entry must lead to an event of its time.
+fn check_position(ev: &EventRef<'_>, pos: Pos) -> Result<(), ReadError> {
+    if ev.created_at() != pos.created_at {
+        return Err(ReadError::Corrupt(format!(
+            "index entry ({}, {}) does not match the event stored there",
+            pos.created_at, pos.seq
+        )));
+    }
+    Ok(())
 }
 
 fn keys_of(keys: impl Iterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
