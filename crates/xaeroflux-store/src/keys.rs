@@ -9,11 +9,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
 use zeroize::Zeroizing;
 
-use crate::seal::{DataKey, DATA_KEY_BYTES};
+use crate::seal::{Aead, DataKey, SealError, DATA_KEY_BYTES, TAG_BYTES};
 
 /// Name of the wrapped-key file in a data directory.
 pub const KEY_FILE: &str = "data.key";
@@ -24,7 +22,6 @@ const KIND_BYTES_MAX: usize = 64;
 const BLOB_BYTES_MAX: usize = 4096;
 
 const NONCE_BYTES: usize = 12;
-const TAG_BYTES: usize = 16;
 
 /// Why a key could not be wrapped or unwrapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +130,7 @@ impl KdfParams {
 
 /// A passphrase as a [`KeyProvider`]: Argon2id (the `argon2` crate, RustCrypto) derives a
 /// key-encryption key from the passphrase and a random 16-byte salt, which seals the data key
-/// with AES-256-GCM-SIV. The costs and the salt are kept with the wrapped key, so that they
+/// with AES-256-GCM-SIV (aws-lc-rs). The costs and the salt are kept with the wrapped key, so that they
 /// can change without breaking older files.
 pub struct Passphrase {
     secret: Zeroizing<Vec<u8>>,
@@ -225,17 +222,10 @@ impl KeyProvider for Passphrase {
 
 /// `nonce ‖ AES-256-GCM-SIV(plain) ‖ tag` under `key`.
 fn seal_with(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
-    let aead = Aes256GcmSiv::new(key.into());
-    let mut nonce = [0u8; NONCE_BYTES];
-    getrandom::fill(&mut nonce).map_err(|e| KeyError::Entropy(e.to_string()))?;
-    let mut out = Vec::with_capacity(NONCE_BYTES + plain.len() + TAG_BYTES);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plain);
-    let tag = aead
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[NONCE_BYTES..])
-        .map_err(|_| KeyError::Malformed("a secret too long to seal".into()))?;
-    out.extend_from_slice(&tag);
-    Ok(out)
+    Aead::new(key).seal(aad, plain).map_err(|e| match e {
+        SealError::Entropy(e) => KeyError::Entropy(e),
+        SealError::TooLong(_) => KeyError::Malformed("a secret too long to seal".into()),
+    })
 }
 
 /// Opens what [`seal_with`] made.
@@ -243,17 +233,12 @@ fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<
     if sealed.len() < NONCE_BYTES + TAG_BYTES {
         return Err(KeyError::Malformed("a sealed secret is too short".into()));
     }
-    let aead = Aes256GcmSiv::new(key.into());
-    let (nonce, rest) = sealed.split_at(NONCE_BYTES);
-    let (body, tag) = rest.split_at(rest.len() - TAG_BYTES);
-    let mut out = Zeroizing::new(body.to_vec());
-    aead.decrypt_in_place_detached(
-        Nonce::from_slice(nonce),
-        aad,
-        out.as_mut_slice(),
-        Tag::from_slice(tag),
-    )
-    .map_err(|_| KeyError::WrongKey)?;
+    let mut out = Zeroizing::new(vec![0u8; sealed.len() - NONCE_BYTES]);
+    Aead::new(key)
+        .open(aad, sealed, out.as_mut_slice())
+        .map_err(|_| KeyError::WrongKey)?;
+    let len = out.len() - TAG_BYTES;
+    out.truncate(len);
     Ok(out)
 }
 

@@ -511,10 +511,11 @@ fn open_event_reusing(
     };
     let len = crate::seal::plain_len(stored).ok_or_else(unauthentic)?;
     buf.clear();
-    buf.resize(len, 0);
+    buf.resize(len + crate::seal::TAG_BYTES, 0);
     cipher
         .open_into(Slot::Events, &seq_key(seq), stored, &mut buf)
         .map_err(|_| unauthentic())?;
+    buf.truncate(len);
     Ok(buf)
 }
 

@@ -3,7 +3,7 @@
 //! An encrypted store keeps LMDB's released file format and seals what it puts in it:
 //!
 //! - **Values** that carry content (event bodies, Merkle pages, the Merkle summary) are sealed
-//!   with AES-256-GCM-SIV (RFC 8452, the `aes-gcm-siv` crate): a fresh random 96-bit nonce
+//!   with AES-256-GCM-SIV (RFC 8452, from aws-lc-rs): a fresh random 96-bit nonce
 //!   per value, stored before the ciphertext and its 128-bit tag. The associated data is the
 //!   table's tag and the row's key, so a value moved to another row or table fails to open.
 //!   GCM-SIV is nonce-misuse resistant: were two nonces ever to collide, what leaks is only
@@ -21,8 +21,7 @@
 
 use std::borrow::Cow;
 
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 use zeroize::Zeroizing;
 
 /// Bytes of a data key.
@@ -30,7 +29,8 @@ pub const DATA_KEY_BYTES: usize = 32;
 /// Bytes a sealed value adds to its plaintext: the nonce and the tag.
 pub const SEAL_OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 const NONCE_BYTES: usize = 12;
-const TAG_BYTES: usize = 16;
+/// Bytes of an authentication tag: the room [`Cipher::open_into`]'s buffer keeps for it.
+pub(crate) const TAG_BYTES: usize = 16;
 
 /// Name of the cipher suite, kept in `meta["cipher"]` of an encrypted store.
 pub(crate) const SUITE: &[u8] = b"aes-256-gcm-siv+blake3-keyed/1";
@@ -173,8 +173,57 @@ pub(crate) enum Cipher {
 }
 
 pub(crate) struct Sealer {
-    aead: Aes256GcmSiv,
+    aead: Aead,
     prf: Zeroizing<[u8; 32]>,
+}
+
+/// AES-256-GCM-SIV under one key, with detached nonces and tags (aws-lc-rs keeps the key in its
+/// own context and cleanses it when dropped).
+pub(crate) struct Aead(LessSafeKey);
+
+impl Aead {
+    pub(crate) fn new(key: &[u8; 32]) -> Aead {
+        let key = UnboundKey::new(&AES_256_GCM_SIV, key).expect("a 32-byte AES-256 key");
+        Aead(LessSafeKey::new(key))
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag` of `plain`, under a fresh random nonce.
+    pub(crate) fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut nonce).map_err(|e| SealError::Entropy(e.to_string()))?;
+        let mut out = Vec::with_capacity(plain.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[NONCE_BYTES..],
+            )
+            .map_err(|_| SealError::TooLong(plain.len()))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag` into `out`, which must be exactly the plaintext's
+    /// length plus [`TAG_BYTES`] (the tag's room); the plaintext is its first part.
+    pub(crate) fn open(
+        &self,
+        aad: &[u8],
+        stored: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), Unauthentic> {
+        if stored.len() < SEAL_OVERHEAD || out.len() != stored.len() - NONCE_BYTES {
+            return Err(Unauthentic);
+        }
+        let nonce: [u8; NONCE_BYTES] = stored[..NONCE_BYTES].try_into().expect("12 bytes");
+        out.copy_from_slice(&stored[NONCE_BYTES..]);
+        self.0
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), out)
+            .map(|_| ())
+            .map_err(|_| Unauthentic)
+    }
 }
 
 impl Cipher {
@@ -191,7 +240,7 @@ impl Cipher {
                     key.expose(),
                 ));
                 Cipher::Sealed(Box::new(Sealer {
-                    aead: Aes256GcmSiv::new(aead_key.as_slice().into()),
+                    aead: Aead::new(&aead_key),
                     prf,
                 }))
             }
@@ -227,25 +276,12 @@ impl Cipher {
         let Cipher::Sealed(s) = self else {
             return Ok(Cow::Borrowed(value));
         };
-        let mut out = Vec::with_capacity(value.len() + SEAL_OVERHEAD);
-        let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::fill(&mut nonce).map_err(|e| SealError::Entropy(e.to_string()))?;
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(value);
-        let tag = s
-            .aead
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                &aad(slot, key),
-                &mut out[NONCE_BYTES..],
-            )
-            .map_err(|_| SealError::TooLong(value.len()))?;
-        out.extend_from_slice(&tag);
-        Ok(Cow::Owned(out))
+        s.aead.seal(&aad(slot, key), value).map(Cow::Owned)
     }
 
-    /// Opens a sealed value into `out` (cleared first; its length becomes the plaintext's).
-    /// Only for a sealed cipher: a plain store's values are read in place.
+    /// Opens a sealed value into `out`, which must be [`plain_len`] plus [`TAG_BYTES`] long:
+    /// the plaintext is its first [`plain_len`] bytes. Only for a sealed cipher: a plain
+    /// store's values are read in place.
     pub(crate) fn open_into(
         &self,
         slot: Slot,
@@ -256,23 +292,7 @@ impl Cipher {
         let Cipher::Sealed(s) = self else {
             return Err(Unauthentic);
         };
-        let Some(len) = plain_len(stored) else {
-            return Err(Unauthentic);
-        };
-        if out.len() != len {
-            return Err(Unauthentic);
-        }
-        let (nonce, rest) = stored.split_at(NONCE_BYTES);
-        let (body, tag) = rest.split_at(len);
-        out.copy_from_slice(body);
-        s.aead
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                &aad(slot, key),
-                out,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| Unauthentic)
+        s.aead.open(&aad(slot, key), stored, out)
     }
 
     /// A stored value as written: borrowed on a plain store, opened into a new buffer on a
@@ -296,8 +316,10 @@ impl Cipher {
         key: &[u8],
         stored: &[u8],
     ) -> Result<Vec<u8>, Unauthentic> {
-        let mut out = vec![0u8; plain_len(stored).ok_or(Unauthentic)?];
+        let len = plain_len(stored).ok_or(Unauthentic)?;
+        let mut out = vec![0u8; len + TAG_BYTES];
         self.open_into(slot, key, stored, &mut out)?;
+        out.truncate(len);
         Ok(out)
     }
 }
@@ -343,6 +365,25 @@ mod tests {
         assert!(c.open_vec(Slot::Events, b"row-1", &stored[..27]).is_err());
         let other = Cipher::new(Some(&DataKey::from_bytes(Zeroizing::new([8; 32]))));
         assert!(other.open_vec(Slot::Events, b"row-1", &stored).is_err());
+    }
+
+    /// RFC 8452, Appendix C.2, the second AEAD_AES_256_GCM_SIV vector: the format the docs
+    /// name is the one written.
+    #[test]
+    fn the_cipher_is_rfc_8452_aes_256_gcm_siv() {
+        let mut key = [0u8; 32];
+        key[0] = 1;
+        let mut stored = vec![3u8];
+        stored.extend_from_slice(&[0; 11]);
+        for b in [
+            0xc2, 0xef, 0x32, 0x8e, 0x5c, 0x71, 0xc8, 0x3b, 0x84, 0x31, 0x22, 0x13, 0x0f, 0x73,
+            0x64, 0xb7, 0x61, 0xe0, 0xb9, 0x74, 0x27, 0xe3, 0xdf, 0x28,
+        ] {
+            stored.push(b);
+        }
+        let mut out = vec![0u8; 8 + TAG_BYTES];
+        Aead::new(&key).open(b"", &stored, &mut out).unwrap();
+        assert_eq!(&out[..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub enum Which {
     /// Verified ingest and trusted append (already verified events through `Store::submit`)
     /// next to the verification-only rate of the same run; with --tables, each table's cost.
     Append,
+    /// Encrypted store next to a plain one: verified ingest, point read, feed, size, open time.
+    Encrypted,
 }
 
 /// Milliseconds, fractional.
@@ -158,7 +160,7 @@ fn open_stores(no_sqlite: bool) -> Result<Stores> {
     })
 }
 
-fn rate(n: u64, ns: u128) -> f64 {
+pub(crate) fn rate(n: u64, ns: u128) -> f64 {
     n as f64 / (ns as f64 / 1e9)
 }
 
@@ -203,6 +205,9 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     if b.which == Which::Lossy {
         return crate::bench_lossy::run(args, b, authors);
     }
+    if b.which == Which::Encrypted {
+        return crate::bench_encrypted::run(args, b, authors);
+    }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();
     report.insert("machine".into(), machine());
@@ -237,7 +242,7 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     finish(args, report)
 }
 
-fn finish(args: &Args, report: serde_json::Map<String, Value>) -> Result<()> {
+pub(crate) fn finish(args: &Args, report: serde_json::Map<String, Value>) -> Result<()> {
     let report = Value::Object(report);
     if args.json {
         println!("{report}");
@@ -497,7 +502,7 @@ fn append_tables(
 }
 
 /// A deterministic shuffle of indexes (xorshift), so every store reads the same sequence.
-fn sample_indexes(n: usize, count: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn sample_indexes(n: usize, count: usize, seed: u64) -> Vec<usize> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..count)
         .map(|_| {
@@ -509,8 +514,8 @@ fn sample_indexes(n: usize, count: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-const READS_PER_SAMPLE: usize = 1000;
-const READ_SAMPLES: usize = 200;
+pub(crate) const READS_PER_SAMPLE: usize = 1000;
+pub(crate) const READ_SAMPLES: usize = 200;
 
 fn read(s: &Stores, events: &[Vec<u8>], seed: u64) -> Result<Value> {
     let ids: Vec<[u8; 32]> = sample_indexes(events.len(), READS_PER_SAMPLE * READ_SAMPLES, seed)
@@ -576,12 +581,14 @@ fn read(s: &Stores, events: &[Vec<u8>], seed: u64) -> Result<Value> {
     Ok(out)
 }
 
-const FEED_AUTHORS: usize = 100;
-const FEED_LIMIT: usize = 50;
-const FEED_SAMPLES: usize = 200;
+pub(crate) const FEED_AUTHORS: usize = 100;
+pub(crate) const FEED_LIMIT: usize = 50;
+pub(crate) const FEED_SAMPLES: usize = 200;
 
-fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
-    let sets: Vec<Vec<PublicKey>> = (0..FEED_SAMPLES)
+/// The author sets the feed queries ask for: [`FEED_SAMPLES`] sets of up to [`FEED_AUTHORS`]
+/// distinct authors, the same for every store of a run.
+pub(crate) fn feed_author_sets(authors: u32, seed: u64) -> Vec<Vec<PublicKey>> {
+    (0..FEED_SAMPLES)
         .map(|i| {
             let mut picks = sample_indexes(authors as usize, FEED_AUTHORS * 2, seed + i as u64);
             picks.sort_unstable();
@@ -592,7 +599,11 @@ fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
                 .map(|a| identity_for(seed, a as u32).public_key())
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+fn query(s: &Stores, authors: u32, seed: u64) -> Result<Value> {
+    let sets = feed_author_sets(authors, seed);
     let txn = s.ours.store().read()?;
     let mut ours = Vec::new();
     let mut ours_feed = Vec::new();

@@ -19,8 +19,11 @@ fn copy_fixture(to: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(to.join("identity.key"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            to.join("identity.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
 }
 
@@ -52,7 +55,11 @@ fn a_store_of_the_release_before_opens_and_is_encrypted_with_every_event() {
         .args(["--json", "stats"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // `xf encrypt`: every event, the same set, verified, and nothing of it in the clear.
     let done = ok_json(&data, &["encrypt"]);

@@ -225,13 +225,15 @@ pub(crate) fn open_page(
     if crate::seal::plain_len(stored) != Some(page::PAGE_BYTES) {
         return Err(unauthentic());
     }
-    let mut page: Box<[u8; page::PAGE_BYTES]> = vec![0u8; page::PAGE_BYTES]
+    let mut opened = vec![0u8; page::PAGE_BYTES + crate::seal::TAG_BYTES];
+    cipher
+        .open_into(Slot::Merkle, &page_key(no), stored, &mut opened)
+        .map_err(|_| unauthentic())?;
+    opened.truncate(page::PAGE_BYTES);
+    let page: Box<[u8; page::PAGE_BYTES]> = opened
         .into_boxed_slice()
         .try_into()
         .expect("a vector of PAGE_BYTES");
-    cipher
-        .open_into(Slot::Merkle, &page_key(no), stored, &mut page[..])
-        .map_err(|_| unauthentic())?;
     Ok(page)
 }
 
