@@ -23,7 +23,7 @@ pub struct ReadTxn<'s> {
     pub(crate) txn: RoTxn<'s, WithoutTls>,
     pub(crate) shared: &'s Shared,
     /// Values opened by this transaction (encrypted stores only).
-    opened: elsa::FrozenVec<Box<[u8]>>,
+    opened: elsa::FrozenVec<Vec<u8>>,
     /// Merkle pages opened by this transaction (encrypted stores only).
     pub(crate) pages: PageCache,
     _gate: GateGuard<'s>,
@@ -135,7 +135,7 @@ impl<'s> ReadTxn<'s> {
         }
         Ok(self
             .opened
-            .push_get(open_event_vec(self.cipher(), seq, stored)?.into_boxed_slice()))
+            .push_get(open_event_vec(self.cipher(), seq, stored)?))
     }
 
     /// The body stored at `seq` as `stored` in the map, borrowed on a plain store and opened
@@ -509,13 +509,10 @@ fn open_event_reusing(
         table: "events",
         row: seq.to_string(),
     };
-    let len = crate::seal::plain_len(stored).ok_or_else(unauthentic)?;
-    buf.clear();
-    buf.resize(len + crate::seal::TAG_BYTES, 0);
+    buf.reserve(stored.len());
     cipher
-        .open_into(Slot::Events, &seq_key(seq), stored, &mut buf)
+        .open_to_vec(Slot::Events, &seq_key(seq), stored, &mut buf)
         .map_err(|_| unauthentic())?;
-    buf.truncate(len);
     Ok(buf)
 }
 

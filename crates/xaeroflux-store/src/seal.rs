@@ -206,6 +206,29 @@ impl Aead {
         Ok(out)
     }
 
+    /// Opens `nonce ‖ ciphertext ‖ tag` into `out` (cleared first): one copy, no zeroing;
+    /// `out` ends as long as the plaintext.
+    pub(crate) fn open_to_vec(
+        &self,
+        aad: &[u8],
+        stored: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Unauthentic> {
+        if stored.len() < SEAL_OVERHEAD {
+            return Err(Unauthentic);
+        }
+        let nonce: [u8; NONCE_BYTES] = stored[..NONCE_BYTES].try_into().expect("12 bytes");
+        out.clear();
+        out.extend_from_slice(&stored[NONCE_BYTES..]);
+        let len = self
+            .0
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), out)
+            .map_err(|_| Unauthentic)?
+            .len();
+        out.truncate(len);
+        Ok(())
+    }
+
     /// Opens `nonce ‖ ciphertext ‖ tag` into `out`, which must be exactly the plaintext's
     /// length plus [`TAG_BYTES`] (the tag's room); the plaintext is its first part.
     pub(crate) fn open(
@@ -295,6 +318,20 @@ impl Cipher {
         s.aead.open(&aad(slot, key), stored, out)
     }
 
+    /// Opens a sealed value into `out` (cleared first; it ends as long as the plaintext).
+    pub(crate) fn open_to_vec(
+        &self,
+        slot: Slot,
+        key: &[u8],
+        stored: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Unauthentic> {
+        let Cipher::Sealed(s) = self else {
+            return Err(Unauthentic);
+        };
+        s.aead.open_to_vec(&aad(slot, key), stored, out)
+    }
+
     /// A stored value as written: borrowed on a plain store, opened into a new buffer on a
     /// sealed one.
     pub(crate) fn open_cow<'v>(
@@ -316,10 +353,8 @@ impl Cipher {
         key: &[u8],
         stored: &[u8],
     ) -> Result<Vec<u8>, Unauthentic> {
-        let len = plain_len(stored).ok_or(Unauthentic)?;
-        let mut out = vec![0u8; len + TAG_BYTES];
-        self.open_into(slot, key, stored, &mut out)?;
-        out.truncate(len);
+        let mut out = Vec::with_capacity(stored.len());
+        self.open_to_vec(slot, key, stored, &mut out)?;
         Ok(out)
     }
 }

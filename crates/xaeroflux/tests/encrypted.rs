@@ -44,6 +44,11 @@ fn open(dir: &Path, secret: &str) -> Result<Node, NodeOpenError> {
         .open()
 }
 
+/// True if the node's store holds the event.
+fn holds(node: &Node, id: &xaeroflux::EventId) -> bool {
+    node.store().read().unwrap().get(id).unwrap().is_some()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -120,13 +125,7 @@ fn a_new_users_directory_gives_nothing_away() {
     // The same user and events come back with the passphrase.
     let again = open(dir.path(), "correct horse").unwrap();
     assert_eq!(again.identity().unwrap().public_key(), me.public_key());
-    assert!(again
-        .store()
-        .read()
-        .unwrap()
-        .get(&post.id)
-        .unwrap()
-        .is_some());
+    assert!(holds(&again, &post.id));
 }
 
 #[test]
@@ -171,13 +170,7 @@ fn changing_the_passphrase_rewraps_the_key_and_rewrites_no_data() {
         Err(NodeOpenError::Key(KeyError::WrongKey))
     ));
     let node = open(dir.path(), "new secret").unwrap();
-    assert!(node
-        .store()
-        .read()
-        .unwrap()
-        .get(&post.id)
-        .unwrap()
-        .is_some());
+    assert!(holds(&node, &post.id));
 }
 
 #[test]
@@ -192,13 +185,7 @@ fn a_plain_store_opens_with_or_without_a_passphrase() {
     node.close().unwrap();
     let node = open(dir.path(), "anything").unwrap();
     assert!(!node.store().is_encrypted());
-    assert!(node
-        .store()
-        .read()
-        .unwrap()
-        .get(&post.id)
-        .unwrap()
-        .is_some());
+    assert!(holds(&node, &post.id));
     assert!(!dir.path().join(keys::KEY_FILE).exists());
 }
 
