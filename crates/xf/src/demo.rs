@@ -119,7 +119,7 @@ pub fn run(args: &Args) -> Result<()> {
     let oops = net.publish(carol, Draft::post(0, "this post has a typo"))?;
     net.publish(
         carol,
-        Draft::post(0, "Zero-copy reads: no allocation for a point read.").in_topic(rust),
+        Draft::post(0, "Sealed at rest, and zero-copy reads on a plain store.").in_topic(rust),
     )?;
     net.publish(carol, Draft::deletion(0, oops, "typo"))?;
     // Someone else trying to delete bob's post has no effect.
