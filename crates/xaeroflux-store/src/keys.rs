@@ -233,12 +233,12 @@ fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<
     if sealed.len() < NONCE_BYTES + TAG_BYTES {
         return Err(KeyError::Malformed("a sealed secret is too short".into()));
     }
-    let mut out = Zeroizing::new(vec![0u8; sealed.len() - NONCE_BYTES]);
+    // Sized for the whole input up front, so the plaintext is never moved by a reallocation
+    // that would leave an unzeroized copy behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(sealed.len()));
     Aead::new(key)
-        .open(aad, sealed, out.as_mut_slice())
+        .open_to_vec(aad, sealed, &mut out)
         .map_err(|_| KeyError::WrongKey)?;
-    let len = out.len() - TAG_BYTES;
-    out.truncate(len);
     Ok(out)
 }
 

@@ -29,7 +29,7 @@ pub const DATA_KEY_BYTES: usize = 32;
 /// Bytes a sealed value adds to its plaintext: the nonce and the tag.
 pub const SEAL_OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 const NONCE_BYTES: usize = 12;
-/// Bytes of an authentication tag: the room [`Cipher::open_into`]'s buffer keeps for it.
+/// Bytes of an authentication tag.
 pub(crate) const TAG_BYTES: usize = 16;
 
 /// Name of the cipher suite, kept in `meta["cipher"]` of an encrypted store.
@@ -228,25 +228,6 @@ impl Aead {
         out.truncate(len);
         Ok(())
     }
-
-    /// Opens `nonce ‖ ciphertext ‖ tag` into `out`, which must be exactly the plaintext's
-    /// length plus [`TAG_BYTES`] (the tag's room); the plaintext is its first part.
-    pub(crate) fn open(
-        &self,
-        aad: &[u8],
-        stored: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), Unauthentic> {
-        if stored.len() < SEAL_OVERHEAD || out.len() != stored.len() - NONCE_BYTES {
-            return Err(Unauthentic);
-        }
-        let nonce: [u8; NONCE_BYTES] = stored[..NONCE_BYTES].try_into().expect("12 bytes");
-        out.copy_from_slice(&stored[NONCE_BYTES..]);
-        self.0
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), out)
-            .map(|_| ())
-            .map_err(|_| Unauthentic)
-    }
 }
 
 impl Cipher {
@@ -302,22 +283,6 @@ impl Cipher {
         s.aead.seal(&aad(slot, key), value).map(Cow::Owned)
     }
 
-    /// Opens a sealed value into `out`, which must be [`plain_len`] plus [`TAG_BYTES`] long:
-    /// the plaintext is its first [`plain_len`] bytes. Only for a sealed cipher: a plain
-    /// store's values are read in place.
-    pub(crate) fn open_into(
-        &self,
-        slot: Slot,
-        key: &[u8],
-        stored: &[u8],
-        out: &mut [u8],
-    ) -> Result<(), Unauthentic> {
-        let Cipher::Sealed(s) = self else {
-            return Err(Unauthentic);
-        };
-        s.aead.open(&aad(slot, key), stored, out)
-    }
-
     /// Opens a sealed value into `out` (cleared first; it ends as long as the plaintext).
     pub(crate) fn open_to_vec(
         &self,
@@ -357,11 +322,6 @@ impl Cipher {
         self.open_to_vec(slot, key, stored, &mut out)?;
         Ok(out)
     }
-}
-
-/// The plaintext length of a sealed value, `None` if it is too short to be one.
-pub(crate) fn plain_len(stored: &[u8]) -> Option<usize> {
-    stored.len().checked_sub(SEAL_OVERHEAD)
 }
 
 fn aad(slot: Slot, key: &[u8]) -> StoredKey {
@@ -416,9 +376,9 @@ mod tests {
         ] {
             stored.push(b);
         }
-        let mut out = vec![0u8; 8 + TAG_BYTES];
-        Aead::new(&key).open(b"", &stored, &mut out).unwrap();
-        assert_eq!(&out[..8], &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        Aead::new(&key).open_to_vec(b"", &stored, &mut out).unwrap();
+        assert_eq!(out, [1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

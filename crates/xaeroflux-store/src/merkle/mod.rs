@@ -222,18 +222,13 @@ pub(crate) fn open_page(
             "fails authentication: the file is damaged or was changed",
         ))
     };
-    if crate::seal::plain_len(stored) != Some(page::PAGE_BYTES) {
-        return Err(unauthentic());
-    }
-    let mut opened = vec![0u8; page::PAGE_BYTES + crate::seal::TAG_BYTES];
-    cipher
-        .open_into(Slot::Merkle, &page_key(no), stored, &mut opened)
+    let opened = cipher
+        .open_vec(Slot::Merkle, &page_key(no), stored)
         .map_err(|_| unauthentic())?;
-    opened.truncate(page::PAGE_BYTES);
     let page: Box<[u8; page::PAGE_BYTES]> = opened
         .into_boxed_slice()
         .try_into()
-        .expect("a vector of PAGE_BYTES");
+        .map_err(|_| unauthentic())?;
     Ok(page)
 }
 
