@@ -128,7 +128,7 @@ fn label(path: &Path) -> String {
 }
 
 /// Writes a seed file, sealed under `sealer` if there is one.
-fn write_seed(
+pub(crate) fn write_seed(
     path: &Path,
     seed: &[u8; 32],
     sealer: Option<&DataKey>,
@@ -156,7 +156,7 @@ fn random_seed() -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
 
 /// Loads the seed at `path` (refusing a file others may read), or creates a random one there;
 /// says whether it was created. The bytes read are zeroized once copied.
-fn load_or_create_seed(
+pub(crate) fn load_or_create_seed(
     path: &Path,
     sealer: Option<&DataKey>,
 ) -> Result<(Zeroizing<[u8; 32]>, bool), IdentityFileError> {

@@ -369,14 +369,8 @@ pub fn read_peers_file(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
         Err(source) => return Err(NodeOpenError::Open(OpenError::Io { path, source })),
     };
-    let plain = match keys::read_key_file(dir)? {
-        Some(file) => {
-            let provider = provider.ok_or_else(|| NodeOpenError::KeyRequired {
-                path: dir.to_owned(),
-            })?;
-            let key = keys::unwrap_key(&file, provider)?;
-            keys::open_secret(&key, PEERS_FILE, &bytes)?.to_vec()
-        }
+    let plain = match existing_key(dir, provider)? {
+        Some(key) => keys::open_secret(&key, PEERS_FILE, &bytes)?.to_vec(),
         None => bytes,
     };
     String::from_utf8(plain).map_err(|_| {
@@ -385,6 +379,21 @@ pub fn read_peers_file(
             path.display()
         )))
     })
+}
+
+/// The data key of the encrypted store in `dir`, unwrapped from its `data.key` with
+/// `provider` (required then); `None` for a directory without a key file.
+pub(crate) fn existing_key(
+    dir: &Path,
+    provider: Option<&dyn KeyProvider>,
+) -> Result<Option<DataKey>, NodeOpenError> {
+    let Some(file) = keys::read_key_file(dir)? else {
+        return Ok(None);
+    };
+    let provider = provider.ok_or_else(|| NodeOpenError::KeyRequired {
+        path: dir.to_owned(),
+    })?;
+    Ok(Some(keys::unwrap_key(&file, provider)?))
 }
 
 /// The data key the store in `dir` is opened with: unwrapped from `data.key`, made for a new
@@ -398,11 +407,8 @@ fn data_key(
         // Given as it is (a temporary store, a copy being made): the store checks it.
         return Ok(Some(key.clone()));
     }
-    if let Some(file) = keys::read_key_file(dir)? {
-        let provider = provider.ok_or_else(|| NodeOpenError::KeyRequired {
-            path: dir.to_owned(),
-        })?;
-        return Ok(Some(keys::unwrap_key(&file, provider)?));
+    if let Some(key) = existing_key(dir, provider)? {
+        return Ok(Some(key));
     }
     let Some(provider) = provider else {
         return Ok(None);

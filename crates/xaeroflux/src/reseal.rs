@@ -9,13 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use xaeroflux_event::Identity;
 use xaeroflux_store::keys::{self, KeyError, KeyProvider};
 use xaeroflux_store::{DataKey, OpenError, ReadError, Store, StoreOptions};
 
 use crate::identity::{
-    load_or_create_identity, network_seed, IdentityFileError, NetworkIdentity, IDENTITY_FILE,
-    NETWORK_KEY_FILE,
+    load_or_create_seed, write_seed, IdentityFileError, IDENTITY_FILE, NETWORK_KEY_FILE,
 };
 use crate::ingest::IngestError;
 use crate::node::{Node, NodeOpenError};
@@ -115,15 +113,11 @@ pub fn reseal(
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
     let _lock = crate::node::lock_node(dir)?;
-    let old_key = match keys::read_key_file(dir)? {
-        Some(file) => {
-            let old = old.ok_or_else(|| ResealError::KeyRequired {
-                path: dir.to_owned(),
-            })?;
-            Some(keys::unwrap_key(&file, old)?)
-        }
-        None => None,
-    };
+    let old_key = crate::node::existing_key(dir, old).map_err(|e| match e {
+        NodeOpenError::KeyRequired { path } => ResealError::KeyRequired { path },
+        NodeOpenError::Key(e) => ResealError::Key(e),
+        other => ResealError::Open(other),
+    })?;
     let was_encrypted = old_key.is_some();
     let source = Store::open_with(
         dir,
@@ -179,7 +173,8 @@ pub fn reseal(
     })
 }
 
-/// Copies a key seed file, opened under the old key (or in the clear) and sealed under the new.
+/// Copies a key seed file, opened under the old key (or in the clear) and sealed under the new;
+/// the copy is read back under the new key before the swap.
 fn carry_key(
     dir: &Path,
     staging: &Path,
@@ -191,24 +186,12 @@ fn carry_key(
     if !from.exists() {
         return Ok(());
     }
-    let seed = if name == IDENTITY_FILE {
-        zeroize::Zeroizing::new(load_or_create_identity(&from, old)?.0.seed())
-    } else {
-        network_seed(dir, NetworkIdentity::Stored, old)?
-    };
+    // The file exists: this only reads it.
+    let (seed, _) = load_or_create_seed(&from, old)?;
     let to = staging.join(name);
-    // Loading a missing file would create it: write the carried seed through the same path.
-    let sealed = keys::seal_secret(new, name, seed.as_slice())?;
-    keys::write_private_atomically(&to, &sealed)
-        .map_err(|(path, source)| ResealError::Io { path, source })?;
-    // Check it opens, as the node will open it.
-    let back = if name == IDENTITY_FILE {
-        zeroize::Zeroizing::new(load_or_create_identity(&to, Some(new))?.0.seed())
-    } else {
-        network_seed(staging, NetworkIdentity::Stored, Some(new))?
-    };
+    write_seed(&to, &seed, Some(new))?;
+    let (back, _) = load_or_create_seed(&to, Some(new))?;
     debug_assert_eq!(*back, *seed);
-    let _ = Identity::from_seed(&back);
     Ok(())
 }
 
