@@ -23,6 +23,14 @@ impl Kind {
     /// A deletion of the referenced event, honoured only for the same author. Payload:
     /// [`crate::Deletion`].
     pub const DELETION: Kind = Kind(5);
+    /// A private-conversation envelope: an opaque, padded ciphertext under a one-time author
+    /// key, with the conversation's rotating tag as topic and a time rounded down to
+    /// [`ENVELOPE_TIME_QUANTUM_MS`]. No reference. Payload: version byte 1, a 32-byte
+    /// header, then at least 16 bytes of ciphertext (`docs/format.md`, "Envelopes").
+    pub const ENVELOPE: Kind = Kind(6);
+    /// An author's key bundle for private conversations (replaceable: the newest per author
+    /// wins). Zero topic, no reference. Payload: [`crate::KeyBundle`].
+    pub const KEY_BUNDLE: Kind = Kind(7);
     /// The first application kind. Kinds from here up are not interpreted by the engine.
     pub const APP_MIN: Kind = Kind(0x0001_0000);
 
@@ -33,7 +41,7 @@ impl Kind {
 
     /// True for the kinds this version of the engine defines.
     pub fn is_builtin(self) -> bool {
-        self.0 <= Self::DELETION.0
+        self.0 <= Self::KEY_BUNDLE.0
     }
 
     /// True for application kinds.
@@ -49,7 +57,14 @@ impl Kind {
 
     /// True where a newer event of the same author and kind replaces the older one.
     pub fn is_replaceable(self) -> bool {
-        self == Self::PROFILE || self == Self::FOLLOW_LIST
+        self == Self::PROFILE || self == Self::FOLLOW_LIST || self == Self::KEY_BUNDLE
+    }
+
+    /// True for the built-in kinds added after the first six (envelopes, key bundles). Builds
+    /// older than them store and relay them without checking their rules, so a broken rule of
+    /// one of these kinds is graded not understood, never invalid.
+    pub fn is_later_builtin(self) -> bool {
+        self.is_builtin() && self > Self::DELETION
     }
 
     /// True where the event must reference another; false where it must not. `None` for
@@ -57,7 +72,9 @@ impl Kind {
     pub fn needs_reference(self) -> Option<bool> {
         match self {
             Self::REPLY | Self::REACTION | Self::DELETION => Some(true),
-            Self::PROFILE | Self::POST | Self::FOLLOW_LIST => Some(false),
+            Self::PROFILE | Self::POST | Self::FOLLOW_LIST | Self::ENVELOPE | Self::KEY_BUNDLE => {
+                Some(false)
+            }
             _ => None,
         }
     }
@@ -71,6 +88,8 @@ impl Kind {
             Self::REACTION => "reaction",
             Self::FOLLOW_LIST => "follow-list",
             Self::DELETION => "deletion",
+            Self::ENVELOPE => "envelope",
+            Self::KEY_BUNDLE => "key-bundle",
             _ => return None,
         })
     }
@@ -84,6 +103,8 @@ impl Kind {
             Self::REACTION,
             Self::FOLLOW_LIST,
             Self::DELETION,
+            Self::ENVELOPE,
+            Self::KEY_BUNDLE,
         ];
         builtin
             .into_iter()
@@ -91,6 +112,10 @@ impl Kind {
             .or_else(|| s.parse::<u32>().ok().map(Kind))
     }
 }
+
+/// Envelope times are multiples of this (one hour, in milliseconds): the outer time of a
+/// private message says only which hour it was sealed in.
+pub const ENVELOPE_TIME_QUANTUM_MS: u64 = 3_600_000;
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,13 +138,15 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        for k in 0..=5 {
+        for k in 0..=7 {
             let kind = Kind(k);
             assert_eq!(Kind::parse(kind.name().unwrap()), Some(kind));
         }
         assert_eq!(Kind::parse("70000"), Some(Kind(70000)));
         assert_eq!(Kind::parse("nope"), None);
-        assert!(!Kind(6).is_builtin() && !Kind(6).is_app() && !Kind(6).is_known());
+        assert!(!Kind(8).is_builtin() && !Kind(8).is_app() && !Kind(8).is_known());
+        assert!(Kind::ENVELOPE.is_later_builtin() && !Kind::DELETION.is_later_builtin());
+        assert!(Kind::KEY_BUNDLE.is_replaceable() && !Kind::ENVELOPE.is_replaceable());
         assert!(Kind::POST.is_known() && Kind::APP_MIN.is_known());
     }
 }

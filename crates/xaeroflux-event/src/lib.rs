@@ -26,11 +26,12 @@ pub use event::{
 };
 pub use header::{Header, FORMAT_VERSION, HEADER_BYTES};
 pub use keys::{EventId, HexError, PublicKey, Topic};
-pub use kind::Kind;
+pub use kind::{Kind, ENVELOPE_TIME_QUANTUM_MS};
 pub use payload::{
-    decode_payload, encode_payload, ArchivedDeletion, ArchivedFollowList, ArchivedNote,
-    ArchivedProfile, ArchivedReaction, Deletion, FollowList, Note, PayloadError, Profile, Reaction,
-    PAYLOAD_BYTES_MAX,
+    decode_payload, encode_payload, ArchivedDeletion, ArchivedFollowList, ArchivedKeyBundle,
+    ArchivedNote, ArchivedProfile, ArchivedReaction, Deletion, FollowList, KeyBundle, Note,
+    PayloadError, Profile, Reaction, ENVELOPE_BYTES_MIN, ENVELOPE_HEADER_BYTES, ENVELOPE_VERSION,
+    KEY_BUNDLE_VERSION, PAYLOAD_BYTES_MAX,
 };
 pub use set::{Accum, SetBoundary, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use sign::{Draft, Identity, IdentityError};

@@ -72,6 +72,32 @@ pub struct Deletion {
     pub reason: String,
 }
 
+/// An author's public keys for private conversations, published as a [`crate::Kind::KEY_BUNDLE`]
+/// event signed by the author (which binds the keys to the author). Senders use the newest.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct KeyBundle {
+    /// Bundle format version: [`KEY_BUNDLE_VERSION`].
+    pub version: u8,
+    /// The Olm account's Curve25519 identity key.
+    pub identity: [u8; 32],
+    /// The Olm account's Curve25519 fallback key: the prekey a sender starts a session with.
+    pub prekey: [u8; 32],
+    /// The X25519 key that pairwise envelopes are sealed to with HPKE.
+    pub seal: [u8; 32],
+}
+
+/// The [`KeyBundle`] version this build writes and reads.
+pub const KEY_BUNDLE_VERSION: u8 = 1;
+
+/// The envelope payload version this build writes and reads: the first payload byte.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Bytes of an envelope payload before its ciphertext: the version byte and a 32-byte header
+/// (an HPKE encapsulated key, or random bytes shaped like one).
+pub const ENVELOPE_HEADER_BYTES: usize = 33;
+/// Smallest envelope payload: the header and one AEAD tag.
+pub const ENVELOPE_BYTES_MIN: usize = ENVELOPE_HEADER_BYTES + 16;
+
 /// Archives a payload value.
 pub fn encode_payload<T>(value: &T) -> Vec<u8>
 where
@@ -111,6 +137,38 @@ pub(crate) fn check_builtin(kind: Kind, payload: &[u8]) -> Result<(), PayloadErr
         Kind::REACTION => decode_payload::<ArchivedReaction>(payload).map(drop),
         Kind::FOLLOW_LIST => decode_payload::<ArchivedFollowList>(payload).map(drop),
         Kind::DELETION => decode_payload::<ArchivedDeletion>(payload).map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the payload rule of a kind added after the first six; `Err` names the broken rule.
+pub(crate) fn check_later_builtin(kind: Kind, payload: &[u8]) -> Result<(), String> {
+    match kind {
+        Kind::ENVELOPE => {
+            if payload.len() < ENVELOPE_BYTES_MIN {
+                return Err(format!(
+                    "an envelope payload has at least {ENVELOPE_BYTES_MIN} bytes, got {}",
+                    payload.len()
+                ));
+            }
+            if payload[0] != ENVELOPE_VERSION {
+                return Err(format!(
+                    "envelope version {} is not {ENVELOPE_VERSION}",
+                    payload[0]
+                ));
+            }
+            Ok(())
+        }
+        Kind::KEY_BUNDLE => {
+            let bundle = decode_payload::<ArchivedKeyBundle>(payload).map_err(|e| e.to_string())?;
+            if bundle.version != KEY_BUNDLE_VERSION {
+                return Err(format!(
+                    "key bundle version {} is not {KEY_BUNDLE_VERSION}",
+                    bundle.version
+                ));
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

@@ -5,7 +5,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use crate::event::{encode, VerifiedEvent};
 use crate::header::Header;
 use crate::keys::{EventId, PublicKey, Topic};
-use crate::payload::{encode_payload, Deletion, FollowList, Note, Profile, Reaction};
+use crate::payload::{encode_payload, Deletion, FollowList, KeyBundle, Note, Profile, Reaction};
 use crate::verify::check_unsigned;
 use crate::{event_id, Kind, Limits, VerifyError};
 
@@ -160,6 +160,21 @@ impl Draft {
             EventId::ZERO,
             encode_payload(profile),
         )
+    }
+    /// An author's key bundle for private conversations (replaces any earlier one).
+    pub fn key_bundle(created_at: u64, bundle: &KeyBundle) -> Draft {
+        Draft::new(
+            Kind::KEY_BUNDLE,
+            created_at,
+            EventId::ZERO,
+            encode_payload(bundle),
+        )
+    }
+    /// A private-conversation envelope: `payload` is sealed already; its time is rounded down
+    /// to a whole [`crate::ENVELOPE_TIME_QUANTUM_MS`] here, and `tag` is its topic.
+    pub fn envelope(created_at: u64, tag: Topic, payload: Vec<u8>) -> Draft {
+        let coarse = created_at - created_at % crate::ENVELOPE_TIME_QUANTUM_MS;
+        Draft::new(Kind::ENVELOPE, coarse, EventId::ZERO, payload).in_topic(tag)
     }
     /// An application event with opaque payload.
     pub fn app(kind: Kind, created_at: u64, reference: EventId, payload: Vec<u8>) -> Draft {

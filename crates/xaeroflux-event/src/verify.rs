@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::event::{DecodeError, EventRef, VerifiedEvent};
-use crate::payload::{check_builtin, PayloadError, PAYLOAD_BYTES_MAX};
-use crate::{event_id, EventId, Kind, FORMAT_VERSION};
+use crate::payload::{check_builtin, check_later_builtin, PayloadError, PAYLOAD_BYTES_MAX};
+use crate::{event_id, EventId, Kind, ENVELOPE_TIME_QUANTUM_MS, FORMAT_VERSION};
 
 /// How far in the future an event's timestamp may be: 10 minutes.
 pub const FUTURE_SKEW_MS_DEFAULT: u64 = 10 * 60 * 1000;
@@ -146,6 +146,16 @@ pub enum VerifyError {
     /// A built-in kind's payload is not a valid archive of its type.
     #[error(transparent)]
     MalformedPayload(#[from] PayloadError),
+    /// A rule of a kind added after the first six (an envelope, a key bundle) is broken: its
+    /// reference, topic, time or payload. Not understood rather than invalid, because older
+    /// builds relay these kinds without checking them (`docs/format.md`, "Verdicts").
+    #[error("a {kind} breaks its kind's rule: {rule}")]
+    KindRule {
+        /// The kind.
+        kind: Kind,
+        /// The rule broken.
+        rule: String,
+    },
 }
 
 impl VerifyError {
@@ -155,7 +165,9 @@ impl VerifyError {
             VerifyError::UnsupportedVersion { got, supported } if got > supported => {
                 Verdict::NotUnderstood
             }
-            VerifyError::UnknownKind { .. } => Verdict::NotUnderstood,
+            VerifyError::UnknownKind { .. } | VerifyError::KindRule { .. } => {
+                Verdict::NotUnderstood
+            }
             VerifyError::FromTheFuture { .. } => Verdict::Declined,
             VerifyError::PayloadTooLarge { got, .. } if *got <= PAYLOAD_BYTES_MAX => {
                 Verdict::Declined
@@ -198,6 +210,9 @@ fn check_all_but_signature<'a>(
     // A reserved kind this build does not define passes: the header format is the same, so
     // id and signature are checked as for any kind, and its rules are the newer build's.
     let kind = header.kind();
+    if kind.is_later_builtin() {
+        check_later_rules(kind, &event)?;
+    }
     match (kind.needs_reference(), event.reference().is_zero()) {
         (Some(true), true) => return Err(VerifyError::ReferenceMissing { kind }),
         (Some(false), false) => return Err(VerifyError::ReferenceNotAllowed { kind }),
@@ -235,6 +250,10 @@ fn check_all_but_signature<'a>(
         });
     }
     check_builtin(kind, event.payload())?;
+    if kind.is_later_builtin() {
+        check_later_builtin(kind, event.payload())
+            .map_err(|rule| VerifyError::KindRule { kind, rule })?;
+    }
     let key = match keys.get(&header.author) {
         Some(key) => *key,
         None => {
@@ -256,6 +275,29 @@ fn check_all_but_signature<'a>(
         key,
         deferred,
     })
+}
+
+/// The header rules of the kinds added after the first six: no reference; an envelope has a
+/// non-zero topic (its tag) and a time in whole [`ENVELOPE_TIME_QUANTUM_MS`]; a key bundle has
+/// a zero topic. Their payload rules are checked with the other payload checks.
+fn check_later_rules(kind: Kind, event: &EventRef<'_>) -> Result<(), VerifyError> {
+    let rule = |rule: &str| {
+        Err(VerifyError::KindRule {
+            kind,
+            rule: rule.to_string(),
+        })
+    };
+    if !event.reference().is_zero() {
+        return rule("no reference");
+    }
+    match kind {
+        Kind::ENVELOPE if event.topic().is_zero() => rule("an envelope has a tag as its topic"),
+        Kind::ENVELOPE if !event.created_at().is_multiple_of(ENVELOPE_TIME_QUANTUM_MS) => {
+            rule("an envelope's time is a whole hour")
+        }
+        Kind::KEY_BUNDLE if !event.topic().is_zero() => rule("a key bundle has no topic"),
+        _ => Ok(()),
+    }
 }
 
 /// Every check but the signature, for events this process just signed. Stricter than

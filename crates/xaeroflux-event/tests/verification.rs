@@ -365,3 +365,80 @@ proptest! {
         prop_assert!(verify(bytes, &limits()).is_err(), "bit {} accepted", at);
     }
 }
+
+#[test]
+fn envelopes_and_key_bundles_follow_their_rules_and_failures_are_not_understood() {
+    let one_time = identity(40);
+    let hour = NOW - NOW % ENVELOPE_TIME_QUANTUM_MS;
+    let sealed = {
+        let mut p = vec![ENVELOPE_VERSION];
+        p.extend_from_slice(&[7u8; 32 + 16 + 256]);
+        p
+    };
+    let tag = Topic([5; 32]);
+    // A well-formed envelope verifies; its time is rounded down to the hour.
+    let good = one_time.sign(&Draft::envelope(NOW, tag, sealed.clone()));
+    let verified = verify(good.as_bytes().to_vec(), &limits()).expect("verifies");
+    assert_eq!(verified.as_ref().created_at(), hour);
+    assert!(one_time
+        .sign_checked(&Draft::envelope(NOW, tag, sealed.clone()), &limits())
+        .is_ok());
+
+    let broken = |draft: Draft| {
+        let err = verify(one_time.sign(&draft).into_bytes(), &limits()).unwrap_err();
+        assert!(matches!(err, VerifyError::KindRule { .. }), "{err}");
+        assert_eq!(err.verdict(), Verdict::NotUnderstood, "{err}");
+        err
+    };
+    // Not on the hour, no tag, a reference, a short payload, another version.
+    broken(Draft::app(Kind::ENVELOPE, hour + 1, EventId::ZERO, sealed.clone()).in_topic(tag));
+    broken(Draft::app(
+        Kind::ENVELOPE,
+        hour,
+        EventId::ZERO,
+        sealed.clone(),
+    ));
+    broken(Draft::app(Kind::ENVELOPE, hour, EventId([1; 32]), sealed.clone()).in_topic(tag));
+    broken(Draft::envelope(
+        NOW,
+        tag,
+        sealed[..ENVELOPE_BYTES_MIN - 1].to_vec(),
+    ));
+    let mut v2 = sealed.clone();
+    v2[0] = 2;
+    broken(Draft::envelope(NOW, tag, v2));
+
+    // Key bundles: an archive of version 1, no topic, no reference.
+    let alice = identity(41);
+    let bundle = KeyBundle {
+        version: KEY_BUNDLE_VERSION,
+        identity: [1; 32],
+        prekey: [2; 32],
+        seal: [3; 32],
+    };
+    let good = alice.sign(&Draft::key_bundle(NOW, &bundle));
+    let verified = verify(good.as_bytes().to_vec(), &limits()).expect("verifies");
+    let read = verified.as_ref().payload_as::<ArchivedKeyBundle>().unwrap();
+    assert_eq!(read.prekey, [2; 32]);
+    assert!(Kind::KEY_BUNDLE.is_replaceable());
+    broken(Draft::key_bundle(NOW, &bundle).in_topic(tag));
+    broken(Draft::app(
+        Kind::KEY_BUNDLE,
+        NOW,
+        EventId::ZERO,
+        b"not an archive".to_vec(),
+    ));
+    let v9 = KeyBundle {
+        version: 9,
+        ..bundle
+    };
+    broken(Draft::key_bundle(NOW, &v9));
+    // A forged envelope is still invalid: the kind's rules come after nothing that matters.
+    let mut forged = good.into_bytes();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    assert!(verify(forged, &limits())
+        .unwrap_err()
+        .verdict()
+        .is_invalid());
+}

@@ -156,6 +156,14 @@ pub enum WriteError {
     /// A value could not be sealed (no randomness for its nonce). The batch was not stored.
     #[error("could not encrypt: {0}")]
     Seal(String),
+    /// A record's name is empty or too long. Nothing was submitted.
+    #[error("record name of {len} bytes (1 to {max})")]
+    RecordName {
+        /// The name's length.
+        len: usize,
+        /// The longest allowed.
+        max: usize,
+    },
 }
 
 impl WriteError {

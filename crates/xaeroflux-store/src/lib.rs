@@ -36,7 +36,9 @@ pub use read::{ReadTxn, SetRoot, Stats, TableStats};
 pub use seal::{DataKey, DATA_KEY_BYTES, SEAL_OVERHEAD};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use sync_view::ScopedStore;
-pub use writer::{Durability, FlushTicket, FollowTicket, Followed, Outcome, Ticket};
+pub use writer::{
+    Durability, FlushTicket, FollowTicket, Followed, Outcome, Record, Ticket, RECORD_NAME_MAX,
+};
 pub use xaeroflux_event::EventRef;
 pub use xaeroflux_event::{Accum, SetBoundary, SetKey, SET_KEY_BYTES, SUM_BYTES};
 pub use xaeroflux_sync::Scope;
@@ -126,7 +128,18 @@ impl Store {
         events: Vec<VerifiedEvent>,
         durability: Durability,
     ) -> Result<Ticket, WriteError> {
-        self.inner.submit(events, durability)
+        self.inner.submit(events, Vec::new(), durability)
+    }
+
+    /// Like [`Store::submit`], with records written in the same transaction: the events and
+    /// the records are stored together or not at all.
+    pub fn submit_with_records(
+        &self,
+        events: Vec<VerifiedEvent>,
+        records: Vec<Record>,
+        durability: Durability,
+    ) -> Result<Ticket, WriteError> {
+        self.inner.submit(events, records, durability)
     }
 
     /// Writes verified events durably and returns one outcome per event, in order.
@@ -191,6 +204,7 @@ pub const FOREIGN_FILES_ALLOWED: &[&str] = &[
     "identity.key.tmp",
     "node.lock",
     "node.sock",
+    "convo.lock",
     keys::KEY_FILE,
     "data.tmp",
 ];

@@ -279,6 +279,24 @@ impl<'s> ReadTxn<'s> {
         Ok(())
     }
 
+    /// A record written with [`crate::Store::submit_with_records`], opened: `None` if there is
+    /// none. A record that does not authenticate is [`ReadError::Unauthentic`] with table
+    /// `meta`.
+    pub fn record(&self, name: &[u8]) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, ReadError> {
+        let key = crate::writer::record_key(self.cipher(), name);
+        let Some(stored) = self.tables().meta.get(&self.txn, &key)? else {
+            return Ok(None);
+        };
+        let opened = self
+            .cipher()
+            .open_cow(Slot::Record, &key, stored)
+            .map_err(|_| ReadError::Unauthentic {
+                table: "meta",
+                row: String::from_utf8_lossy(name).into_owned(),
+            })?;
+        Ok(Some(zeroize::Zeroizing::new(opened.into_owned())))
+    }
+
     /// The event at this local sequence number.
     pub fn by_seq(&self, seq: u64) -> Result<Option<EventRef<'_>>, ReadError> {
         match self.tables().events.get(&self.txn, &seq_key(seq))? {

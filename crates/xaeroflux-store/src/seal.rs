@@ -82,6 +82,7 @@ pub(crate) enum Slot {
     Ref,
     Tombstone,
     Latest,
+    Record,
 }
 
 impl Slot {
@@ -97,6 +98,7 @@ impl Slot {
             Slot::Ref => 20,
             Slot::Tombstone => 21,
             Slot::Latest => 22,
+            Slot::Record => 23,
         }
     }
 }

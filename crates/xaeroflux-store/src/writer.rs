@@ -125,6 +125,7 @@ pub type FlushTicket = Ticket<()>;
 enum Command {
     Write {
         events: Vec<VerifiedEvent>,
+        records: Vec<Record>,
         durability: Durability,
         ack: Reply<Vec<Outcome>>,
     },
@@ -185,6 +186,7 @@ impl Handle {
     pub(crate) fn submit(
         &self,
         events: Vec<VerifiedEvent>,
+        records: Vec<Record>,
         durability: Durability,
     ) -> Result<Ticket, WriteError> {
         let tx = self.tx.as_ref().ok_or(WriteError::ReadOnly)?;
@@ -194,9 +196,16 @@ impl Handle {
                 max: self.batch_events_max,
             });
         }
+        if let Some(r) = records.iter().find(|r| !Record::name_ok(&r.name)) {
+            return Err(WriteError::RecordName {
+                len: r.name.len(),
+                max: RECORD_NAME_MAX,
+            });
+        }
         let (ack, ticket) = answer();
         tx.send(Command::Write {
             events,
+            records,
             durability,
             ack,
         })
@@ -328,12 +337,14 @@ impl Writer {
                 match cmd {
                     Command::Write {
                         events: evs,
+                        records,
                         durability,
                         ack,
                     } => {
                         events += evs.len();
                         writes.push(Write {
                             events: evs,
+                            records,
                             durability,
                         });
                         acks.push(ack);
@@ -537,6 +548,25 @@ impl Writer {
             all.push(outcomes);
         }
         staged.put(&t, &self.shared.cipher, &mut txn)?;
+        // Records go in the same transaction as the events of their write, in order.
+        for cmd in group {
+            for record in &cmd.records {
+                let key = record_key(&self.shared.cipher, &record.name);
+                match &record.value {
+                    Some(value) => {
+                        let sealed = self
+                            .shared
+                            .cipher
+                            .seal(Slot::Record, &key, value)
+                            .map_err(|e| Fail::Other(WriteError::Seal(e.to_string())))?;
+                        t.meta.put(&mut txn, &key, &sealed)?;
+                    }
+                    None => {
+                        t.meta.delete(&mut txn, &key)?;
+                    }
+                }
+            }
+        }
         // The index sees the transaction's net changes, sorted: each page touched is read and
         // written once.
         merkle::apply(&t, &self.shared.cipher, &mut txn, &mut set_changes)?;
@@ -551,7 +581,60 @@ impl Writer {
 /// One queued write.
 struct Write {
     events: Vec<VerifiedEvent>,
+    records: Vec<Record>,
     durability: Durability,
+}
+
+/// Longest record name, in bytes.
+pub const RECORD_NAME_MAX: usize = 56;
+const RECORD_PREFIX: &[u8] = b"record/";
+
+/// A private record kept beside the events, written in the same transaction as the events it
+/// is submitted with: the state of a component built on the store (the conversation engine's
+/// keys and sessions). On an encrypted store its value is sealed under the data key and its
+/// name is a keyed hash, like every index key; on a plain store both are as given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its name: 1 to [`RECORD_NAME_MAX`] bytes.
+    pub name: Vec<u8>,
+    /// Its value, or `None` to delete it.
+    pub value: Option<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl Record {
+    /// A record to write.
+    pub fn put(name: &[u8], value: zeroize::Zeroizing<Vec<u8>>) -> Record {
+        Record {
+            name: name.to_vec(),
+            value: Some(value),
+        }
+    }
+
+    /// A record to delete.
+    pub fn delete(name: &[u8]) -> Record {
+        Record {
+            name: name.to_vec(),
+            value: None,
+        }
+    }
+
+    fn name_ok(name: &[u8]) -> bool {
+        (1..=RECORD_NAME_MAX).contains(&name.len())
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("name", &String::from_utf8_lossy(&self.name))
+            .field("bytes", &self.value.as_ref().map(|v| v.len()))
+            .finish()
+    }
+}
+
+/// Where a record lives in `meta`.
+pub(crate) fn record_key(cipher: &Cipher, name: &[u8]) -> StoredKey {
+    cipher.key(Slot::Record, &[RECORD_PREFIX, name])
 }
 
 /// Outcomes per write, the newly stored events, and whether another process had written.

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod convo;
 mod event;
 mod identity;
 mod ingest;
@@ -27,6 +28,10 @@ mod node;
 mod portable;
 mod reseal;
 
+pub use convo::{
+    CatchUp, ConversationError, ConvoId, ConvoInfo, Message, Rejection, CONVO_LOCK_FILE,
+    PENDING_MAX,
+};
 pub use event::Event;
 pub use identity::{
     load_or_create_identity, IdentityFileError, NetworkIdentity, IDENTITY_FILE, NETWORK_KEY_FILE,

@@ -334,6 +334,7 @@ impl NodeBuilder {
             identity,
             verifier,
             last_ms: AtomicU64::new(0),
+            convo: Default::default(),
         })
     }
 }
@@ -455,6 +456,8 @@ pub struct Node {
     /// start with work and end when idle, and the decompressed author keys.
     pub(crate) verifier: Verifier,
     last_ms: AtomicU64,
+    /// Private conversations, loaded on first use.
+    pub(crate) convo: crate::convo::ConvoSlot,
 }
 
 impl Node {

@@ -67,6 +67,9 @@ pub enum ResealError {
         /// The copy's fingerprint, hex.
         copied_fp: String,
     },
+    /// The conversation state could not be carried over: nothing was changed.
+    #[error("conversation state: {0}")]
+    Conversations(String),
     /// Files could not be moved or removed.
     #[error("{path}: {source}")]
     Io {
@@ -98,8 +101,8 @@ pub fn staging_dir(dir: &Path) -> PathBuf {
 /// No node may run on `dir` meanwhile (its lock is taken).
 ///
 /// Not carried over: the record of events dropped as deleted or superseded before they
-/// arrived (a peer may offer them again; they are refused again). The peer table is carried
-/// over, sealed under the new key.
+/// arrived (a peer may offer them again; they are refused again). The peer table and the
+/// conversation state are carried over, sealed under the new key.
 pub fn reseal(
     dir: &Path,
     old: Option<&dyn KeyProvider>,
@@ -158,6 +161,8 @@ pub fn reseal(
         });
     }
     debug_assert_eq!(report.rejected_total, 0);
+    crate::convo::carry(&source, copy.store())
+        .map_err(|e| ResealError::Conversations(e.to_string()))?;
     drop(copy);
     drop(source);
     carry_key(dir, &staging, IDENTITY_FILE, old_key.as_ref(), &new_key)?;

@@ -71,6 +71,9 @@ pub struct BenchArgs {
     /// Only this link (lossy; default: both).
     #[arg(long, value_enum)]
     pub link: Option<crate::bench_lossy::LinkName>,
+    /// Members of the group (convo).
+    #[arg(long, default_value_t = 100)]
+    pub members: u32,
     /// Only these loss rates, 0 to 1 (lossy; default: 0, 0.05 and 0.2).
     #[arg(long, value_delimiter = ',', value_parser = xaeroflux_bench::netsim::parse_loss)]
     pub loss: Vec<f64>,
@@ -100,6 +103,9 @@ pub enum Which {
     Append,
     /// Encrypted store next to a plain one: verified ingest, point read, feed, size, open time.
     Encrypted,
+    /// Private conversations: seal and open per message next to NIP-44, envelope overhead, and
+    /// an add, a remove and a key update in a group of --members.
+    Convo,
 }
 
 /// Milliseconds, fractional.
@@ -207,6 +213,9 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     }
     if b.which == Which::Encrypted {
         return crate::bench_encrypted::run(args, b, authors);
+    }
+    if b.which == Which::Convo {
+        return crate::bench_convo::run(args, b.members);
     }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_convo;
 mod bench_encrypted;
 mod bench_lossy;
 mod bench_net;

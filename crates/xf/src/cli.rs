@@ -24,6 +24,58 @@ pub struct Args {
     pub command: Command,
 }
 
+/// `xf group` subcommands. GROUP is a conversation's id (or a unique prefix of 4 or more hex
+/// digits) or a group's name.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with you as its only member and admin; prints its id.
+    Create {
+        /// Its name.
+        name: String,
+    },
+    /// Add authors (admins only).
+    Add {
+        /// The group.
+        group: String,
+        /// Authors' public keys.
+        #[arg(required = true)]
+        authors: Vec<PublicKey>,
+        /// Make them admins.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Remove authors (admins only; members, or admins added after you).
+    Remove {
+        /// The group.
+        group: String,
+        /// Authors' public keys.
+        #[arg(required = true)]
+        authors: Vec<PublicKey>,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Send a message.
+    Send {
+        /// The group (or a direct conversation).
+        group: String,
+        /// The text.
+        text: String,
+    },
+    /// Read a group's messages, oldest first.
+    Read {
+        /// The group (or a direct conversation).
+        group: String,
+    },
+    /// List your conversations.
+    List,
+    /// Renew your conversation keys after a suspected compromise: new prekeys, new sessions,
+    /// and every member rotates its sender key when it reads the update.
+    UpdateKeys,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the store and an identity key (mode 0600). The store is encrypted under a
@@ -87,6 +139,25 @@ pub enum Command {
         /// Picture address.
         #[arg(long, default_value = "")]
         picture: String,
+    },
+    /// Send an end-to-end encrypted message to an author, starting a direct conversation if
+    /// there is none (the author's published key bundle is enough: they may be offline).
+    Dm {
+        /// The author's public key.
+        author: PublicKey,
+        /// The text.
+        text: String,
+    },
+    /// Private conversations and their newest messages, after reading what arrived.
+    Inbox {
+        /// Newest messages shown per conversation.
+        #[arg(long, default_value_t = 3)]
+        last: usize,
+    },
+    /// End-to-end encrypted groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
     },
     /// Show one event.
     Get {
@@ -385,6 +456,9 @@ pub fn run(args: Args) -> Result<()> {
             about,
             picture,
         } => crate::social::profile(&args, name, about, picture),
+        Dm { author, text } => crate::convo::dm(&args, author, text),
+        Inbox { last } => crate::convo::inbox(&args, *last),
+        Group { command } => crate::convo::group(&args, command),
         Get { id } => crate::read::get(&args, id),
         Query(q) => crate::read::query(&args, q),
         Feed {

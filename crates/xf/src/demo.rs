@@ -193,6 +193,7 @@ pub fn run(args: &Args) -> Result<()> {
     drop(read);
 
     crate::net::demo_network()?;
+    private_group()?;
 
     let events = 20_000;
     println!("\n== scale: {events} generated events from 300 authors (Zipf activity) ==");
@@ -242,5 +243,78 @@ pub fn run(args: &Args) -> Result<()> {
             serde_json::json!({ "events": stats.events, "used_bytes": stats.used_bytes })
         );
     }
+    Ok(())
+}
+
+/// A private group of three whose every envelope travels through a fourth node that is not a
+/// member: it stores and forwards them and reads none.
+fn private_group() -> Result<()> {
+    use xaeroflux::{Scope, SyncConfig};
+    println!("\n== a private group, relayed by a node that is not in it ==");
+    let names = ["alice", "bob", "carol", "relay"];
+    let mut dirs = Vec::new();
+    let mut nodes = Vec::new();
+    for (i, _) in names.iter().enumerate() {
+        let dir = tempfile::Builder::new().prefix("xf-demo-dm-").tempdir()?;
+        let node = Node::builder()
+            .data_dir(dir.path())
+            .identity(Identity::from_seed(&[i as u8 + 11; 32]))
+            .store_options(encrypted()?)
+            .open()?;
+        dirs.push(dir);
+        nodes.push(node);
+    }
+    let [alice, bob, carol, relay] = &nodes[..] else {
+        unreachable!("four nodes")
+    };
+    let key = |n: &Node| n.identity().expect("an identity").public_key();
+    // Each member meets only the relay.
+    let relay_sync = || -> Result<()> {
+        for _ in 0..2 {
+            for member in [alice, bob, carol] {
+                member.sync_with_store(relay.store(), &Scope::all(), SyncConfig::default())?;
+            }
+        }
+        Ok(())
+    };
+    for member in [alice, bob, carol] {
+        member.conversations()?; // publishes its key bundle
+    }
+    relay_sync()?;
+    let g = alice.group_create("night hikers")?;
+    alice.group_add(&g, &[key(bob), key(carol)], false)?;
+    relay_sync()?;
+    alice.group_send(&g, "the wombat trail at nine?")?;
+    relay_sync()?;
+    bob.group_send(&g, "I'll bring the headlamps")?;
+    relay_sync()?;
+    carol.group_send(&g, "count me in")?;
+    relay_sync()?;
+    for (name, member) in [("alice", alice), ("bob", bob), ("carol", carol)] {
+        let read: Vec<String> = member.group_read(&g)?.into_iter().map(|m| m.text).collect();
+        println!("  {name:<6} reads {read:?}");
+    }
+    let envelopes = relay
+        .store()
+        .read()?
+        .query(&xaeroflux::Filter {
+            kinds: vec![Kind::ENVELOPE],
+            ..xaeroflux::Filter::default()
+        })?
+        .len();
+    println!(
+        "  relay  stores and forwards {envelopes} envelopes (no sender, no recipients, tags that \
+         rotate), and is in {} conversations",
+        relay.conversations()?.len()
+    );
+    alice.group_remove(&g, &[key(carol)])?;
+    relay_sync()?;
+    bob.group_send(&g, "carol went home early")?;
+    relay_sync()?;
+    println!(
+        "  after alice removes carol, bob writes: bob reads {} messages, carol still {}",
+        bob.group_read(&g)?.len(),
+        carol.group_read(&g)?.len()
+    );
     Ok(())
 }

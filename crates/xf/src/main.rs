@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod convo;
 mod demo;
 mod net;
 mod output;
