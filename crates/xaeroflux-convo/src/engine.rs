@@ -616,17 +616,9 @@ impl Engine {
     ) -> Result<Vec<OpId>, ConvoError> {
         let me = self.me;
         {
-            let c = self
-                .convos
-                .get(convo)
-                .ok_or(ConvoError::UnknownConversation)?;
-            let g = c.group().ok_or(ConvoError::Direct)?;
+            let g = self.my_group(convo)?;
             if !g.is_admin(&me) {
-                return Err(if g.is_member(&me) {
-                    ConvoError::NotAllowed("only admins add members")
-                } else {
-                    ConvoError::NotMember
-                });
+                return Err(ConvoError::NotAllowed("only admins add members"));
             }
             if let Some(m) = members
                 .iter()
@@ -660,15 +652,7 @@ impl Engine {
                 ops: g.ops(),
             };
             self.queue(*m, welcome);
-            for o in others {
-                self.queue(
-                    o,
-                    Control::Ops {
-                        convo: *convo,
-                        ops: vec![op.clone()],
-                    },
-                );
-            }
+            self.announce(convo, &op, others);
         }
         self.flush(now_ms);
         Ok(ids)
@@ -684,15 +668,7 @@ impl Engine {
     ) -> Result<Vec<OpId>, ConvoError> {
         let me = self.me;
         {
-            let c = self
-                .convos
-                .get(convo)
-                .ok_or(ConvoError::UnknownConversation)?;
-            let g = c.group().ok_or(ConvoError::Direct)?;
-            if !g.is_member(&me) {
-                return Err(ConvoError::NotMember);
-            }
-            let roles = g.members();
+            let roles = self.my_group(convo)?.members();
             let mine = roles.get(&me).copied();
             for m in members {
                 let Some(role) = roles.get(m) else { continue };
@@ -721,15 +697,7 @@ impl Engine {
             )?;
             ids.push(op.id());
             let remaining = self.others(convo);
-            for o in remaining {
-                self.queue(
-                    o,
-                    Control::Ops {
-                        convo: *convo,
-                        ops: vec![op.clone()],
-                    },
-                );
-            }
+            self.announce(convo, &op, remaining);
             self.queue(
                 *m,
                 Control::Removed {
@@ -747,28 +715,10 @@ impl Engine {
 
     /// Leaves a group.
     pub fn leave(&mut self, convo: &ConvoId, now_ms: u64) -> Result<OpId, ConvoError> {
-        let me = self.me;
-        {
-            let c = self
-                .convos
-                .get(convo)
-                .ok_or(ConvoError::UnknownConversation)?;
-            let g = c.group().ok_or(ConvoError::Direct)?;
-            if !g.is_member(&me) {
-                return Err(ConvoError::NotMember);
-            }
-        }
+        self.my_group(convo)?;
         let others = self.others(convo);
         let op = self.author_op(convo, Action::Leave, None, now_ms)?;
-        for o in others {
-            self.queue(
-                o,
-                Control::Ops {
-                    convo: *convo,
-                    ops: vec![op.clone()],
-                },
-            );
-        }
+        self.announce(convo, &op, others);
         if let Some(c) = self.convos.get_mut(convo) {
             c.outbound = None;
         }
@@ -810,15 +760,7 @@ impl Engine {
             peers.extend(others.iter().copied());
             if matches!(c.membership, Membership::Group(_)) {
                 let op = self.author_op(&id, Action::Update, Some(random32()?), now_ms)?;
-                for o in others {
-                    self.queue(
-                        o,
-                        Control::Ops {
-                            convo: id,
-                            ops: vec![op.clone()],
-                        },
-                    );
-                }
+                self.announce(&id, &op, others);
             } else {
                 let secret = random32()?;
                 if let Some(c) = self.convos.get_mut(&id) {
@@ -1075,6 +1017,33 @@ impl Engine {
     /// The membership of a group, for inspection.
     pub fn group(&self, convo: &ConvoId) -> Option<&Group> {
         self.convos.get(convo).and_then(Convo::group)
+    }
+
+    /// The group `convo`, if this author is a member of it.
+    fn my_group(&self, convo: &ConvoId) -> Result<&Group, ConvoError> {
+        let c = self
+            .convos
+            .get(convo)
+            .ok_or(ConvoError::UnknownConversation)?;
+        let g = c.group().ok_or(ConvoError::Direct)?;
+        if g.is_member(&self.me) {
+            Ok(g)
+        } else {
+            Err(ConvoError::NotMember)
+        }
+    }
+
+    /// Queues `op` to each of `to`.
+    fn announce(&mut self, convo: &ConvoId, op: &SignedOp, to: Vec<Author>) {
+        for o in to {
+            self.queue(
+                o,
+                Control::Ops {
+                    convo: *convo,
+                    ops: vec![op.clone()],
+                },
+            );
+        }
     }
 
     fn others(&self, convo: &ConvoId) -> Vec<Author> {
