@@ -719,3 +719,46 @@ fn a_member_whose_bundle_comes_late_still_reads_what_was_sent_meanwhile() {
     carol.deliver(&released);
     assert_eq!(carol.texts(&g), vec!["hello both"]);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Arbitrary envelope payloads, under a tag the member knows or one it does not, are a typed
+    /// outcome and change nothing it reads.
+    #[test]
+    fn arbitrary_envelopes_never_panic_and_change_nothing(
+        body in prop::collection::vec(any::<u8>(), 49..2048),
+        known_tag in any::<bool>(),
+        version_ok in any::<bool>(),
+    ) {
+        SETTLED.with(|s| {
+            let person = &s.people[0];
+            let mut bob = Engine::restore(&person.id, &s.saved[0]).unwrap();
+            let before = bob.messages(&s.g).unwrap();
+            let tag = if known_tag {
+                s.traffic.iter().map(|e| e.as_ref().topic().0).find(|t| {
+                    bob.secret_material().iter().any(|sec| {
+                        <[u8; 32]>::try_from(sec.as_slice()).is_ok_and(|sec| {
+                            xaeroflux_convo::wire::conversation_tag(&sec, xaeroflux_convo::wire::day_of(T0)) == *t
+                        })
+                    })
+                }).expect("a tag the member knows")
+            } else {
+                [0x42; 32]
+            };
+            let mut payload = body;
+            payload[0] = if version_ok { 1 } else { payload[0] | 2 };
+            let e = Identity::from_seed(&[90; 32])
+                .sign(&xaeroflux_event::Draft::envelope(T0, xaeroflux_event::Topic(tag), payload));
+            let o = bob.receive(e.as_ref(), T0);
+            // Under a known tag the outer AEAD refuses it; under another, no key opens it.
+            if known_tag {
+                prop_assert!(matches!(o, Outcome::Rejected(_)), "{:?}", o);
+            } else {
+                prop_assert!(matches!(o, Outcome::Ignored | Outcome::Rejected(_)), "{:?}", o);
+            }
+            prop_assert_eq!(bob.messages(&s.g).unwrap(), before);
+            Ok(())
+        })?;
+    }
+}
