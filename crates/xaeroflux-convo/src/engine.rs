@@ -30,6 +30,7 @@ use xaeroflux_event::{
 use zeroize::Zeroizing;
 
 use crate::membership::{Action, Group, Inserted, OpBody, Seen, SendCheck, SignedOp, MAX_SEEN};
+use crate::show::{Hex, Len};
 use crate::wire::{
     self, coarse, conversation_tag, day_of, open_conversation, seal_conversation, seal_pairwise,
     Control, ConvoSealed, MessageBody, Pairwise, PairwiseBody, SealKey, WireError,
@@ -209,8 +210,8 @@ pub enum BundleError {
     Malformed(String),
 }
 
-/// A conversation as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A conversation as listed. `Debug` shows the name's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConvoInfo {
     /// Its id.
     pub id: ConvoId,
@@ -228,8 +229,8 @@ pub struct ConvoInfo {
     pub messages: usize,
 }
 
-/// A message as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message as read. `Debug` shows the text's length only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     /// Its id: a hash of the sender's session and message index.
     pub id: [u8; 32],
@@ -241,6 +242,32 @@ pub struct Message {
     pub sent_at: u64,
     /// The text.
     pub text: String,
+}
+
+impl std::fmt::Debug for ConvoInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConvoInfo")
+            .field("id", &Hex(&self.id))
+            .field("name", &Len(self.name.len()))
+            .field("direct", &self.direct.as_ref().map(Hex))
+            .field("members", &self.members.len())
+            .field("admins", &self.admins.len())
+            .field("member", &self.member)
+            .field("messages", &self.messages)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &Hex(&self.id))
+            .field("convo", &Hex(&self.convo))
+            .field("author", &Hex(&self.author))
+            .field("sent_at", &self.sent_at)
+            .field("text", &Len(self.text.len()))
+            .finish()
+    }
 }
 
 struct PeerKeys {
@@ -273,7 +300,7 @@ struct Inbound {
     session: InboundGroupSession,
 }
 
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq)]
 struct StoredMessage {
     id: [u8; 32],
     author: Author,
@@ -420,7 +447,7 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("me", &hex8(&self.me))
+            .field("me", &Hex(&self.me))
             .field("conversations", &self.convos.len())
             .finish_non_exhaustive()
     }
@@ -1014,6 +1041,15 @@ impl Engine {
         out
     }
 
+    /// The current members of a conversation (this author included while it is one).
+    pub fn members(&self, convo: &ConvoId) -> Result<Vec<Author>, ConvoError> {
+        let c = self
+            .convos
+            .get(convo)
+            .ok_or(ConvoError::UnknownConversation)?;
+        Ok(c.members(&self.me))
+    }
+
     /// The membership of a group, for inspection.
     pub fn group(&self, convo: &ConvoId) -> Option<&Group> {
         self.convos.get(convo).and_then(Convo::group)
@@ -1525,7 +1561,7 @@ impl Engine {
                             return;
                         }
                     };
-                    let secrets = group_secrets(&group, None);
+                    let secrets = group_secrets(&group, &group.ids());
                     self.rescan.extend(secrets);
                     self.convos
                         .insert(convo, Convo::new(convo, Membership::Group(Box::new(group))));
@@ -1598,37 +1634,34 @@ impl Engine {
             return;
         }
         let after = g.members();
-        let secrets = group_secrets(g, Some(&applied));
+        let secrets = group_secrets(g, &applied);
         let lost_someone = before.keys().any(|a| !after.contains_key(a));
         let updated = applied.iter().any(|id| {
             g.op_valid(id) == Some(true)
                 && g.body(id)
                     .is_some_and(|b| matches!(b.action, Action::Update) && b.author != me)
         });
-        // Members this author added, and the operations they may lack: those concurrent with
-        // their addition (the adder forwards them; the invitation had everything before).
+        // Members this author added, and the operations they may lack: the newly applied ones
+        // that are not in the past of their addition (the invitation had everything before),
+        // except their own.
         let mut forward: Vec<(Author, Vec<SignedOp>)> = Vec::new();
-        for (id, body) in g
-            .ops()
-            .iter()
-            .filter_map(|op| Some((op.id(), g.body(&op.id())?.clone())))
-        {
-            if body.author != me {
+        for add in g.ids() {
+            let Some(Action::Add { member, .. }) =
+                g.body(&add).filter(|b| b.author == me).map(|b| &b.action)
+            else {
+                continue;
+            };
+            if !after.contains_key(member) {
                 continue;
             }
-            if let Action::Add { member, .. } = body.action {
-                if !after.contains_key(&member) {
-                    continue;
-                }
-                let lacking: Vec<SignedOp> = g
-                    .ops_not_in_past_of(&id)
-                    .into_iter()
-                    .filter(|op| applied.contains(&op.id()))
-                    .filter(|op| g.body(&op.id()).is_some_and(|b| b.author != member))
-                    .collect();
-                if !lacking.is_empty() {
-                    forward.push((member, lacking));
-                }
+            let lacking: Vec<SignedOp> = applied
+                .iter()
+                .filter(|o| **o != add && !g.ancestors_contains(&add, o))
+                .filter(|o| g.body(o).is_some_and(|b| b.author != *member))
+                .filter_map(|o| g.op(o).cloned())
+                .collect();
+            if !lacking.is_empty() {
+                forward.push((*member, lacking));
             }
         }
         let is_member = g.is_member(&me);
@@ -1878,16 +1911,13 @@ fn seen_of(messages: &[StoredMessage], author: &Author) -> Vec<Seen> {
     list.into_iter().map(|(_, s)| s).collect()
 }
 
-/// The valid tag secrets of a group with the time of the operation that brought each: all of
-/// them, or those brought by `only`.
-fn group_secrets(g: &Group, only: Option<&[OpId]>) -> Vec<([u8; 32], u64)> {
+/// The valid tag secrets brought by the operations `ids` of a group, each with the time of its
+/// operation.
+fn group_secrets(g: &Group, ids: &[OpId]) -> Vec<([u8; 32], u64)> {
     let valid: HashSet<[u8; 32]> = g.tag_secrets().into_iter().collect();
-    g.ops()
-        .iter()
-        .map(SignedOp::id)
-        .filter(|id| only.is_none_or(|o| o.contains(id)))
+    ids.iter()
         .filter_map(|id| {
-            let b = g.body(&id)?;
+            let b = g.body(id)?;
             let s = b.tag_secret?;
             valid.contains(&s).then_some((s, b.created_at))
         })

@@ -13,6 +13,41 @@
 
 pub mod membership;
 
+/// `Debug` helpers: ids and keys shortened, secrets and private text left out.
+pub(crate) mod show {
+    use std::fmt;
+
+    /// Hex of the first bytes of an id or key.
+    pub(crate) struct Hex<'a>(pub &'a [u8; 32]);
+
+    impl fmt::Debug for Hex<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for b in self.0.iter().take(8) {
+                write!(f, "{b:02x}")?;
+            }
+            f.write_str("…")
+        }
+    }
+
+    /// A secret, present but not shown.
+    pub(crate) struct Redacted;
+
+    impl fmt::Debug for Redacted {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("<redacted>")
+        }
+    }
+
+    /// Private text or bytes, shown by their length only.
+    pub(crate) struct Len(pub usize);
+
+    impl fmt::Debug for Len {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "<{} bytes>", self.0)
+        }
+    }
+}
+
 /// An author: a 32-byte ed25519 public key, as in event headers.
 pub type Author = [u8; 32];
 /// A conversation's id: random for groups, derived from the two members for direct messages.

@@ -90,6 +90,7 @@ use std::sync::OnceLock;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
+use crate::show::{Hex, Redacted};
 use crate::{Author, ConvoId, OpId};
 
 /// Most ops (applied and pending together) one [`Group`] holds; beyond it inserts fail with
@@ -728,6 +729,21 @@ impl Group {
             .collect()
     }
 
+    /// The ids of all applied ops, in the order of [`Group::ops`], without copying the ops.
+    pub fn ids(&self) -> Vec<OpId> {
+        self.order
+            .iter()
+            .filter_map(|&i| self.nodes.get(i))
+            .map(|node| node.id)
+            .collect()
+    }
+
+    /// The applied op with this id.
+    pub fn op(&self, id: &OpId) -> Option<&SignedOp> {
+        let &i = self.index.get(id)?;
+        self.nodes.get(i).map(|node| &node.op)
+    }
+
     /// The applied ops that are neither `id` nor among its ancestors, in causal order: what a
     /// member added by op `id` is missing. All applied ops if `id` is not applied.
     pub fn ops_not_in_past_of(&self, id: &OpId) -> Vec<SignedOp> {
@@ -1046,27 +1062,6 @@ impl Group {
                 .is_some_and(|node| bit(&node.past, which))
         };
         !in_past(x, y) && !in_past(y, x)
-    }
-}
-
-/// Hex of the first bytes of an id or key, for `Debug`.
-struct Hex<'a>(&'a [u8; 32]);
-
-impl fmt::Debug for Hex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0.iter().take(8) {
-            write!(f, "{b:02x}")?;
-        }
-        f.write_str("…")
-    }
-}
-
-/// Stands in for secret material in `Debug` output.
-struct Redacted;
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 

@@ -28,6 +28,7 @@ use xaeroflux_event::{
 };
 use zeroize::Zeroizing;
 
+use crate::show::{Hex, Len, Redacted};
 use crate::{Author, ConvoId, OpId};
 
 /// Smallest padded plaintext.
@@ -324,8 +325,8 @@ mod control {
     use crate::membership::SignedOp;
     use crate::{ConvoId, OpId};
 
-    /// A control for a conversation, sent to one member.
-    #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+    /// A control for a conversation, sent to one member. `Debug` leaves its secrets out.
+    #[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq)]
     pub enum Control {
         /// An invitation to a group: every membership operation the inviter knows, in causal
         /// order, the genesis first.
@@ -388,8 +389,8 @@ pub struct ConvoSealed {
     pub megolm: Vec<u8>,
 }
 
-/// A message's plaintext, inside Megolm.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+/// A message's plaintext, inside Megolm. `Debug` shows the text's length only.
+#[derive(Archive, Serialize, Deserialize, Clone, PartialEq, Eq)]
 pub struct MessageBody {
     /// The conversation (checked against the envelope's).
     pub convo: ConvoId,
@@ -399,6 +400,55 @@ pub struct MessageBody {
     pub sent_at: u64,
     /// The text.
     pub text: String,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Welcome { convo, ops } => f
+                .debug_struct("Welcome")
+                .field("convo", &Hex(convo))
+                .field("ops", &ops.len())
+                .finish(),
+            Control::Ops { convo, ops } => f
+                .debug_struct("Ops")
+                .field("convo", &Hex(convo))
+                .field("ops", &ops.len())
+                .finish(),
+            Control::SessionKey { convo, .. } => f
+                .debug_struct("SessionKey")
+                .field("convo", &Hex(convo))
+                .field("key", &Redacted)
+                .finish(),
+            Control::DirectTag { convo, since, .. } => f
+                .debug_struct("DirectTag")
+                .field("convo", &Hex(convo))
+                .field("secret", &Redacted)
+                .field("since", since)
+                .finish(),
+            Control::Keys { prekey, seal } => f
+                .debug_struct("Keys")
+                .field("prekey", &Hex(prekey))
+                .field("seal", &Hex(seal))
+                .finish(),
+            Control::Removed { convo, op } => f
+                .debug_struct("Removed")
+                .field("convo", &Hex(convo))
+                .field("op", &Hex(op))
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MessageBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageBody")
+            .field("convo", &Hex(&self.convo))
+            .field("deps", &self.deps.len())
+            .field("sent_at", &self.sent_at)
+            .field("text", &Len(self.text.len()))
+            .finish()
+    }
 }
 
 /// Archives a wire value.
@@ -446,6 +496,39 @@ mod tests {
         assert_eq!(unpad(&[9, 0, 0, 0, 1]), Err(WireError::BadPadding));
         assert_eq!(unpad(&[1, 0, 0, 0, 1, 1]), Err(WireError::BadPadding));
         assert_eq!(unpad(&[1, 0]), Err(WireError::BadPadding));
+    }
+
+    #[test]
+    fn debug_output_leaves_secrets_and_text_out() {
+        let key = Control::SessionKey {
+            convo: [1; 32],
+            key: vec![0xab; 40],
+        };
+        let tag = Control::DirectTag {
+            convo: [1; 32],
+            secret: [0xcd; 32],
+            since: 5,
+        };
+        let body = MessageBody {
+            convo: [1; 32],
+            deps: Vec::new(),
+            sent_at: 5,
+            text: "a private word".into(),
+        };
+        let shown = format!("{key:?} {tag:?} {body:?}");
+        assert!(
+            !shown.contains("ab, ab") && !shown.contains("171"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("cd, cd") && !shown.contains("205"),
+            "{shown}"
+        );
+        assert!(!shown.contains("private word"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("<14 bytes>"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -165,6 +165,16 @@ fn three_members_read_the_same_and_the_relay_learns_nothing() {
     for p in [&alice, &bob, &carol] {
         assert_eq!(p.texts(&g), want);
     }
+    // Debug output, which may reach a log, shows neither the texts nor the group's name.
+    let shown = format!(
+        "{:?} {:?}",
+        alice.engine.messages(&g).unwrap(),
+        alice.engine.conversations()
+    );
+    assert!(
+        !shown.contains("trailhead") && !shown.contains("hikers"),
+        "{shown}"
+    );
     // The relay takes nothing: every envelope is ignored, none pending.
     assert!(
         outcomes.iter().all(|o| *o == Outcome::Ignored),

@@ -69,6 +69,8 @@ pub struct CatchUp {
     pub rejected: Vec<(EventId, Rejection)>,
     /// Envelopes waiting for a key bundle or a session key.
     pub pending: usize,
+    /// Key bundles newer than the ones held.
+    pub bundles: usize,
     /// New messages, conversations and membership changes.
     pub changes: Vec<Change>,
 }
@@ -151,7 +153,11 @@ fn offer(
     report: &mut CatchUp,
 ) -> bool {
     match event.kind() {
-        Kind::KEY_BUNDLE => matches!(loaded.engine.learn_bundle(event, now), Ok(true)),
+        Kind::KEY_BUNDLE => {
+            let learned = matches!(loaded.engine.learn_bundle(event, now), Ok(true));
+            report.bundles += usize::from(learned);
+            learned
+        }
         Kind::ENVELOPE => match loaded.engine.receive(event, now) {
             ConvoOutcome::Accepted(changes) => {
                 report.accepted += 1;
@@ -219,9 +225,11 @@ fn settle(
 
 impl Node {
     /// Runs `f` on the up-to-date conversation engine, then stores the envelopes it made and
-    /// the new state together, and gossips the envelopes.
+    /// the new state together, and gossips the envelopes. `f` only reads unless `mutates`: then
+    /// nothing is written when the catch-up took nothing either.
     fn with_conversations<T>(
         &self,
+        mutates: bool,
         f: impl FnOnce(&mut Engine, &ReadTxn<'_>, u64) -> Result<T, ConvoError>,
     ) -> Result<(T, CatchUp), ConversationError> {
         let identity = self.identity().ok_or(ConversationError::NoIdentity)?;
@@ -243,10 +251,11 @@ impl Node {
         let mut fresh_bundle = None;
         let mut report = CatchUp::default();
         let result;
+        let before;
         let mut loaded = {
             let read = store.read()?;
             let stored = read.record(RECORD)?;
-            let loaded = match (slot.take(), stored) {
+            let mut loaded = match (slot.take(), stored) {
                 // Another process moved the state on (or this is the first call): restore it.
                 (Some(l), Some(bytes)) if generation_of(&bytes) == Some(l.generation) => l,
                 (_, Some(bytes)) => decode(identity, &bytes)?,
@@ -264,7 +273,7 @@ impl Node {
                     }
                 }
             };
-            let mut loaded = loaded;
+            before = (loaded.cursor, loaded.pending.clone());
             catch_up(&mut loaded, &read, now, &mut report)?;
             result = f(&mut loaded.engine, &read, now);
             // What the action made may unblock nothing here, but bundles it looked up may.
@@ -273,6 +282,18 @@ impl Node {
         };
         let mut events: Vec<VerifiedEvent> = fresh_bundle.into_iter().collect();
         events.extend(loaded.engine.drain_outbox());
+        // Whatever changed the engine (an envelope taken or refused, a bundle learned, the
+        // action itself) or what it has seen must be stored; a read with nothing new need not.
+        let changed = mutates
+            || !events.is_empty()
+            || report.accepted > 0
+            || !report.rejected.is_empty()
+            || report.bundles > 0
+            || (loaded.cursor, &loaded.pending) != (before.0, &before.1);
+        if !changed {
+            *slot = Some(loaded);
+            return Ok((result?, report));
+        }
         loaded.generation = loaded.generation.wrapping_add(1);
         let record = Record::put(RECORD, loaded.encode()?);
         store
@@ -291,19 +312,21 @@ impl Node {
     /// Brings the conversations up to date with what the store holds (envelopes and key bundles
     /// that arrived by sync or gossip) and says what changed.
     pub fn conversations_catch_up(&self) -> Result<CatchUp, ConversationError> {
-        Ok(self.with_conversations(|_, _, _| Ok(()))?.1)
+        Ok(self.with_conversations(false, |_, _, _| Ok(()))?.1)
     }
 
     /// The conversations this author is in or was in, direct and group.
     pub fn conversations(&self) -> Result<Vec<ConvoInfo>, ConversationError> {
-        Ok(self.with_conversations(|e, _, _| Ok(e.conversations()))?.0)
+        Ok(self
+            .with_conversations(false, |e, _, _| Ok(e.conversations()))?
+            .0)
     }
 
     /// Sends `text` to `peer` in the direct conversation between the two (started if new; the
     /// peer may be offline: its published key bundle is enough).
     pub fn dm(&self, peer: &PublicKey, text: &str) -> Result<ConvoId, ConversationError> {
         Ok(self
-            .with_conversations(|e, read, now| {
+            .with_conversations(true, |e, read, now| {
                 learn_bundles(e, read, &[*peer], now);
                 e.dm(&peer.0, text, now)
             })?
@@ -313,7 +336,7 @@ impl Node {
     /// Creates a group with this author as its only member and admin.
     pub fn group_create(&self, name: &str) -> Result<ConvoId, ConversationError> {
         Ok(self
-            .with_conversations(|e, _, now| e.create_group(name, now))?
+            .with_conversations(true, |e, _, now| e.create_group(name, now))?
             .0)
     }
 
@@ -324,7 +347,7 @@ impl Node {
         members: &[PublicKey],
         admin: bool,
     ) -> Result<(), ConversationError> {
-        self.with_conversations(|e, read, now| {
+        self.with_conversations(true, |e, read, now| {
             learn_bundles(e, read, members, now);
             let members: Vec<[u8; 32]> = members.iter().map(|m| m.0).collect();
             e.add(group, &members, admin, now).map(drop)
@@ -338,7 +361,7 @@ impl Node {
         group: &ConvoId,
         members: &[PublicKey],
     ) -> Result<(), ConversationError> {
-        self.with_conversations(|e, _, now| {
+        self.with_conversations(true, |e, _, now| {
             let members: Vec<[u8; 32]> = members.iter().map(|m| m.0).collect();
             e.remove(group, &members, now).map(drop)
         })?;
@@ -347,18 +370,16 @@ impl Node {
 
     /// Leaves a group.
     pub fn group_leave(&self, group: &ConvoId) -> Result<(), ConversationError> {
-        self.with_conversations(|e, _, now| e.leave(group, now).map(drop))?;
+        self.with_conversations(true, |e, _, now| e.leave(group, now).map(drop))?;
         Ok(())
     }
 
     /// Sends `text` to a conversation (a group or a direct one).
     pub fn group_send(&self, group: &ConvoId, text: &str) -> Result<(), ConversationError> {
-        self.with_conversations(|e, read, now| {
+        self.with_conversations(true, |e, read, now| {
             // Members whose bundles are stored but not yet read (added by someone else).
-            if let Some(info) = e.conversations().into_iter().find(|c| c.id == *group) {
-                let members: Vec<PublicKey> = info.members.into_iter().map(PublicKey).collect();
-                learn_bundles(e, read, &members, now);
-            }
+            let members: Vec<PublicKey> = e.members(group)?.into_iter().map(PublicKey).collect();
+            learn_bundles(e, read, &members, now);
             e.send(group, text, now).map(drop)
         })?;
         Ok(())
@@ -366,7 +387,9 @@ impl Node {
 
     /// The readable messages of a conversation, oldest first.
     pub fn group_read(&self, group: &ConvoId) -> Result<Vec<Message>, ConversationError> {
-        Ok(self.with_conversations(|e, _, _| e.messages(group))?.0)
+        Ok(self
+            .with_conversations(false, |e, _, _| e.messages(group))?
+            .0)
     }
 
     /// The conversation engine's secrets, for tests that search files for them
@@ -374,7 +397,7 @@ impl Node {
     #[doc(hidden)]
     pub fn conversation_secrets(&self) -> Result<Vec<Zeroizing<Vec<u8>>>, ConversationError> {
         Ok(self
-            .with_conversations(|e, _, _| Ok(e.secret_material()))?
+            .with_conversations(false, |e, _, _| Ok(e.secret_material()))?
             .0)
     }
 
@@ -382,7 +405,7 @@ impl Node {
     /// (`docs/privacy.md`, "A stolen device").
     pub fn conversations_update_keys(&self) -> Result<(), ConversationError> {
         let identity = self.identity().ok_or(ConversationError::NoIdentity)?;
-        self.with_conversations(|e, _, now| e.update(identity, now))?;
+        self.with_conversations(true, |e, _, now| e.update(identity, now))?;
         Ok(())
     }
 }
