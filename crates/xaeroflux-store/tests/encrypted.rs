@@ -1,11 +1,11 @@
 //! An encrypted store: no file of its directory holds any plaintext of what it stores; a wrong
 //! or missing key opens nothing and changes nothing; a damaged sealed value or Merkle page is a
 //! typed error naming the row or page, never a panic and never wrong data.
-#![allow(unsafe_code)]
+mod common;
 
 use std::path::Path;
 
-use heed::types::Bytes;
+use common::{flip_inside, table_rows};
 use xaeroflux_event::*;
 use xaeroflux_store::*;
 use zeroize::Zeroizing;
@@ -172,47 +172,11 @@ fn a_wrong_or_missing_key_opens_nothing_and_changes_nothing() {
 
 /// The stored bytes of one row, read with LMDB directly.
 fn raw_value(dir: &Path, table: &str, key: &[u8]) -> Vec<u8> {
-    // SAFETY: the store is closed; this process opens the file once, read-only.
-    let env = unsafe {
-        heed::EnvOpenOptions::new()
-            .max_dbs(16)
-            .flags(heed::EnvFlags::READ_ONLY)
-            .open(dir)
-    }
-    .unwrap();
-    let opened = env
-        .open_databases_and_commit(env.read_txn().unwrap(), |opener, rtxn| {
-            let db = opener
-                .database_options()
-                .types::<Bytes, Bytes>()
-                .name(table)
-                .open(rtxn)?
-                .expect("the table exists");
-            Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(db))
-        })
-        .unwrap();
-    let heed::CommitOrAbort::Commit(db) = opened else {
-        unreachable!("committed")
-    };
-    let rtxn = env.read_txn().unwrap();
-    let value = db.get(&rtxn, key).unwrap().unwrap().to_vec();
-    drop(rtxn);
-    env.prepare_for_closing().wait();
-    value
-}
-
-/// Flips one bit in the middle of `value`, found in the data file.
-fn flip_inside(dir: &Path, value: &[u8]) {
-    let path = dir.join("data.mdb");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let probe = &value[..32];
-    let at = bytes
-        .windows(probe.len())
-        .position(|w| w == probe)
-        .expect("the value is in the file");
-    assert_eq!(&bytes[at..at + value.len()], value);
-    bytes[at + value.len() / 2] ^= 0x10;
-    std::fs::write(&path, bytes).unwrap();
+    table_rows(dir, table)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .expect("the row exists")
+        .1
 }
 
 #[test]

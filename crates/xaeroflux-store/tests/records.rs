@@ -1,9 +1,9 @@
 //! Private records: written in the same transaction as the events they come with, read back
 //! opened, sealed and named by a keyed hash on an encrypted store, and refused when damaged.
 
-#![allow(unsafe_code)]
+mod common;
 
-use heed::types::Bytes;
+use common::{flip_inside, table_rows};
 use xaeroflux_event::*;
 use xaeroflux_store::*;
 use zeroize::Zeroizing;
@@ -110,58 +110,19 @@ fn a_damaged_record_is_a_typed_error() {
             .wait()
             .unwrap();
     }
-    // Flip one byte in the middle of the sealed value, found in the file by its bytes.
-    let sealed = longest_meta_value(dir.path());
+    // Flip one bit in the middle of the sealed value (the longest value of `meta`), found in
+    // the file by its bytes.
+    let sealed = table_rows(dir.path(), "meta")
+        .into_iter()
+        .map(|(_, v)| v)
+        .max_by_key(Vec::len)
+        .unwrap();
     assert!(sealed.len() > 4000);
-    let path = dir.path().join("data.mdb");
-    let mut data = std::fs::read(&path).unwrap();
-    let at = data
-        .windows(32)
-        .position(|w| w == &sealed[..32])
-        .expect("the sealed value is in the file");
-    assert_eq!(&data[at..at + sealed.len()], &sealed[..]);
-    data[at + sealed.len() / 2] ^= 0x10;
-    std::fs::write(&path, &data).unwrap();
+    flip_inside(dir.path(), &sealed);
     let store = Store::open_with(dir.path(), options(Some(9))).unwrap();
     let err = store.read().unwrap().record(NAME).unwrap_err();
     assert!(
         matches!(err, ReadError::Unauthentic { table: "meta", .. }),
         "{err}"
     );
-}
-
-/// The longest value of the `meta` table, read with LMDB directly.
-fn longest_meta_value(dir: &std::path::Path) -> Vec<u8> {
-    // SAFETY: the store is closed; this process opens the file once, read-only.
-    let env = unsafe {
-        heed::EnvOpenOptions::new()
-            .max_dbs(16)
-            .flags(heed::EnvFlags::READ_ONLY)
-            .open(dir)
-    }
-    .unwrap();
-    let opened = env
-        .open_databases_and_commit(env.read_txn().unwrap(), |opener, rtxn| {
-            let db = opener
-                .database_options()
-                .types::<Bytes, Bytes>()
-                .name("meta")
-                .open(rtxn)?
-                .expect("the table exists");
-            Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(db))
-        })
-        .unwrap();
-    let heed::CommitOrAbort::Commit(db) = opened else {
-        unreachable!("committed")
-    };
-    let rtxn = env.read_txn().unwrap();
-    let longest = db
-        .iter(&rtxn)
-        .unwrap()
-        .map(|kv| kv.unwrap().1.to_vec())
-        .max_by_key(Vec::len)
-        .unwrap();
-    drop(rtxn);
-    env.prepare_for_closing().wait();
-    longest
 }

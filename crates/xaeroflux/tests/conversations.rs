@@ -3,24 +3,12 @@
 //! member reads nothing after its removal; a restart loses nothing; a re-encrypted store keeps
 //! its conversations.
 
+mod common;
+
 use std::path::Path;
 
-use std::sync::Arc;
-
-use xaeroflux::{ConvoId, Identity, KdfParams, Node, Passphrase, PublicKey, Scope, SyncConfig};
-use zeroize::Zeroizing;
-
-/// Cheap costs: the tests check the flow, not Argon2id's cost.
-fn pass(secret: &str) -> Arc<Passphrase> {
-    Arc::new(Passphrase::with_params(
-        Zeroizing::new(secret.into()),
-        KdfParams {
-            memory_kib: 256,
-            iterations: 1,
-            lanes: 1,
-        },
-    ))
-}
+use common::pass;
+use xaeroflux::{ConvoId, Identity, Node, PublicKey, Scope, SyncConfig};
 
 fn node(dir: &Path, seed: u8) -> Node {
     Node::builder()

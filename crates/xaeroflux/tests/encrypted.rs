@@ -3,29 +3,17 @@
 //! changes nothing; a changed passphrase rewraps the key and rewrites no data; a plain store
 //! opens whether or not a passphrase is given.
 
+mod common;
+
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use xaeroflux::{
-    keys, KdfParams, KeyError, NetConfig, Node, NodeOpenError, Passphrase, PeerId, Topic,
-};
-use zeroize::Zeroizing;
+use common::pass;
+
+use xaeroflux::{keys, KeyError, NetConfig, Node, NodeOpenError, PeerId, Topic};
 
 const TEXT: &str = "meet me by the old lighthouse 4417";
 const TOPIC: &str = "harbour-watchers";
-
-/// Cheap costs: the tests check the flow, not Argon2id's cost.
-fn pass(secret: &str) -> Arc<Passphrase> {
-    Arc::new(Passphrase::with_params(
-        Zeroizing::new(secret.into()),
-        KdfParams {
-            memory_kib: 256,
-            iterations: 1,
-            lanes: 1,
-        },
-    ))
-}
 
 fn config() -> NetConfig {
     NetConfig {
