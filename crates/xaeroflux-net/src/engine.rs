@@ -115,6 +115,14 @@ struct PendingDial {
 pub enum NetEvent {
     /// Listening on an address.
     Listening(Multiaddr),
+    /// A listener failed (it is tried again later): say, Tor could not start or serve the
+    /// onion service.
+    ListenFailed {
+        /// The address it was to listen on.
+        addr: Multiaddr,
+        /// Why, with the time spent.
+        error: String,
+    },
     /// A peer connected.
     Connected {
         /// The peer.
@@ -244,6 +252,9 @@ impl Carry {
         let now = Instant::now();
         let verifier = cfg.verifier.clone().unwrap_or_else(Verifier::per_core);
         let mut peers = Peers::new(cfg.redial_min, cfg.redial_max);
+        if cfg.anonymous {
+            peers.onion_only();
+        }
         if let Some(text) = cfg
             .peers_file
             .as_ref()
@@ -320,6 +331,12 @@ pub(crate) struct Engine<T: Transport> {
     dials: HashMap<DialId, PendingDial>,
     /// Where each `sync_with` request reports, until it ends.
     replies: HashMap<RequestId, Sender<SyncProgress>>,
+    /// The node's own direct dials to peers that also have onion addresses, by dial.
+    direct_dials: HashMap<DialId, PeerId>,
+    /// Onion addresses to dial once a peer's direct dials under way have all failed (or have
+    /// not connected by the instant given), and how many are under way (the Tor fallback:
+    /// QUIC and TCP first).
+    onion_later: HashMap<PeerId, (Vec<Multiaddr>, usize, Instant)>,
 }
 
 /// A gossiped event handed to the verifier stage, and what its report needs.
@@ -328,6 +345,10 @@ struct GossipCheck {
     token: GossipToken,
     check: Verification,
 }
+
+/// How long direct dials to a peer that also has an onion address may take before it is
+/// dialed through Tor as well.
+const TOR_FALLBACK_AFTER: Duration = Duration::from_secs(10);
 
 /// First retry of a failed session; doubles per failure in a row, up to an anti-entropy round.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -363,6 +384,8 @@ impl<T: Transport> Engine<T> {
             gossip_checks: VecDeque::new(),
             dials: HashMap::new(),
             replies: HashMap::new(),
+            direct_dials: HashMap::new(),
+            onion_later: HashMap::new(),
         }
     }
 
@@ -574,9 +597,90 @@ impl<T: Transport> Engine<T> {
     }
 
     /// Dials for the node itself (redials, discovery, bootstrap): nobody waits for the outcome.
-    fn dial_own(&mut self, addr: Multiaddr) {
+    /// The dial's id, if the transport took it.
+    fn dial_own(&mut self, addr: Multiaddr) -> Option<DialId> {
         let dial = self.next_dial_id();
-        let _ = self.transport.dial(addr, dial);
+        self.transport.dial(addr, dial).ok().map(|()| dial)
+    }
+
+    /// Dials a peer at its known addresses for the node itself: the direct ones at once, and
+    /// its onion addresses only once every direct dial failed (or if it has no other).
+    /// Anonymous mode dials everything through Tor anyway, so it dials them all at once.
+    fn dial_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let (onion, direct): (Vec<Multiaddr>, Vec<Multiaddr>) =
+            addrs.into_iter().partition(crate::transport::is_onion);
+        let mut under_way = 0;
+        for addr in direct {
+            if let Some(dial) = self.dial_own(with_peer(addr, peer)) {
+                if !onion.is_empty() && !self.carry.cfg.anonymous {
+                    self.direct_dials.insert(dial, peer);
+                    under_way += 1;
+                }
+            }
+        }
+        if onion.is_empty() {
+            return;
+        }
+        if under_way == 0 {
+            for addr in onion {
+                self.dial_own(with_peer(addr, peer));
+            }
+        } else {
+            let by = Instant::now() + TOR_FALLBACK_AFTER;
+            self.onion_later.insert(peer, (onion, under_way, by));
+        }
+    }
+
+    /// Dials through Tor the peers whose direct dials are still under way past their time (a
+    /// firewall that drops packets makes a TCP dial wait minutes before it fails).
+    fn onion_overdue(&mut self, now: Instant) {
+        let overdue: Vec<PeerId> = self
+            .onion_later
+            .iter()
+            .filter(|(_, (_, _, by))| *by <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in overdue {
+            let Some((onion, _, _)) = self.onion_later.remove(&peer) else {
+                continue;
+            };
+            if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
+                continue;
+            }
+            debug!(%peer, "direct dials too slow: dialing through Tor as well");
+            for addr in onion {
+                self.dial_own(with_peer(addr, peer));
+            }
+        }
+    }
+
+    /// One of the node's own dials ended: when it was the last direct dial to a peer that is
+    /// still not connected, that peer's onion addresses are dialed now.
+    fn own_dial_ended(&mut self, dial: DialId, failed: bool) {
+        let Some(peer) = self.direct_dials.remove(&dial) else {
+            return;
+        };
+        let Some((_, left, _)) = self.onion_later.get_mut(&peer) else {
+            return;
+        };
+        *left = left.saturating_sub(1);
+        if !failed {
+            self.onion_later.remove(&peer);
+            return;
+        }
+        if *left > 0 {
+            return;
+        }
+        let Some((onion, _, _)) = self.onion_later.remove(&peer) else {
+            return;
+        };
+        if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
+            return;
+        }
+        debug!(%peer, "direct dials failed: dialing through Tor");
+        for addr in onion {
+            self.dial_own(with_peer(addr, peer));
+        }
     }
 
     /// A request's dial reached `peer`: a `sync_with` now asks for its session.
@@ -665,6 +769,10 @@ impl<T: Transport> Engine<T> {
                 info!(%addr, "listening");
                 self.emit(NetEvent::Listening(addr));
             }
+            TransportEvent::ListenFailed { addr, error } => {
+                warn!(%addr, %error, "listening failed");
+                self.emit(NetEvent::ListenFailed { addr, error });
+            }
             TransportEvent::Connected {
                 peer,
                 addr,
@@ -672,6 +780,10 @@ impl<T: Transport> Engine<T> {
                 dial,
             } => {
                 let pending = dial.and_then(|d| self.dials.remove(&d));
+                if let Some(d) = dial {
+                    self.own_dial_ended(d, false);
+                }
+                self.onion_later.remove(&peer);
                 if self.carry.peers.is_blocked(&peer) {
                     self.transport.disconnect(peer);
                     if let Some(pending) = pending {
@@ -703,6 +815,7 @@ impl<T: Transport> Engine<T> {
                 }
             }
             TransportEvent::Dialed { dial, peer } => {
+                self.own_dial_ended(dial, false);
                 if let Some(pending) = self.dials.remove(&dial) {
                     self.dialed(pending, peer);
                 }
@@ -739,11 +852,20 @@ impl<T: Transport> Engine<T> {
                 self.carry.peers.learn(peer, addr.clone(), true);
                 if !known_connected && !self.carry.peers.is_blocked(&peer) {
                     debug!(%peer, %addr, "discovered");
-                    self.dial_own(with_peer(addr, peer));
+                    if crate::transport::is_onion(&addr) {
+                        // Through Tor only if its direct addresses fail.
+                        let known = self.carry.peers.get(&peer).map(|e| e.addrs.clone());
+                        self.dial_peer(peer, known.unwrap_or_else(|| vec![addr]));
+                    } else {
+                        self.dial_own(with_peer(addr, peer));
+                    }
                 }
             }
             TransportEvent::DialFailed { peer, error, dial } => {
                 debug!(?peer, %error, "dial failed");
+                if let Some(d) = dial {
+                    self.own_dial_ended(d, true);
+                }
                 if let Some(p) = peer {
                     self.carry.peers.dial_failed(p);
                 }
@@ -1103,10 +1225,9 @@ impl<T: Transport> Engine<T> {
         let now = Instant::now();
         for (peer, addrs) in self.carry.peers.due(now) {
             debug!(%peer, "redialing");
-            for addr in addrs {
-                self.dial_own(with_peer(addr, peer));
-            }
+            self.dial_peer(peer, addrs);
         }
+        self.onion_overdue(now);
         let (min, max) = (self.carry.cfg.redial_min, self.carry.cfg.redial_max);
         let mut due_bootstrap = Vec::new();
         for (addr, next, backoff) in &mut self.carry.bootstrap {

@@ -17,6 +17,7 @@ mod quic;
 mod request;
 mod runner;
 mod swarm;
+pub mod tor;
 mod transport;
 
 use std::path::PathBuf;
@@ -47,8 +48,8 @@ pub use swarm::{
     error_line, keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
 };
 pub use transport::{
-    peer_in, DialId, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Protocol,
-    SyncLink, Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
+    is_onion, peer_in, DialId, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId,
+    Protocol, SyncLink, Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
 };
 
 use engine::{Carry, Command, Engine, Exit};
@@ -61,6 +62,8 @@ pub const EVENTS_MAX: usize = 4096;
 const REPLIES_MAX: usize = 64;
 /// Name of the peer table file in a data directory.
 pub const PEERS_FILE: &str = "peers";
+/// Name of the peer table file of anonymous mode (onion addresses only), kept apart.
+pub const ANON_PEERS_FILE: &str = "peers-anon";
 
 /// Seals and opens a file the network keeps in the data directory (the peer table).
 pub trait FileSeal: Send + Sync {
@@ -137,6 +140,53 @@ pub struct NetConfig {
     pub announce_listen_addrs: bool,
     /// How QUIC connections recover from loss and control congestion (see [`QuicConfig`]).
     pub quic: QuicConfig,
+    /// Tor, for onion addresses and this node's onion service (see [`tor`]). Without
+    /// `anonymous`, it is the fallback: direct dials (QUIC, then TCP) come first, and a peer's
+    /// onion address is dialed only when they fail. That is reachability, not anonymity: the
+    /// node still listens on and dials IP addresses, and tells peers both.
+    pub tor: Option<TorConfig>,
+    /// Anonymous mode: every connection goes through Tor (`tor` must be set). No IP address is
+    /// listened on or announced, nothing is dialed directly, no mDNS, relay or hole punching;
+    /// Kademlia and the peer table keep onion addresses only. `docs/privacy.md` says what it
+    /// hides and what it does not.
+    pub anonymous: bool,
+}
+
+/// Tor for the node: where it comes from and whether the node serves an onion service.
+#[derive(Clone)]
+pub struct TorConfig {
+    /// Tor itself: a child `tor` ([`tor::TorDaemon`]) or a running one ([`tor::TorAttach`]).
+    pub backend: Arc<dyn tor::TorBackend>,
+    /// Serve an onion service on this virtual port (`None`: dial only).
+    pub onion_port: Option<u16>,
+    /// Where the onion service's key is kept, so that the address outlives restarts; `None`:
+    /// a new address at every start.
+    pub onion_key_file: Option<PathBuf>,
+    /// Seals the onion key file (set by the facade for an encrypted store); `None`: plain.
+    pub onion_key_seal: Option<Arc<dyn FileSeal>>,
+}
+
+impl TorConfig {
+    /// Tor from `backend`, serving an onion service on [`tor::ONION_PORT`] whose key the
+    /// node keeps (the facade picks the file).
+    pub fn new(backend: Arc<dyn tor::TorBackend>) -> TorConfig {
+        TorConfig {
+            backend,
+            onion_port: Some(tor::ONION_PORT),
+            onion_key_file: None,
+            onion_key_seal: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for TorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorConfig")
+            .field("backend", &self.backend)
+            .field("onion_port", &self.onion_port)
+            .field("onion_key_file", &self.onion_key_file)
+            .finish()
+    }
 }
 
 impl Default for NetConfig {
@@ -171,6 +221,8 @@ impl Default for NetConfig {
             verifier: None,
             announce_listen_addrs: true,
             quic: QuicConfig::default(),
+            tor: None,
+            anonymous: false,
         }
     }
 }
@@ -204,8 +256,25 @@ pub enum NetError {
 }
 
 impl NetConfig {
-    /// Checks the settings a peer sees or relies on: the frame cap and the topic list.
+    /// Checks the settings a peer sees or relies on (the frame cap and the topic list), and
+    /// that anonymous mode is not contradicted by another setting.
     pub fn validate(&self) -> Result<(), NetError> {
+        if self.anonymous {
+            let clash = if self.tor.is_none() {
+                Some("it needs `tor`")
+            } else if self.mdns {
+                Some("mDNS announces the node on the LAN")
+            } else if !self.listen.is_empty() {
+                Some("it listens on no address but its onion service (`listen` must be empty)")
+            } else if !self.relays.is_empty() || self.relay_server {
+                Some("relays see the node's IP address")
+            } else {
+                None
+            };
+            if let Some(why) = clash {
+                return Err(NetError::Config(format!("anonymous mode: {why}")));
+            }
+        }
         xaeroflux_sync::check_frame_bytes(self.sync.frame_bytes_max as u64)
             .map_err(NetError::Config)?;
         if self.topics.len() > OPEN_TOPICS_MAX {

@@ -66,6 +66,8 @@ pub struct Peers {
     map: HashMap<PeerId, PeerEntry>,
     redial_min: Duration,
     redial_max: Duration,
+    /// Keep onion addresses only (anonymous mode).
+    onion_only: bool,
     /// Changed since the last persist.
     pub dirty: bool,
 }
@@ -77,8 +79,19 @@ impl Peers {
             map: HashMap::new(),
             redial_min,
             redial_max: redial_max.max(redial_min),
+            onion_only: false,
             dirty: false,
         }
+    }
+
+    /// From now on keeps onion addresses only, learned or loaded (anonymous mode: the table
+    /// names no IP address of any peer, so it cannot lead to a direct dial or tell one).
+    pub fn onion_only(&mut self) {
+        self.onion_only = true;
+    }
+
+    fn keeps(&self, addr: &Multiaddr) -> bool {
+        !self.onion_only || crate::transport::is_onion(addr)
     }
 
     /// The entry of a peer, created if there is room.
@@ -102,6 +115,9 @@ impl Peers {
 
     /// Remembers an address of a peer; `redial` marks a peer worth keeping connected.
     pub fn learn(&mut self, peer: PeerId, addr: Multiaddr, redial: bool) {
+        if !self.keeps(&addr) {
+            return;
+        }
         if let Some(e) = self.entry(peer) {
             e.redial |= redial;
             if let Some(pos) = e.addrs.iter().position(|a| *a == addr) {
@@ -114,6 +130,7 @@ impl Peers {
 
     /// A connection to the peer came up.
     pub fn connected(&mut self, peer: PeerId, addr: Multiaddr, dialer: bool, now_ms: u64) {
+        let dialer = dialer && self.keeps(&addr);
         if let Some(e) = self.entry(peer) {
             e.connected = true;
             e.connected_at = Some(Instant::now());
@@ -260,6 +277,7 @@ impl Peers {
             let addrs: Vec<Multiaddr> = addrs
                 .split(',')
                 .filter_map(|a| a.parse().ok())
+                .filter(|a| self.keeps(a))
                 .take(ADDRS_PER_PEER_MAX)
                 .collect();
             let Some(e) = self.entry(peer) else {

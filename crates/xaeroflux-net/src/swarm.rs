@@ -15,13 +15,18 @@ use libp2p::{
     allow_block_list, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns, noise,
     ping, relay, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
 };
-use tracing::debug;
+use tracing::{debug, warn};
+
+use std::sync::Arc;
+
+use libp2p::core::transport::OptionalTransport;
 
 use crate::link::spawn_framed;
 use crate::quic::QuicTransport;
+use crate::tor::{onion_listen_addr, DialPolicy, OnionKeyFile, OnionKeySlot, TorTransport};
 use crate::transport::{
-    DialId, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent,
-    Verdict,
+    is_onion, DialId, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport,
+    TransportEvent, Verdict,
 };
 use crate::{NetConfig, NetError};
 
@@ -33,6 +38,10 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xaeroflux/kad/1")
 pub const IDENTIFY_PROTOCOL: &str = "/xaeroflux/id/1";
 /// Bytes one relayed circuit may carry when this node is a relay.
 pub const RELAY_CIRCUIT_BYTES_MAX: u64 = 64 << 20;
+/// First wait before serving the onion service again after Tor failed.
+const ONION_RETRY_MIN: Duration = Duration::from_secs(5);
+/// Longest wait between such tries.
+const ONION_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Largest gossip message: one event at its size cap plus gossip's own envelope.
 const GOSSIP_BYTES_MAX: usize = 72 * 1024;
 
@@ -40,9 +49,9 @@ const GOSSIP_BYTES_MAX: usize = 72 * 1024;
 struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
-    relay: relay::client::Behaviour,
+    relay: Toggle<relay::client::Behaviour>,
     relay_server: Toggle<relay::Behaviour>,
-    dcutr: dcutr::Behaviour,
+    dcutr: Toggle<dcutr::Behaviour>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
@@ -59,10 +68,118 @@ pub struct Libp2pTransport {
     frame_cap: usize,
     idle: Duration,
     relay_server: bool,
+    /// Anonymous mode: only onion addresses are kept and handed on.
+    anonymous: bool,
+    /// The node's onion service listener, if it serves one.
+    onion: Option<OnionListen>,
     /// Each peer's connections, oldest first.
     conns: HashMap<PeerId, VecDeque<ConnectionId>>,
     /// The engine's dials still under way, by the connection each will make.
     dials: HashMap<ConnectionId, DialId>,
+}
+
+/// The onion service's listener: its id while it runs, and when to try again after it failed.
+struct OnionListen {
+    addr: Multiaddr,
+    id: Option<libp2p::core::transport::ListenerId>,
+    retry: Option<std::time::Instant>,
+    backoff: Duration,
+}
+
+/// Tor upgraded like TCP: Noise, then Yamux, all within two minutes (an onion circuit takes
+/// seconds to build, more on a slow network).
+fn upgraded_tor<T>(
+    key: &identity::Keypair,
+    tor: T,
+) -> Result<
+    impl libp2p::core::Transport<
+            Output = (PeerId, StreamMuxerBox),
+            Dial: Send,
+            ListenerUpgrade: Send,
+            Error: Send + Sync,
+        > + Send
+        + Unpin
+        + 'static,
+    noise::Error,
+>
+where
+    T: libp2p::core::Transport<Output = crate::tor::TorStream> + Send + Unpin + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+    T::Error: Send + Sync + 'static,
+{
+    use libp2p::core::upgrade::Version;
+    Ok(tor
+        .upgrade(Version::V1)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .timeout(Duration::from_secs(120))
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
+}
+
+/// The node's behaviours; `relay` is the relay client (none in anonymous mode).
+fn behaviour(
+    key: &identity::Keypair,
+    relay: Option<relay::client::Behaviour>,
+    cfg: &NetConfig,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let me = key.public().to_peer_id();
+    let gossipsub = gossipsub::Behaviour::new(
+        // Events carry their authors' signatures; the gossip envelope names no one, so
+        // forwarding reveals nothing about who first sent a message.
+        gossipsub::MessageAuthenticity::Anonymous,
+        gossip_config()?,
+    )?;
+    let mdns = if cfg.mdns && !cfg.anonymous {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me)?)
+    } else {
+        None
+    };
+    let mut kad = kad::Behaviour::with_config(
+        me,
+        kad::store::MemoryStore::new(me),
+        kad::Config::new(KAD_PROTOCOL),
+    );
+    // Answer DHT queries even before an external address is confirmed: on a LAN or loopback
+    // none ever is, and clients alone cannot find each other.
+    kad.set_mode(Some(kad::Mode::Server));
+    let relay_server = (cfg.relay_server && !cfg.anonymous).then(|| {
+        relay::Behaviour::new(
+            me,
+            relay::Config {
+                // Circuits carry whole sync sessions, not just hole-punch set-ups.
+                max_circuit_bytes: RELAY_CIRCUIT_BYTES_MAX,
+                max_circuit_duration: Duration::from_secs(600),
+                ..relay::Config::default()
+            },
+        )
+    });
+    // Hole punching tells the peer this node's IP addresses: never in anonymous mode.
+    let dcutr = (!cfg.anonymous).then(|| dcutr::Behaviour::new(me));
+    // In anonymous mode identify names no listen address; the onion address is added as the
+    // only external one once published.
+    let hide_listen_addrs = !cfg.announce_listen_addrs || cfg.anonymous;
+    Ok(Behaviour {
+        blocked: Default::default(),
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER as u32 + 1))
+                .with_max_established_incoming(Some(256))
+                .with_max_pending_incoming(Some(64)),
+        ),
+        relay: relay.into(),
+        relay_server: relay_server.into(),
+        dcutr: dcutr.into(),
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                .with_hide_listen_addrs(hide_listen_addrs),
+        ),
+        ping: ping::Behaviour::default(),
+        mdns: mdns.into(),
+        kad,
+        gossipsub,
+        stream: libp2p_stream::Behaviour::new(),
+    })
 }
 
 /// Connections kept per peer: two for a simultaneous dial from both sides. A third one means
@@ -118,89 +235,69 @@ fn resolver_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts)
 impl Libp2pTransport {
     /// Builds the swarm and starts listening. Must run inside the network thread's runtime.
     pub fn new(seed: &[u8; 32], cfg: &NetConfig) -> Result<Libp2pTransport, NetError> {
+        cfg.validate()?;
         let keypair = keypair_from_seed(seed);
         let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
-        let mdns_on = cfg.mdns;
-        let relay_server_on = cfg.relay_server;
-        let idle = cfg.idle_timeout;
-        let hide_listen_addrs = !cfg.announce_listen_addrs;
-        let quic = cfg.quic.clone();
-        let dns_config = resolver_config();
-        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| build(&e))?
-            .with_other_transport(|key| {
-                Ok(QuicTransport::new(key, &quic)?
-                    .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))))
-            })
-            .map_err(|e| build(&e))?
-            .with_dns_config(dns_config.0, dns_config.1)
-            .with_relay_client(noise::Config::new, yamux::Config::default)
-            .map_err(|e| build(&e))?
-            .with_behaviour(|key, relay| {
-                let me = key.public().to_peer_id();
-                let gossipsub = gossipsub::Behaviour::new(
-                    // Events carry their authors' signatures; the gossip envelope names no one,
-                    // so forwarding reveals nothing about who first sent a message.
-                    gossipsub::MessageAuthenticity::Anonymous,
-                    gossip_config()?,
-                )?;
-                let mdns = if mdns_on {
-                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me)?)
-                } else {
-                    None
-                };
-                let mut kad = kad::Behaviour::with_config(
-                    me,
-                    kad::store::MemoryStore::new(me),
-                    kad::Config::new(KAD_PROTOCOL),
-                );
-                // Answer DHT queries even before an external address is confirmed: on a LAN
-                // or loopback none ever is, and clients alone cannot find each other.
-                kad.set_mode(Some(kad::Mode::Server));
-                let relay_server = relay_server_on.then(|| {
-                    relay::Behaviour::new(
-                        me,
-                        relay::Config {
-                            // Circuits carry whole sync sessions, not just hole-punch set-ups.
-                            max_circuit_bytes: RELAY_CIRCUIT_BYTES_MAX,
-                            max_circuit_duration: Duration::from_secs(600),
-                            ..relay::Config::default()
-                        },
-                    )
-                });
-                Ok(Behaviour {
-                    blocked: Default::default(),
-                    limits: connection_limits::Behaviour::new(
-                        connection_limits::ConnectionLimits::default()
-                            .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER as u32 + 1))
-                            .with_max_established_incoming(Some(256))
-                            .with_max_pending_incoming(Some(64)),
-                    ),
-                    relay,
-                    relay_server: relay_server.into(),
-                    dcutr: dcutr::Behaviour::new(me),
-                    identify: identify::Behaviour::new(
-                        identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                            .with_hide_listen_addrs(hide_listen_addrs),
-                    ),
-                    ping: ping::Behaviour::default(),
-                    mdns: mdns.into(),
-                    kad,
-                    gossipsub,
-                    stream: libp2p_stream::Behaviour::new(),
-                })
-            })
-            .map_err(|e| build(&e))?
+        let tor = cfg.tor.as_ref().map(|t| {
+            let keys = t.onion_key_file.clone().map(|path| {
+                Arc::new(OnionKeyFile {
+                    path,
+                    seal: t.onion_key_seal.clone(),
+                }) as Arc<dyn OnionKeySlot>
+            });
+            let policy = if cfg.anonymous {
+                DialPolicy::All
+            } else {
+                DialPolicy::OnionOnly
+            };
+            TorTransport::new(t.backend.clone(), policy, keys)
+        });
+        let swarm_config =
             // Connections stay up while idle: live gossip needs them, and reconnecting costs
             // more than an idle QUIC connection.
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-            .build();
+            |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
+        let mut swarm = match tor {
+            // Anonymous: Tor is the only transport; names are resolved by Tor, and there is
+            // no relay client.
+            Some(tor) if cfg.anonymous => SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_other_transport(|key| Ok(upgraded_tor(key, tor)?))
+                .map_err(|e| build(&e))?
+                .with_behaviour(|key| behaviour(key, None, cfg))
+                .map_err(|e| build(&e))?
+                .with_swarm_config(swarm_config)
+                .build(),
+            tor => {
+                let quic = cfg.quic.clone();
+                let dns_config = resolver_config();
+                let tor = match tor {
+                    Some(t) => OptionalTransport::some(t),
+                    None => OptionalTransport::none(),
+                };
+                SwarmBuilder::with_existing_identity(keypair)
+                    .with_tokio()
+                    .with_tcp(
+                        tcp::Config::default().nodelay(true),
+                        noise::Config::new,
+                        yamux::Config::default,
+                    )
+                    .map_err(|e| build(&e))?
+                    .with_other_transport(|key| {
+                        Ok(QuicTransport::new(key, &quic)?
+                            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))))
+                    })
+                    .map_err(|e| build(&e))?
+                    .with_other_transport(|key| Ok(upgraded_tor(key, tor)?))
+                    .map_err(|e| build(&e))?
+                    .with_dns_config(dns_config.0, dns_config.1)
+                    .with_relay_client(noise::Config::new, yamux::Config::default)
+                    .map_err(|e| build(&e))?
+                    .with_behaviour(|key, relay| behaviour(key, Some(relay), cfg))
+                    .map_err(|e| build(&e))?
+                    .with_swarm_config(swarm_config)
+                    .build()
+            }
+        };
         for addr in &cfg.listen {
             swarm
                 .listen_on(addr.clone())
@@ -212,6 +309,21 @@ impl Libp2pTransport {
                 .listen_on(circuit.clone())
                 .map_err(|e| NetError::Listen(circuit, error_line(&e)))?;
         }
+        let onion = match cfg.tor.as_ref().and_then(|t| t.onion_port) {
+            Some(port) => {
+                let addr = onion_listen_addr(port);
+                let id = swarm
+                    .listen_on(addr.clone())
+                    .map_err(|e| NetError::Listen(addr.clone(), error_line(&e)))?;
+                Some(OnionListen {
+                    addr,
+                    id: Some(id),
+                    retry: None,
+                    backoff: Duration::ZERO,
+                })
+            }
+            None => None,
+        };
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
             .accept(SYNC_PROTOCOL)
@@ -225,15 +337,29 @@ impl Libp2pTransport {
             // frames are held to the negotiated cap by the session itself.
             frame_cap: cfg.sync.frame_bytes_max.max(crate::runner::OPEN_BYTES_MAX),
             relay_server: cfg.relay_server,
-            idle,
+            anonymous: cfg.anonymous,
+            onion,
+            idle: cfg.idle_timeout,
             conns: HashMap::new(),
             dials: HashMap::new(),
         })
     }
 
+    /// Whether this node may keep or hand on `addr`: in anonymous mode, onion addresses only.
+    fn keeps(&self, addr: &Multiaddr) -> bool {
+        !self.anonymous || is_onion(addr)
+    }
+
     fn translate(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Option<TransportEvent> {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
+                if is_onion(&address) {
+                    // Identify tells peers external addresses even when it hides listen ones.
+                    self.swarm.add_external_address(address.clone());
+                    if let Some(onion) = &mut self.onion {
+                        onion.backoff = Duration::ZERO;
+                    }
+                }
                 if self.relay_server {
                     // A relay hands its own addresses to the peers it reserves for; on a LAN or
                     // a server with a public address, what it listens on is what they dial.
@@ -287,6 +413,25 @@ impl Libp2pTransport {
                 }
                 (num_established == 0).then_some(TransportEvent::Disconnected { peer: peer_id })
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason: Err(error),
+                ..
+            } => {
+                let onion = self.onion.as_mut()?;
+                if onion.id != Some(listener_id) {
+                    return None;
+                }
+                // Tor failed to start or to serve: tried again, with backoff, on the upkeep.
+                onion.id = None;
+                onion.backoff =
+                    crate::peers::next_backoff(onion.backoff, ONION_RETRY_MIN, ONION_RETRY_MAX);
+                onion.retry = Some(std::time::Instant::now() + onion.backoff);
+                Some(TransportEvent::ListenFailed {
+                    addr: onion.addr.clone(),
+                    error: error_line(&error),
+                })
+            }
             SwarmEvent::OutgoingConnectionError {
                 peer_id,
                 error,
@@ -314,7 +459,13 @@ impl Libp2pTransport {
                 info,
                 ..
             })) => {
-                for addr in info.listen_addrs.iter().take(8) {
+                let kept: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| self.keeps(a))
+                    .take(8)
+                    .collect();
+                for addr in kept.iter() {
                     self.swarm
                         .behaviour_mut()
                         .kad
@@ -326,10 +477,10 @@ impl Libp2pTransport {
                 peer,
                 addresses,
                 ..
-            })) => Some(TransportEvent::Discovered {
-                peer,
-                addr: addresses.first().clone(),
-            }),
+            })) => {
+                let addr = addresses.iter().find(|a| self.keeps(a))?.clone();
+                Some(TransportEvent::Discovered { peer, addr })
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
                 message_id,
@@ -456,5 +607,15 @@ impl Transport for Libp2pTransport {
 
     fn tick(&mut self) {
         self.discover();
+        let now = std::time::Instant::now();
+        if let Some(onion) = self.onion.as_mut() {
+            if onion.id.is_none() && onion.retry.is_some_and(|t| t <= now) {
+                onion.retry = None;
+                match self.swarm.listen_on(onion.addr.clone()) {
+                    Ok(id) => onion.id = Some(id),
+                    Err(e) => warn!(error = %error_line(&e), "onion service not restarted"),
+                }
+            }
+        }
     }
 }

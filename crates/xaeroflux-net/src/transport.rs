@@ -18,6 +18,11 @@ pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// Whether an address is an onion service's.
+pub fn is_onion(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::Onion3(_)))
+}
+
 /// The engine's name for one dial, echoed by the transport event that ends it
 /// ([`TransportEvent::Connected`], [`TransportEvent::Dialed`] or
 /// [`TransportEvent::DialFailed`]).
@@ -156,6 +161,14 @@ pub enum Verdict {
 pub enum TransportEvent {
     /// Listening on a new address.
     Listening(Multiaddr),
+    /// A listener failed (say, Tor could not start for the onion service); the transport
+    /// tries again later.
+    ListenFailed {
+        /// The address it was to listen on.
+        addr: Multiaddr,
+        /// Why.
+        error: String,
+    },
     /// The first connection to a peer is up.
     Connected {
         /// The peer.

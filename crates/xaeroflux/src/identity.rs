@@ -20,6 +20,13 @@ pub const IDENTITY_FILE: &str = "identity.key";
 /// File name of the network key inside a data directory: the node's libp2p identity, apart
 /// from the author's.
 pub const NETWORK_KEY_FILE: &str = "network.key";
+/// File name of the network key of anonymous mode, when it is kept (never the same key as
+/// `network.key`: a peer id seen in the clear would name the onion service).
+pub const ANON_NETWORK_KEY_FILE: &str = "network-anon.key";
+/// File name of the onion service's key (Tor as the fallback).
+pub const ONION_KEY_FILE: &str = "onion.key";
+/// File name of the onion service's key in anonymous mode, when it is kept.
+pub const ANON_ONION_KEY_FILE: &str = "onion-anon.key";
 
 /// Where a node's network identity (its libp2p peer id, what mDNS announces and peers see)
 /// comes from. Never from the author's key: a peer id that is the author key would tell
@@ -100,15 +107,15 @@ pub fn load_or_create_identity(
     Ok((Identity::from_seed(&seed), created))
 }
 
-/// The seed of the node's network key in `dir`, as `which` asks: the stored one (created on
-/// first use), a fresh one for this start, or a new one that replaces the stored one. Sealed
-/// under `sealer` when the store is encrypted.
-pub fn network_seed(
-    dir: &Path,
+/// The seed of a network key in the key file at `path`, as `which` asks: the stored one
+/// (created on first use), a fresh one for this start, or a new one that replaces the stored
+/// one. Sealed under `sealer` when the store is encrypted.
+pub(crate) fn network_seed_at(
+    path: &Path,
     which: NetworkIdentity,
     sealer: Option<&DataKey>,
 ) -> Result<Zeroizing<[u8; 32]>, IdentityFileError> {
-    let path = dir.join(NETWORK_KEY_FILE);
+    let path = path.to_owned();
     match which {
         NetworkIdentity::Stored => Ok(load_or_create_seed(&path, sealer)?.0),
         NetworkIdentity::Fresh => random_seed(),

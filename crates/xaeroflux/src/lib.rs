@@ -34,7 +34,8 @@ pub use convo::{
 };
 pub use event::Event;
 pub use identity::{
-    load_or_create_identity, IdentityFileError, NetworkIdentity, IDENTITY_FILE, NETWORK_KEY_FILE,
+    load_or_create_identity, IdentityFileError, NetworkIdentity, ANON_NETWORK_KEY_FILE,
+    ANON_ONION_KEY_FILE, IDENTITY_FILE, NETWORK_KEY_FILE, ONION_KEY_FILE,
 };
 pub use ingest::{IngestError, IngestReport, Rejected};
 pub use local_sync::{LocalSync, LocalSyncError, LOCAL_WINDOW_FRAMES};
@@ -50,8 +51,9 @@ pub use xaeroflux_event::{
     VerifyError, PAYLOAD_BYTES_MAX,
 };
 pub use xaeroflux_net::{
-    error_line, peer_in, FileSeal, MemoryHub, Multiaddr, NetConfig, NetError, NetEvent, NetHandle,
-    PeerId, Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary, SyncWithError, PEERS_FILE,
+    error_line, is_onion, peer_in, tor, FileSeal, MemoryHub, Multiaddr, NetConfig, NetError,
+    NetEvent, NetHandle, PeerId, Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary,
+    SyncWithError, TorConfig, ANON_PEERS_FILE, PEERS_FILE,
 };
 /// Encryption at rest: the data key, how it is wrapped (passphrase or the app's keystore),
 /// and the key file.

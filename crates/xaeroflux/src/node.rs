@@ -7,14 +7,16 @@ use xaeroflux_event::{
     Draft, EventId, Identity, Kind, Limits, Profile, PublicKey, Topic, Verifier, VerifyError,
 };
 use xaeroflux_net::{
-    Multiaddr, NetConfig, NetError, NetHandle, SyncRequest, SyncWithError, PEERS_FILE,
+    Multiaddr, NetConfig, NetError, NetHandle, SyncRequest, SyncWithError, ANON_PEERS_FILE,
+    PEERS_FILE,
 };
 use xaeroflux_store::keys::{self, KeyError, KeyProvider};
 use xaeroflux_store::{DataKey, OpenError, Outcome, ReadError, Store, StoreOptions, WriteError};
 use xaeroflux_sync::Scope;
 
 use crate::identity::{
-    load_or_create_identity, network_seed, IdentityFileError, NetworkIdentity, IDENTITY_FILE,
+    load_or_create_identity, network_seed_at, IdentityFileError, NetworkIdentity,
+    ANON_NETWORK_KEY_FILE, ANON_ONION_KEY_FILE, IDENTITY_FILE, NETWORK_KEY_FILE, ONION_KEY_FILE,
 };
 
 /// Milliseconds since the Unix epoch by the system clock.
@@ -216,7 +218,7 @@ pub struct NodeBuilder {
     store_options: StoreOptions,
     verify_threads: Option<usize>,
     network: Option<NetConfig>,
-    network_identity: NetworkIdentity,
+    network_identity: Option<NetworkIdentity>,
     key_provider: Option<std::sync::Arc<dyn KeyProvider>>,
 }
 
@@ -251,10 +253,13 @@ impl NodeBuilder {
         self
     }
 
-    /// Where the network key comes from: the stored one (the default), a fresh one for this
-    /// start, or a new one that replaces the stored one.
+    /// Where the network key comes from: the stored one, a fresh one for this start, or a new
+    /// one that replaces the stored one. By default the stored one (`network.key`); in
+    /// anonymous mode a fresh one, with a new onion address, so nothing links two runs.
+    /// Anonymous mode told to keep one uses `network-anon.key` and `onion-anon.key`, never
+    /// the keys of the node in the clear.
     pub fn network_identity(mut self, which: NetworkIdentity) -> Self {
-        self.network_identity = which;
+        self.network_identity = Some(which);
         self
     }
 
@@ -307,16 +312,40 @@ impl NodeBuilder {
         let (net, lock) = match self.network {
             Some(mut config) => {
                 let lock = lock_node(&dir)?;
-                let seed = network_seed(&dir, self.network_identity, sealer)?;
+                let anonymous = config.anonymous;
+                let which = self.network_identity.unwrap_or(if anonymous {
+                    NetworkIdentity::Fresh
+                } else {
+                    NetworkIdentity::Stored
+                });
+                let (key_file, peers_file, onion_file) = if anonymous {
+                    (ANON_NETWORK_KEY_FILE, ANON_PEERS_FILE, ANON_ONION_KEY_FILE)
+                } else {
+                    (NETWORK_KEY_FILE, PEERS_FILE, ONION_KEY_FILE)
+                };
+                let seed = network_seed_at(&dir.join(key_file), which, sealer)?;
                 config
                     .peers_file
-                    .get_or_insert_with(|| dir.join(PEERS_FILE));
-                if let Some(key) = &data_key {
-                    // Whom the node knows, and where, is sealed like the rest.
-                    config.peers_seal = Some(std::sync::Arc::new(SealedFile {
-                        key: key.clone(),
-                        label: PEERS_FILE,
-                    }));
+                    .get_or_insert_with(|| dir.join(peers_file));
+                let seal = |label: &'static str| {
+                    data_key.as_ref().map(|key| {
+                        std::sync::Arc::new(SealedFile {
+                            key: key.clone(),
+                            label,
+                        }) as std::sync::Arc<dyn xaeroflux_net::FileSeal>
+                    })
+                };
+                // Whom the node knows, and where, is sealed like the rest.
+                config.peers_seal = config.peers_seal.take().or_else(|| seal(peers_file));
+                if let Some(tor) = config.tor.as_mut() {
+                    // A fresh identity comes with a fresh onion address; a kept one keeps it.
+                    if tor.onion_port.is_some()
+                        && tor.onion_key_file.is_none()
+                        && which != NetworkIdentity::Fresh
+                    {
+                        tor.onion_key_file = Some(dir.join(onion_file));
+                    }
+                    tor.onion_key_seal = tor.onion_key_seal.take().or_else(|| seal(onion_file));
                 }
                 // One stage checks what the network receives and what the app ingests.
                 config.verifier.get_or_insert_with(|| verifier.clone());
@@ -359,19 +388,26 @@ impl xaeroflux_net::FileSeal for SealedFile {
 }
 
 /// The peer table a node on `dir` recorded (`xf peers`), as text: opened with the store's key
-/// (from `provider`) when the store is encrypted. Empty if there is none yet.
+/// (from `provider`) when the store is encrypted. Empty if there is none yet. `anonymous`:
+/// the table of anonymous mode (`peers-anon`), kept apart from the other.
 pub fn read_peers_file(
     dir: &Path,
     provider: Option<&dyn KeyProvider>,
+    anonymous: bool,
 ) -> Result<String, NodeOpenError> {
-    let path = dir.join(PEERS_FILE);
+    let name = if anonymous {
+        ANON_PEERS_FILE
+    } else {
+        PEERS_FILE
+    };
+    let path = dir.join(name);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
         Err(source) => return Err(NodeOpenError::Open(OpenError::Io { path, source })),
     };
     let plain = match existing_key(dir, provider)? {
-        Some(key) => keys::open_secret(&key, PEERS_FILE, &bytes)?.to_vec(),
+        Some(key) => keys::open_secret(&key, name, &bytes)?.to_vec(),
         None => bytes,
     };
     String::from_utf8(plain).map_err(|_| {

@@ -13,7 +13,8 @@ use xaeroflux_store::keys::{self, KeyError, KeyProvider};
 use xaeroflux_store::{DataKey, OpenError, ReadError, Store, StoreOptions};
 
 use crate::identity::{
-    load_or_create_seed, write_seed, IdentityFileError, IDENTITY_FILE, NETWORK_KEY_FILE,
+    load_or_create_seed, write_seed, IdentityFileError, ANON_NETWORK_KEY_FILE, ANON_ONION_KEY_FILE,
+    IDENTITY_FILE, NETWORK_KEY_FILE, ONION_KEY_FILE,
 };
 use crate::ingest::IngestError;
 use crate::node::{Node, NodeOpenError};
@@ -167,7 +168,21 @@ pub fn reseal(
     drop(source);
     carry_key(dir, &staging, IDENTITY_FILE, old_key.as_ref(), &new_key)?;
     carry_key(dir, &staging, NETWORK_KEY_FILE, old_key.as_ref(), &new_key)?;
-    carry_peers(dir, &staging, old_key.as_ref(), &new_key)?;
+    carry_key(
+        dir,
+        &staging,
+        ANON_NETWORK_KEY_FILE,
+        old_key.as_ref(),
+        &new_key,
+    )?;
+    for name in [
+        xaeroflux_net::PEERS_FILE,
+        xaeroflux_net::ANON_PEERS_FILE,
+        ONION_KEY_FILE,
+        ANON_ONION_KEY_FILE,
+    ] {
+        carry_sealed(dir, &staging, name, old_key.as_ref(), &new_key)?;
+    }
     swap(dir, &staging)?;
     // `staging` now holds the old store.
     std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
@@ -200,14 +215,15 @@ fn carry_key(
     Ok(())
 }
 
-/// Copies the peer table, opened under the old key (or in the clear) and sealed under the new.
-fn carry_peers(
+/// Copies a file the network keeps (a peer table, an onion key), opened under the old key (or
+/// in the clear) and sealed under the new.
+fn carry_sealed(
     dir: &Path,
     staging: &Path,
+    name: &str,
     old: Option<&DataKey>,
     new: &DataKey,
 ) -> Result<(), ResealError> {
-    let name = xaeroflux_net::PEERS_FILE;
     let bytes = match std::fs::read(dir.join(name)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

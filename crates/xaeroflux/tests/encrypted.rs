@@ -217,14 +217,15 @@ fn the_peer_table_of_an_encrypted_node_is_sealed() {
         );
     }
     // With b's passphrase it reads as the table it is; without, or with another, not at all.
-    let text = xaeroflux::read_peers_file(db.path(), Some(&*pass("b's passphrase"))).unwrap();
+    let text =
+        xaeroflux::read_peers_file(db.path(), Some(&*pass("b's passphrase")), false).unwrap();
     assert!(text.contains(&a_peer.to_string()), "{text}");
     assert!(matches!(
-        xaeroflux::read_peers_file(db.path(), None),
+        xaeroflux::read_peers_file(db.path(), None, false),
         Err(NodeOpenError::KeyRequired { .. })
     ));
     assert!(matches!(
-        xaeroflux::read_peers_file(db.path(), Some(&*pass("a's passphrase"))),
+        xaeroflux::read_peers_file(db.path(), Some(&*pass("a's passphrase")), false),
         Err(NodeOpenError::Key(KeyError::WrongKey))
     ));
 }

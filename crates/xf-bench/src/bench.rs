@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Members of the group (convo).
     #[arg(long, default_value_t = 100)]
     pub members: u32,
+    /// The torrc fragment that joins the Tor network to measure on (tor): `scripts/tor-testnet
+    /// up` writes one for its private network.
+    #[arg(long, value_name = "FILE")]
+    pub tor_torrc: Option<std::path::PathBuf>,
     /// Only these loss rates, 0 to 1 (lossy; default: 0, 0.05 and 0.2).
     #[arg(long, value_delimiter = ',', value_parser = xaeroflux_bench::netsim::parse_loss)]
     pub loss: Vec<f64>,
@@ -106,6 +110,10 @@ pub enum Which {
     /// Private conversations: seal and open per message next to NIP-44, envelope overhead, and
     /// an add, a remove and a key update in a group of --members.
     Convo,
+    /// Tor (on the network --tor-torrc joins): time to a reachable onion service, to a first
+    /// sync, and a bootstrap of --events over Tor next to the same over direct QUIC; threads
+    /// and memory Tor adds.
+    Tor,
 }
 
 /// Milliseconds, fractional.
@@ -216,6 +224,9 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     }
     if b.which == Which::Convo {
         return crate::bench_convo::run(args, b.members);
+    }
+    if b.which == Which::Tor {
+        return crate::bench_tor::run(args, b, authors);
     }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();

@@ -56,7 +56,7 @@ pub(crate) struct Running {
     pub(crate) addr: Multiaddr,
 }
 
-fn config(b: &BenchArgs) -> NetConfig {
+pub(crate) fn config(b: &BenchArgs) -> NetConfig {
     NetConfig {
         listen: vec![LOOPBACK_QUIC.parse().expect("valid multiaddr")],
         mdns: false,
@@ -95,13 +95,13 @@ pub(crate) fn root(store: &Store) -> Result<([u8; 32], u64)> {
 }
 
 /// One dial of `to` by `from`, timed until `done` holds after `from`'s session reported.
-struct Dialed {
-    connect: Option<Duration>,
-    converged: Duration,
-    summary: SyncSummary,
+pub(crate) struct Dialed {
+    pub(crate) connect: Option<Duration>,
+    pub(crate) converged: Duration,
+    pub(crate) summary: SyncSummary,
 }
 
-fn dial(
+pub(crate) fn dial(
     from: &NetHandle,
     to: &Multiaddr,
     limit: Duration,
@@ -160,7 +160,7 @@ fn loopback_bytes() -> Option<u64> {
 }
 
 /// A generous limit: a session moving `events` must not be cut short on a slow machine.
-fn limit_for(events: u64) -> Duration {
+pub(crate) fn limit_for(events: u64) -> Duration {
     Duration::from_secs(120 + events / 1000)
 }
 
@@ -256,12 +256,12 @@ fn diff(via: &Via, a_dir: &Path, b_dir: &Path, want: u64, cfg: &NetConfig) -> Re
 }
 
 /// Closes a workload's stores and keeps its directory.
-fn close(w: Workload) -> (tempfile::TempDir, Duration) {
+pub(crate) fn close(w: Workload) -> (tempfile::TempDir, Duration) {
     (w._dir, w.setup)
 }
 
 /// `--diff` and `--empty-peer` as each workload needs them; everything else as given.
-fn workload_args(b: &BenchArgs, empty_peer: bool) -> BenchArgs {
+pub(crate) fn workload_args(b: &BenchArgs, empty_peer: bool) -> BenchArgs {
     BenchArgs {
         empty_peer,
         ..b.clone()
@@ -279,7 +279,7 @@ impl Drop for ChildGuard {
 }
 
 /// Threads and resident memory of a process, from the kernel's own accounting.
-fn proc_status(pid: u32) -> Result<Value> {
+pub(crate) fn proc_status(pid: u32) -> Result<Value> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading the status of process {pid}"))?;
     let field = |name: &str| -> Option<u64> {

@@ -9,6 +9,7 @@ mod bench_encrypted;
 mod bench_lossy;
 mod bench_net;
 mod bench_sync;
+mod bench_tor;
 
 /// Counts allocations in the sections the benchmarks measure.
 #[global_allocator]

@@ -208,7 +208,11 @@ pub enum Command {
     /// Run a node: listen, discover peers, sync on every connection, gossip live events.
     Node(crate::net::NodeArgs),
     /// The peers a node on this data directory knows, as it last recorded them.
-    Peers,
+    Peers {
+        /// The table of anonymous mode (onion addresses only), kept apart.
+        #[arg(long)]
+        anonymous: bool,
+    },
     /// Generate a synthetic social graph into the store.
     Gen {
         /// Events to generate.
@@ -478,7 +482,7 @@ pub fn run(args: Args) -> Result<()> {
         } => crate::port::gen(&args, *events, *authors, *seed),
         Sync(s) => crate::sync::run(&args, s),
         Node(n) => crate::net::node(&args, n),
-        Peers => crate::net::peers(&args),
+        Peers { anonymous } => crate::net::peers(&args, *anonymous),
         Demo => crate::demo::run(&args),
     }
 }

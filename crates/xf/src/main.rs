@@ -11,6 +11,7 @@ mod read;
 mod secret;
 mod social;
 mod sync;
+mod tor;
 
 use std::process::ExitCode;
 

@@ -19,7 +19,11 @@ use crate::output::{hex, set_root_json};
 pub struct NodeArgs {
     /// Addresses to listen on (default: QUIC and TCP on every IPv4 and IPv6 interface, ports
     /// chosen by the system).
-    #[arg(long = "listen", value_name = "MULTIADDR")]
+    #[arg(
+        long = "listen",
+        value_name = "MULTIADDR",
+        conflicts_with = "anonymous"
+    )]
     pub listen: Vec<Multiaddr>,
     /// Listen on nothing: only dial out (as a node behind a NAT or a firewall does).
     #[arg(long, conflicts_with = "listen")]
@@ -28,10 +32,10 @@ pub struct NodeArgs {
     #[arg(long = "bootstrap", value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
     /// Relays to listen through, for peers behind NAT.
-    #[arg(long = "relay", value_name = "MULTIADDR")]
+    #[arg(long = "relay", value_name = "MULTIADDR", conflicts_with = "anonymous")]
     pub relays: Vec<Multiaddr>,
     /// Serve as a relay for peers that cannot be reached directly (they listen through it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "anonymous")]
     pub relay_server: bool,
     /// No LAN discovery.
     #[arg(long)]
@@ -60,20 +64,24 @@ pub struct NodeArgs {
     /// the node's other runs by its peer id.
     #[arg(long, conflicts_with = "new_peer_id")]
     pub fresh_peer_id: bool,
+    /// Tor.
+    #[command(flatten)]
+    pub tor: crate::tor::TorArgs,
 }
 
 impl NodeArgs {
-    fn network_identity(&self) -> NetworkIdentity {
+    /// The network key asked for; `None`: the default (stored, or in anonymous mode fresh).
+    fn network_identity(&self) -> Option<NetworkIdentity> {
         if self.new_peer_id {
-            NetworkIdentity::Rotate
+            Some(NetworkIdentity::Rotate)
         } else if self.fresh_peer_id {
-            NetworkIdentity::Fresh
+            Some(NetworkIdentity::Fresh)
         } else {
-            NetworkIdentity::Stored
+            self.tor.identity()
         }
     }
 
-    fn config(&self) -> NetConfig {
+    fn config(&self, dir: &std::path::Path) -> Result<NetConfig> {
         let mut cfg = NetConfig::default();
         if !self.listen.is_empty() || self.no_listen {
             cfg.listen = self.listen.clone();
@@ -86,13 +94,15 @@ impl NodeArgs {
         cfg.anti_entropy = Duration::from_secs_f64(self.anti_entropy_secs.max(0.05));
         cfg.sync = xaeroflux::SyncConfig::with_frame_bytes(self.frame_bytes);
         cfg.stop_on_signals = true;
-        cfg
+        self.tor.apply(&mut cfg, dir, true)?;
+        Ok(cfg)
     }
 }
 
 /// Flags of `xf sync ADDR`.
 pub struct RemoteSync<'a> {
     pub addr: &'a Multiaddr,
+    pub tor: &'a crate::tor::TorArgs,
     pub scope: xaeroflux::Scope,
     pub frame_bytes: usize,
     pub timeout: Duration,
@@ -129,11 +139,12 @@ pub fn init_logging() {
 
 pub fn node(args: &Args, n: &NodeArgs) -> Result<()> {
     init_logging();
-    let node = builder(args)?
-        .network(n.config())
-        .network_identity(n.network_identity())
-        .open()
-        .context("starting the node")?;
+    let dir = crate::cli::data_dir(args);
+    let mut b = builder(args)?.network(n.config(&dir)?);
+    if let Some(which) = n.network_identity() {
+        b = b.network_identity(which);
+    }
+    let node = b.open().context("starting the node")?;
     let net = node.net().context("the network did not start")?;
     let me = net.peer_id();
     if args.json {
@@ -208,6 +219,36 @@ fn report(json_out: bool, store: &Store, me: PeerId, ev: &NetEvent) -> Result<()
                 println!("listening: {addr}");
             }
         }
+        NetEvent::Connected { peer, addr } => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({ "type": "connected", "peer": peer.to_string(), "addr": addr.to_string() })
+                );
+            } else {
+                println!("connected: {peer} at {addr}");
+            }
+        }
+        NetEvent::Gossiped { id, from } => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({ "type": "gossiped", "id": hex(id.as_bytes()), "from": from.to_string() })
+                );
+            } else {
+                println!("gossiped: {} from {from}", hex(id.as_bytes()));
+            }
+        }
+        NetEvent::ListenFailed { addr, error } => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({ "type": "listen_failed", "addr": addr.to_string(), "error": error })
+                );
+            } else {
+                println!("listening on {addr} failed (tried again later): {error}");
+            }
+        }
         NetEvent::Synced(s) => {
             if json_out {
                 let mut line = summary_json(s, set_json(store)?);
@@ -267,7 +308,7 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
     if std::env::var_os("XF_LOG").is_some() {
         init_logging();
     }
-    let cfg = NetConfig {
+    let mut cfg = NetConfig {
         // Dialing needs no listener; an ephemeral QUIC endpoint is made for the dial.
         listen: Vec::new(),
         mdns: false,
@@ -278,10 +319,21 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
         restore_peers: false,
         ..NetConfig::default()
     };
-    let node = builder(args)?
-        .network(cfg)
-        .open()
-        .context("starting the network")?;
+    let dir = crate::cli::data_dir(args);
+    if r.tor.wanted() {
+        r.tor.apply(&mut cfg, &dir, false)?;
+    } else if xaeroflux::is_onion(r.addr) {
+        // An onion address needs Tor: a child tor, dialing only (no onion service).
+        let mut tor = xaeroflux::TorConfig::new(r.tor.backend(&dir)?);
+        tor.onion_port = None;
+        cfg.tor = Some(tor);
+    }
+    let mut b = builder(args)?.network(cfg);
+    if r.tor.anonymous {
+        // A one-shot sync needs no identity to come back to.
+        b = b.network_identity(NetworkIdentity::Fresh);
+    }
+    let node = b.open().context("starting the network")?;
     let before = node.store().read()?.set_root()?.accum.count;
     let mut request = node.sync_with(r.addr.clone(), r.scope.clone())?;
     let bar = if std::io::stderr().is_terminal() {
@@ -356,10 +408,10 @@ pub fn sync_remote(args: &Args, r: &RemoteSync<'_>) -> Result<()> {
 }
 
 /// Prints the peer table a node in this data directory keeps.
-pub fn peers(args: &Args) -> Result<()> {
+pub fn peers(args: &Args, anonymous: bool) -> Result<()> {
     let dir = crate::cli::data_dir(args);
     let provider = crate::secret::provider_for(&dir, false, false)?;
-    let text = xaeroflux::read_peers_file(&dir, provider.as_deref())
+    let text = xaeroflux::read_peers_file(&dir, provider.as_deref(), anonymous)
         .map_err(|e| crate::cli::open_failed(&dir, e))?;
     let rows: Vec<Vec<&str>> = text
         .lines()

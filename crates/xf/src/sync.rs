@@ -45,6 +45,9 @@ pub struct SyncArgs {
     /// Only events in these topics (names or 64 hex digits); with --author, both must match.
     #[arg(long = "topic", value_parser = parse_topic)]
     pub topics: Vec<Topic>,
+    /// Tor (an onion ADDR uses a child tor without any of these).
+    #[command(flatten)]
+    pub tor: crate::tor::TorArgs,
 }
 
 pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
@@ -63,6 +66,7 @@ pub fn run(args: &Args, s: &SyncArgs) -> Result<()> {
             args,
             &crate::net::RemoteSync {
                 addr,
+                tor: &s.tor,
                 scope,
                 frame_bytes: s.frame_bytes,
                 timeout: std::time::Duration::from_secs(s.timeout_secs),
