@@ -7,6 +7,7 @@
 //! - [`CountingAlloc`]: a global allocator that counts allocations in a measured section.
 //! - [`median_ns`], [`percentile`], [`Timer`]: timing summaries.
 //! - [`netsim`]: the seeded loss-and-delay relay that network tests put between nodes.
+//! - [`procfs`]: a node's child processes, from `/proc`.
 //!
 //! The baselines and the table layout need the `baselines` feature (on by default): without it
 //! the crate holds neither SQLite nor a second LMDB binding, as `xf` uses it (the generator).
@@ -24,6 +25,7 @@ mod gen;
 #[cfg(feature = "baselines")]
 mod layout;
 pub mod netsim;
+pub mod procfs;
 mod stats;
 
 pub use alloc_count::{allocated_bytes, allocations, counting, CountingAlloc};

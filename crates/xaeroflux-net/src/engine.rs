@@ -641,16 +641,21 @@ impl<T: Transport> Engine<T> {
             .map(|(p, _)| *p)
             .collect();
         for peer in overdue {
-            let Some((onion, _, _)) = self.onion_later.remove(&peer) else {
-                continue;
-            };
-            if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
-                continue;
-            }
-            debug!(%peer, "direct dials too slow: dialing through Tor as well");
-            for addr in onion {
-                self.dial_own(with_peer(addr, peer));
-            }
+            self.dial_onion_later(peer, "direct dials too slow: dialing through Tor as well");
+        }
+    }
+
+    /// Dials a peer's onion addresses kept for later, unless it connected meanwhile.
+    fn dial_onion_later(&mut self, peer: PeerId, why: &'static str) {
+        let Some((onion, _, _)) = self.onion_later.remove(&peer) else {
+            return;
+        };
+        if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
+            return;
+        }
+        debug!(%peer, why);
+        for addr in onion {
+            self.dial_own(with_peer(addr, peer));
         }
     }
 
@@ -668,18 +673,8 @@ impl<T: Transport> Engine<T> {
             self.onion_later.remove(&peer);
             return;
         }
-        if *left > 0 {
-            return;
-        }
-        let Some((onion, _, _)) = self.onion_later.remove(&peer) else {
-            return;
-        };
-        if self.carry.peers.get(&peer).is_some_and(|e| e.connected) {
-            return;
-        }
-        debug!(%peer, "direct dials failed: dialing through Tor");
-        for addr in onion {
-            self.dial_own(with_peer(addr, peer));
+        if *left == 0 {
+            self.dial_onion_later(peer, "direct dials failed: dialing through Tor");
         }
     }
 

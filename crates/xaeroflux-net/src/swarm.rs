@@ -86,8 +86,13 @@ struct OnionListen {
     backoff: Duration,
 }
 
-/// Tor upgraded like TCP: Noise, then Yamux, all within two minutes (an onion circuit takes
-/// seconds to build, more on a slow network).
+/// A dial (and an incoming connection's upgrade) without Tor: libp2p's default.
+const DIRECT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A dial through Tor, from waiting for Tor to start and bootstrap to the end of the upgrade
+/// (Tor's own waits for an onion service's descriptor and circuits reach two minutes).
+const TOR_DIAL_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Tor upgraded like TCP: Noise, then Yamux, within [`TOR_DIAL_TIMEOUT`].
 fn upgraded_tor<T>(
     key: &identity::Keypair,
     tor: T,
@@ -113,7 +118,7 @@ where
         .upgrade(Version::V1)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
-        .timeout(Duration::from_secs(120))
+        .timeout(TOR_DIAL_TIMEOUT)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
 }
 
@@ -266,8 +271,14 @@ impl Libp2pTransport {
                 .with_behaviour(|key| behaviour(key, None, cfg))
                 .map_err(|e| build(&e))?
                 .with_swarm_config(swarm_config)
+                .with_connection_timeout(TOR_DIAL_TIMEOUT)
                 .build(),
             tor => {
+                let connection_timeout = if tor.is_some() {
+                    TOR_DIAL_TIMEOUT
+                } else {
+                    DIRECT_DIAL_TIMEOUT
+                };
                 let quic = cfg.quic.clone();
                 let dns_config = resolver_config();
                 let tor = match tor {
@@ -295,6 +306,10 @@ impl Libp2pTransport {
                     .with_behaviour(|key, relay| behaviour(key, Some(relay), cfg))
                     .map_err(|e| build(&e))?
                     .with_swarm_config(swarm_config)
+                    // The swarm bounds every dial and upgrade by one time: with Tor, Tor's
+                    // (QUIC bounds its handshake itself; the engine dials an onion address
+                    // when direct dials have not connected in 10 s).
+                    .with_connection_timeout(connection_timeout)
                     .build()
             }
         };

@@ -75,25 +75,10 @@ fn bootstrap_json(d: &Dialed, n: u64, since_start: Duration) -> Value {
 /// This process's threads and memory, and those of its `tor` children.
 fn resources() -> Result<Value> {
     let me = std::process::id();
-    let mut tors = Vec::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if head.ends_with("(tor") && ppid == Some(me) {
-            tors.push(proc_status(pid)?);
-        }
-    }
+    let tors = xaeroflux_bench::procfs::children_named(me, "tor")
+        .into_iter()
+        .map(proc_status)
+        .collect::<Result<Vec<_>>>()?;
     Ok(json!({ "process": proc_status(me)?, "tor_children": tors }))
 }
 

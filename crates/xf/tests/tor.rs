@@ -242,26 +242,9 @@ fn split_addr(s: &str) -> (String, u16) {
 
 /// The `tor` child of process `pid`.
 fn tor_child(pid: u32) -> u32 {
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let ppid = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if head.ends_with("(tor") && ppid == Some(pid) {
-            return child;
-        }
-    }
-    panic!("process {pid} has no tor child");
+    let tors = xaeroflux_bench::procfs::children_named(pid, "tor");
+    assert_eq!(tors.len(), 1, "process {pid} has one tor child: {tors:?}");
+    tors[0]
 }
 
 /// Asserts that the node opens no internet socket but connections to its own Tor's ports
