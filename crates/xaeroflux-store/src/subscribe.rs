@@ -211,6 +211,32 @@ impl Subscription {
         }
     }
 
+    /// The next event if one is ready, without waiting: `Ok(None)` when there is none now.
+    /// With [`Subscription::select_on`], one thread serves many subscriptions: wait until
+    /// the select says a channel is ready, then take events with this until it returns `None`
+    /// (after a lag it reads the log, so it may return events although the channel is empty:
+    /// call it until `None` before waiting again).
+    pub fn try_recv(&mut self) -> Result<Option<StoredEvent>, SubscriptionError> {
+        self.poll()
+    }
+
+    /// True if events wait that the channel does not signal: read from the log after a lag
+    /// and not all taken yet. A thread serving many subscriptions with
+    /// [`Subscription::select_on`] must not wait while one has a backlog.
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty() || self.catching_up
+    }
+
+    /// Adds this subscription's channel to `select`, so that one thread can wait on several
+    /// subscriptions (and its own channels) at once, and returns its index there. A ready
+    /// index means an event, a lag to catch up on, or the store's end: take what is there with
+    /// [`Subscription::try_recv`]. Readiness only: `select` must be waited on with
+    /// `ready`/`try_ready`/`ready_timeout`, never `select`, which would take a message this
+    /// subscription then misses.
+    pub fn select_on<'a>(&'a self, select: &mut crossbeam_channel::Select<'a>) -> usize {
+        select.recv(&self.rx)
+    }
+
     /// An event ready without waiting: from the backlog, the log, or the channel.
     fn poll(&mut self) -> Result<Option<StoredEvent>, SubscriptionError> {
         loop {

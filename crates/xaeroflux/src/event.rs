@@ -117,4 +117,31 @@ impl Node {
             .map(Event::from_ref)
             .collect())
     }
+
+    /// An event with its replies and reactions, at most `limit` of them, owned.
+    pub fn thread(&self, root: &EventId, limit: usize) -> Result<OwnedThread, QueryError> {
+        let read = self.store().read()?;
+        let thread = read.thread(root, limit)?;
+        Ok(OwnedThread {
+            root: thread.root.as_ref().map(Event::from_ref),
+            entries: thread
+                .entries
+                .iter()
+                .map(|e| (e.depth, Event::from_ref(&e.event)))
+                .collect(),
+            truncated: thread.truncated,
+        })
+    }
+}
+
+/// A thread read from the store, owned: what [`Node::thread`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedThread {
+    /// The root, if stored.
+    pub root: Option<Event>,
+    /// Replies and reactions with their depth below the root (direct ones: 1), in
+    /// conversation order: depth first, oldest first among siblings.
+    pub entries: Vec<(u32, Event)>,
+    /// True if the limit cut the thread short.
+    pub truncated: bool,
 }

@@ -32,7 +32,7 @@ pub use convo::{
     CatchUp, ConversationError, ConvoId, ConvoInfo, Message, Rejection, CONVO_LOCK_FILE,
     PENDING_MAX,
 };
-pub use event::Event;
+pub use event::{Event, OwnedThread};
 pub use identity::{
     load_or_create_identity, IdentityFileError, NetworkIdentity, ANON_NETWORK_KEY_FILE,
     ANON_ONION_KEY_FILE, IDENTITY_FILE, NETWORK_KEY_FILE, ONION_KEY_FILE,
@@ -44,7 +44,9 @@ pub use node::{
     now_ms, IdPrefix, IdPrefixError, Node, NodeBuilder, NodeOpenError, PublishError, Published,
     ID_PREFIX_DIGITS_MIN, NODE_LOCK_FILE,
 };
-pub use portable::{ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION};
+pub use portable::{
+    ExportError, ExportWriter, ImportError, ImportReader, EXPORT_MAGIC, EXPORT_VERSION,
+};
 pub use reseal::{reseal, staging_dir, ResealError, Resealed};
 pub use xaeroflux_event::{
     Draft, EventId, EventRef, Identity, Kind, Profile, PublicKey, Topic, VerifiedEvent, Verifier,

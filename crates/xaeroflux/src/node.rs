@@ -54,6 +54,9 @@ pub enum NodeOpenError {
     /// The network could not start.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// [`Node::start_network`] on a node whose network runs already. Fix: stop it first.
+    #[error("the network is running already")]
+    NetworkRunning,
     /// Another node already runs on this data directory (it holds `node.lock`). Fix: stop it,
     /// or use its store through commands that do not join the network: what they store, the
     /// running node gossips.
@@ -310,62 +313,83 @@ impl NodeBuilder {
             .verify_threads
             .map_or_else(Verifier::per_core, Verifier::new);
         let (net, lock) = match self.network {
-            Some(mut config) => {
-                let lock = lock_node(&dir)?;
-                let anonymous = config.anonymous;
-                let which = self.network_identity.unwrap_or(if anonymous {
-                    NetworkIdentity::Fresh
-                } else {
-                    NetworkIdentity::Stored
-                });
-                let (key_file, peers_file, onion_file) = if anonymous {
-                    (ANON_NETWORK_KEY_FILE, ANON_PEERS_FILE, ANON_ONION_KEY_FILE)
-                } else {
-                    (NETWORK_KEY_FILE, PEERS_FILE, ONION_KEY_FILE)
-                };
-                let seed = network_seed_at(&dir.join(key_file), which, sealer)?;
-                config
-                    .peers_file
-                    .get_or_insert_with(|| dir.join(peers_file));
-                let seal = |label: &'static str| {
-                    data_key.as_ref().map(|key| {
-                        std::sync::Arc::new(SealedFile {
-                            key: key.clone(),
-                            label,
-                        }) as std::sync::Arc<dyn xaeroflux_net::FileSeal>
-                    })
-                };
-                // Whom the node knows, and where, is sealed like the rest.
-                config.peers_seal = config.peers_seal.take().or_else(|| seal(peers_file));
-                if let Some(tor) = config.tor.as_mut() {
-                    // A fresh identity comes with a fresh onion address; a kept one keeps it.
-                    if tor.onion_port.is_some()
-                        && tor.onion_key_file.is_none()
-                        && which != NetworkIdentity::Fresh
-                    {
-                        tor.onion_key_file = Some(dir.join(onion_file));
-                    }
-                    tor.onion_key_seal = tor.onion_key_seal.take().or_else(|| seal(onion_file));
-                }
-                // One stage checks what the network receives and what the app ingests.
-                config.verifier.get_or_insert_with(|| verifier.clone());
-                (
-                    Some(NetHandle::start(store.clone(), *seed, config)?),
-                    Some(lock),
-                )
+            Some(config) => {
+                let (net, lock) = join_network(
+                    &dir,
+                    &store,
+                    data_key.as_ref(),
+                    &verifier,
+                    config,
+                    self.network_identity,
+                )?;
+                (Some(net), Some(lock))
             }
             None => (None, None),
         };
         Ok(Node {
             store,
             net,
-            _lock: lock,
+            lock,
+            dir,
+            data_key,
             identity,
             verifier,
             last_ms: AtomicU64::new(0),
             convo: Default::default(),
         })
     }
+}
+
+/// Starts the network on an open store: takes the data directory's node lock, loads (or
+/// makes) the network key, and points the peer table and the onion key at the data directory,
+/// sealed under the data key on an encrypted store.
+fn join_network(
+    dir: &Path,
+    store: &Store,
+    data_key: Option<&DataKey>,
+    verifier: &Verifier,
+    mut config: NetConfig,
+    which: Option<NetworkIdentity>,
+) -> Result<(NetHandle, std::fs::File), NodeOpenError> {
+    let lock = lock_node(dir)?;
+    let anonymous = config.anonymous;
+    let which = which.unwrap_or(if anonymous {
+        NetworkIdentity::Fresh
+    } else {
+        NetworkIdentity::Stored
+    });
+    let (key_file, peers_file, onion_file) = if anonymous {
+        (ANON_NETWORK_KEY_FILE, ANON_PEERS_FILE, ANON_ONION_KEY_FILE)
+    } else {
+        (NETWORK_KEY_FILE, PEERS_FILE, ONION_KEY_FILE)
+    };
+    let seed = network_seed_at(&dir.join(key_file), which, data_key)?;
+    config
+        .peers_file
+        .get_or_insert_with(|| dir.join(peers_file));
+    let seal = |label: &'static str| {
+        data_key.map(|key| {
+            std::sync::Arc::new(SealedFile {
+                key: key.clone(),
+                label,
+            }) as std::sync::Arc<dyn xaeroflux_net::FileSeal>
+        })
+    };
+    // Whom the node knows, and where, is sealed like the rest.
+    config.peers_seal = config.peers_seal.take().or_else(|| seal(peers_file));
+    if let Some(tor) = config.tor.as_mut() {
+        // A fresh identity comes with a fresh onion address; a kept one keeps it.
+        if tor.onion_port.is_some()
+            && tor.onion_key_file.is_none()
+            && which != NetworkIdentity::Fresh
+        {
+            tor.onion_key_file = Some(dir.join(onion_file));
+        }
+        tor.onion_key_seal = tor.onion_key_seal.take().or_else(|| seal(onion_file));
+    }
+    // One stage checks what the network receives and what the app ingests.
+    config.verifier.get_or_insert_with(|| verifier.clone());
+    Ok((NetHandle::start(store.clone(), *seed, config)?, lock))
 }
 
 /// A file of the data directory sealed under the store's data key (`keys::seal_secret`,
@@ -486,7 +510,11 @@ pub struct Node {
     net: Option<NetHandle>,
     /// The data directory's node lock, held while networked (declared after `net`, so it is
     /// released only once the network has stopped).
-    _lock: Option<std::fs::File>,
+    lock: Option<std::fs::File>,
+    /// The data directory.
+    dir: PathBuf,
+    /// The store's data key, if it is encrypted: it seals the network's key files.
+    data_key: Option<DataKey>,
     identity: Option<Identity>,
     /// Checks what the node ingests (and, when networked, what it receives): threads that
     /// start with work and end when idle, and the decompressed author keys.
@@ -525,6 +553,42 @@ impl Node {
     /// The network, if the node joined one.
     pub fn net(&self) -> Option<&NetHandle> {
         self.net.as_ref()
+    }
+
+    /// Joins the network on a node opened without one (an app that starts networking once
+    /// the user asks, or again after [`Node::stop_network`]), as [`NodeBuilder::network`]
+    /// does at open: the data directory's node lock, the node's network key (`which`: `None`
+    /// for the default of the mode), the peer table and onion key in the data directory.
+    /// A node already networked is refused with [`NodeOpenError::NetworkRunning`].
+    pub fn start_network(
+        &mut self,
+        config: NetConfig,
+        which: Option<NetworkIdentity>,
+    ) -> Result<(), NodeOpenError> {
+        if self.net.is_some() {
+            return Err(NodeOpenError::NetworkRunning);
+        }
+        let (net, lock) = join_network(
+            &self.dir,
+            &self.store,
+            self.data_key.as_ref(),
+            &self.verifier,
+            config,
+            which,
+        )?;
+        self.net = Some(net);
+        self.lock = Some(lock);
+        Ok(())
+    }
+
+    /// Leaves the network and returns once its thread has ended: connections closed in
+    /// order, the peer table saved, the node lock released. The store stays open. Does
+    /// nothing on a node without a network.
+    pub fn stop_network(&mut self) {
+        if let Some(net) = self.net.take() {
+            net.shutdown();
+        }
+        self.lock = None;
     }
 
     /// Reconciles `scope` with the peer at `addr` over the network (dialing it unless it is
@@ -675,8 +739,8 @@ impl Node {
         self.publish(Draft::profile(0, profile))
     }
 
-    /// The display name an author gave in their newest profile.
-    pub fn display_name(&self, author: &PublicKey) -> Result<Option<String>, ReadError> {
+    /// An author's newest profile stored here.
+    pub fn profile(&self, author: &PublicKey) -> Result<Option<Profile>, ReadError> {
         let read = self.store.read()?;
         let Some(profile) = read.latest(author, Kind::PROFILE)? else {
             return Ok(None);
@@ -684,7 +748,16 @@ impl Node {
         let archived = profile
             .payload_as::<xaeroflux_event::ArchivedProfile>()
             .map_err(|e| ReadError::Corrupt(e.to_string()))?;
-        Ok(Some(archived.name.as_str().to_owned()))
+        Ok(Some(Profile {
+            name: archived.name.as_str().to_owned(),
+            about: archived.about.as_str().to_owned(),
+            picture: archived.picture.as_str().to_owned(),
+        }))
+    }
+
+    /// The display name an author gave in their newest profile.
+    pub fn display_name(&self, author: &PublicKey) -> Result<Option<String>, ReadError> {
+        Ok(self.profile(author)?.map(|p| p.name))
     }
 }
 

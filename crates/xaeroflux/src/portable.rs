@@ -11,6 +11,9 @@
 use std::io::{self, Read, Write};
 
 use xaeroflux_event::{EventRef, ENCODED_BYTES_MIN, PAYLOAD_BYTES_MAX};
+use xaeroflux_store::ReadError;
+
+use crate::node::Node;
 
 /// First bytes of an export file.
 pub const EXPORT_MAGIC: &[u8; 8] = b"XFEVENTS";
@@ -60,6 +63,43 @@ pub enum ImportError {
     /// Reading failed.
     #[error("reading the export: {0}")]
     Io(#[from] io::Error),
+}
+
+/// Why an export stopped. What was written is not a whole export (it has no trailer): an
+/// import of it stops with [`ImportError::Truncated`], after storing the events before.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// Reading the store failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing failed.
+    #[error("writing the export: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Events read from the store per page while exporting.
+const EXPORT_PAGE: usize = 4096;
+
+impl Node {
+    /// Writes every stored event, in store order, as an export stream (see the module's
+    /// format) to `out`, one read transaction and bounded memory, and returns the sink and the
+    /// number of events. The stream is not sealed, even from an encrypted store: it is for
+    /// moving events elsewhere, and anyone who can read it reads every event.
+    pub fn export_to<W: Write>(&self, out: W) -> Result<(W, u64), ExportError> {
+        let mut writer = ExportWriter::new(out)?;
+        let read = self.store().read()?;
+        let mut after = 0;
+        loop {
+            let page = read.changes_since(after, EXPORT_PAGE)?;
+            let Some(&(last, _)) = page.last() else { break };
+            for (_, ev) in &page {
+                writer.write_event_ref(ev)?;
+            }
+            after = last;
+        }
+        Ok(writer.finish()?)
+    }
 }
 
 /// Writes an export stream.

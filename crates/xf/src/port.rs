@@ -7,28 +7,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use xaeroflux::{Durability, ExportWriter, ImportReader, IngestReport};
+use xaeroflux::{Durability, ImportReader, IngestReport};
 
 use crate::cli::{open_node, Args};
-
-/// Events read per page while exporting.
-const EXPORT_PAGE: usize = 4096;
 
 pub fn export(args: &Args, file: &Path) -> Result<()> {
     let node = crate::cli::open_node_for_reading(args)?;
     let out = File::create(file).with_context(|| format!("creating {}", file.display()))?;
-    let mut writer = ExportWriter::new(BufWriter::new(out))?;
-    let read = node.store().read()?;
-    let mut after = 0;
-    loop {
-        let page = read.changes_since(after, EXPORT_PAGE)?;
-        let Some(&(last, _)) = page.last() else { break };
-        for (_, ev) in &page {
-            writer.write_event_ref(ev)?;
-        }
-        after = last;
-    }
-    let (out, count) = writer.finish()?;
+    let (out, count) = node.export_to(BufWriter::new(out))?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     // An export is for moving events elsewhere: it is not sealed, even from an encrypted store.
     if args.json {
