@@ -18,17 +18,15 @@ def _cargo(*args):
 
 
 def _prepare():
-    lib = os.environ.get("XF_FFI_LIB")
-    if lib:
-        _cargo("build", "--locked", "-p", "xaeroflux-bindgen")
-        lib = pathlib.Path(lib).resolve()
-    else:
-        _cargo("build", "--locked", "-p", "xaeroflux-ffi", "-p", "xaeroflux-bindgen")
-        lib = ROOT / "target" / "debug" / LIBNAME
+    _cargo("build", "--locked", "-p", "xaeroflux-ffi", "-p", "xaeroflux-bindgen")
+    debug = ROOT / "target" / "debug" / LIBNAME
+    # The module is generated from the debug build's metadata (a stripped library has none);
+    # the library it loads checks, function by function, that its API is the same.
+    lib = pathlib.Path(os.environ.get("XF_FFI_LIB") or debug).resolve()
     bindgen = ROOT / "target" / "debug" / "uniffi-bindgen"
     OUT.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [str(bindgen), "generate", "--library", str(lib), "--language", "python",
+        [str(bindgen), "generate", "--library", str(debug), "--language", "python",
          "--out-dir", str(OUT)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
     )

@@ -1,6 +1,7 @@
 //! The network as the binding shows it: options, reports, peers, sync outcomes.
 
 use std::path::Path;
+#[cfg(feature = "tor")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ pub struct NetOptions {
     /// Relays to reserve a slot on, for peers behind NAT.
     #[uniffi(default)]
     pub relays: Vec<String>,
-    /// Find peers on the LAN with mDNS (it announces the node there).
+    /// Find peers on the LAN with mDNS (it announces the node there), where this build has
+    /// it (feature `mdns`, in the default set).
     #[uniffi(default = true)]
     pub mdns: bool,
     /// Topics followed (names or 64 hex digits); empty: all.
@@ -103,7 +105,7 @@ impl NetOptions {
         }
         cfg.bootstrap = addrs(&self.bootstrap)?;
         cfg.relays = addrs(&self.relays)?;
-        cfg.mdns = self.mdns;
+        cfg.mdns = self.mdns && cfg!(feature = "mdns");
         cfg.topics = self.topics.iter().map(|t| topic(t)).collect();
         if let Some(secs) = self.anti_entropy_secs {
             cfg.anti_entropy = Duration::from_secs(u64::from(secs.max(1)));
@@ -128,6 +130,15 @@ impl NetOptions {
 }
 
 impl TorOptions {
+    #[cfg(not(feature = "tor"))]
+    fn to_config(&self, _dir: &Path) -> Result<xaeroflux::TorConfig, XfError> {
+        Err(XfError::Unsupported {
+            detail: "this build of the library leaves Tor out: build it with the `tor` feature"
+                .into(),
+        })
+    }
+
+    #[cfg(feature = "tor")]
     fn to_config(&self, dir: &Path) -> Result<xaeroflux::TorConfig, XfError> {
         use xaeroflux::tor::{TorAttach, TorBackend, TorDaemon, ONION_PORT};
         let timeout =

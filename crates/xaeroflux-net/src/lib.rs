@@ -13,7 +13,9 @@ mod engine;
 mod link;
 mod memory;
 mod peers;
+#[cfg(feature = "quic")]
 mod quic;
+mod quic_config;
 mod request;
 mod runner;
 mod swarm;
@@ -38,7 +40,9 @@ pub use memory::{MemoryHub, MemoryTransport};
 pub use peers::{
     PeerEntry, Peers, RateLimit, ADDRS_PER_PEER_MAX, BLOCK_FOR, PEERS_MAX, SCORE_BLOCK,
 };
-pub use quic::{Congestion, QuicConfig, QuicConnection, QuicError, QuicStream, QuicTransport};
+#[cfg(feature = "quic")]
+pub use quic::{QuicConnection, QuicError, QuicStream, QuicTransport};
+pub use quic_config::{Congestion, QuicConfig};
 pub use request::{RequestId, SyncProgress, SyncRequest, SyncWithError};
 pub use runner::{
     common_topics, SyncFailure, SyncSummary, OPEN_TOPICS_MAX, OPEN_VERSION, PENALTY_INVALID,
@@ -193,16 +197,21 @@ impl Default for NetConfig {
     fn default() -> Self {
         let addr = |s: &str| s.parse().expect("valid multiaddr");
         NetConfig {
-            listen: vec![
-                addr("/ip4/0.0.0.0/udp/0/quic-v1"),
-                addr("/ip4/0.0.0.0/tcp/0"),
-                addr("/ip6/::/udp/0/quic-v1"),
-                addr("/ip6/::/tcp/0"),
-            ],
+            // QUIC and TCP, each where this build has it.
+            listen: [
+                (cfg!(feature = "quic"), "/ip4/0.0.0.0/udp/0/quic-v1"),
+                (cfg!(feature = "tcp"), "/ip4/0.0.0.0/tcp/0"),
+                (cfg!(feature = "quic"), "/ip6/::/udp/0/quic-v1"),
+                (cfg!(feature = "tcp"), "/ip6/::/tcp/0"),
+            ]
+            .into_iter()
+            .filter(|(built, _)| *built)
+            .map(|(_, a)| addr(a))
+            .collect(),
             bootstrap: Vec::new(),
             relays: Vec::new(),
             relay_server: false,
-            mdns: true,
+            mdns: cfg!(feature = "mdns"),
             topics: Vec::new(),
             sync: SyncConfig::default(),
             anti_entropy: Duration::from_secs(30),
@@ -259,6 +268,7 @@ impl NetConfig {
     /// Checks the settings a peer sees or relies on (the frame cap and the topic list), and
     /// that anonymous mode is not contradicted by another setting.
     pub fn validate(&self) -> Result<(), NetError> {
+        self.check_built()?;
         if self.anonymous {
             let clash = if self.tor.is_none() {
                 Some("it needs `tor`")
@@ -282,6 +292,37 @@ impl NetConfig {
                 "{} topics; a node follows at most {OPEN_TOPICS_MAX} (none: all)",
                 self.topics.len()
             )));
+        }
+        Ok(())
+    }
+}
+
+impl NetConfig {
+    /// Refuses a setting whose code this build leaves out (a cargo feature of this crate),
+    /// naming the feature: a listen address of a transport not built, mDNS, relays, Tor.
+    fn check_built(&self) -> Result<(), NetError> {
+        let left_out = |what: &str, feature: &str| {
+            Err(NetError::Config(format!(
+                "{what}: this build leaves it out (cargo feature `{feature}`)"
+            )))
+        };
+        for addr in &self.listen {
+            let text = addr.to_string();
+            if !cfg!(feature = "quic") && text.contains("/quic-v1") {
+                return left_out(&format!("listening on {text}"), "quic");
+            }
+            if !cfg!(feature = "tcp") && text.contains("/tcp/") {
+                return left_out(&format!("listening on {text}"), "tcp");
+            }
+        }
+        if !cfg!(feature = "mdns") && self.mdns {
+            return left_out("mDNS", "mdns");
+        }
+        if !cfg!(feature = "relay") && (self.relay_server || !self.relays.is_empty()) {
+            return left_out("relays", "relay");
+        }
+        if !cfg!(feature = "tor") && self.tor.is_some() {
+            return left_out("Tor", "tor");
         }
         Ok(())
     }

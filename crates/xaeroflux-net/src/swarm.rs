@@ -8,21 +8,30 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{dummy::DummyTransport, Boxed};
 use libp2p::core::Transport as _;
+#[cfg(feature = "mdns")]
+use libp2p::mdns;
+#[cfg(any(feature = "relay", feature = "mdns"))]
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns, noise,
-    ping, relay, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder,
+    allow_block_list, connection_limits, gossipsub, identify, identity, kad, ping, StreamProtocol,
+    Swarm, SwarmBuilder,
 };
+#[cfg(feature = "relay")]
+use libp2p::{dcutr, relay};
+#[cfg(any(feature = "tcp", feature = "tor", feature = "relay"))]
+use libp2p::{noise, yamux};
 use tracing::{debug, warn};
 
+#[cfg(feature = "tor")]
 use std::sync::Arc;
 
-use libp2p::core::transport::OptionalTransport;
-
 use crate::link::spawn_framed;
+#[cfg(feature = "quic")]
 use crate::quic::QuicTransport;
+#[cfg(feature = "tor")]
 use crate::tor::{onion_listen_addr, DialPolicy, OnionKeyFile, OnionKeySlot, TorTransport};
 use crate::transport::{
     is_onion, DialId, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId, Transport,
@@ -37,6 +46,7 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/xaeroflux/kad/1")
 /// Identify's protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/xaeroflux/id/1";
 /// Bytes one relayed circuit may carry when this node is a relay.
+#[cfg(feature = "relay")]
 pub const RELAY_CIRCUIT_BYTES_MAX: u64 = 64 << 20;
 /// First wait before serving the onion service again after Tor failed.
 const ONION_RETRY_MIN: Duration = Duration::from_secs(5);
@@ -49,11 +59,15 @@ const GOSSIP_BYTES_MAX: usize = 72 * 1024;
 struct Behaviour {
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
+    #[cfg(feature = "relay")]
     relay: Toggle<relay::client::Behaviour>,
+    #[cfg(feature = "relay")]
     relay_server: Toggle<relay::Behaviour>,
+    #[cfg(feature = "relay")]
     dcutr: Toggle<dcutr::Behaviour>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    #[cfg(feature = "mdns")]
     mdns: Toggle<mdns::tokio::Behaviour>,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossipsub: gossipsub::Behaviour,
@@ -90,9 +104,85 @@ struct OnionListen {
 const DIRECT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A dial through Tor, from waiting for Tor to start and bootstrap to the end of the upgrade
 /// (Tor's own waits for an onion service's descriptor and circuits reach two minutes).
+#[cfg(feature = "tor")]
 const TOR_DIAL_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// The swarm's transports, one behind the other, each answering the addresses it knows.
+type Transports = Boxed<(PeerId, StreamMuxerBox)>;
+
+/// `first`, then `next` for the addresses `first` does not take.
+#[cfg(any(feature = "quic", feature = "tcp", feature = "tor"))]
+fn or_then<T>(first: T, next: Transports) -> Transports
+where
+    T: libp2p::core::Transport<Output = (PeerId, StreamMuxerBox)> + Send + Unpin + 'static,
+    T::Dial: Send + 'static,
+    T::ListenerUpgrade: Send + 'static,
+    T::Error: Send + Sync + 'static,
+{
+    first
+        .or_transport(next)
+        .map(|either, _| either.into_inner())
+        .boxed()
+}
+
+/// What dials and listens: TCP, then QUIC, then Tor (each where built and configured), under
+/// DNS resolution of `/dns` names; in anonymous mode Tor alone, which resolves names itself.
+fn transports(
+    key: &identity::Keypair,
+    cfg: &NetConfig,
+) -> Result<Transports, Box<dyn std::error::Error + Send + Sync>> {
+    // Which parts are built decides what is used of the two.
+    let _ = (key, cfg);
+    // Takes no address: the end of the chain.
+    let chain: Transports = DummyTransport::new().boxed();
+    #[cfg(feature = "tor")]
+    let chain = match cfg.tor.as_ref() {
+        Some(t) => {
+            let keys = t.onion_key_file.clone().map(|path| {
+                Arc::new(OnionKeyFile {
+                    path,
+                    seal: t.onion_key_seal.clone(),
+                }) as Arc<dyn OnionKeySlot>
+            });
+            let policy = if cfg.anonymous {
+                DialPolicy::All
+            } else {
+                DialPolicy::OnionOnly
+            };
+            let tor = TorTransport::new(t.backend.clone(), policy, keys);
+            let chain = or_then(upgraded_tor(key, tor)?, chain);
+            if cfg.anonymous {
+                return Ok(chain);
+            }
+            chain
+        }
+        None => chain,
+    };
+    #[cfg(feature = "quic")]
+    let chain = or_then(
+        QuicTransport::new(key, &cfg.quic)?
+            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))),
+        chain,
+    );
+    #[cfg(feature = "tcp")]
+    let chain = or_then(
+        libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+            .authenticate(noise::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+        chain,
+    );
+    #[cfg(feature = "dns")]
+    let chain = {
+        let (config, opts) = resolver_config();
+        libp2p::dns::tokio::Transport::custom(chain, config, opts).boxed()
+    };
+    Ok(chain)
+}
+
 /// Tor upgraded like TCP: Noise, then Yamux, within [`TOR_DIAL_TIMEOUT`].
+#[cfg(feature = "tor")]
 fn upgraded_tor<T>(
     key: &identity::Keypair,
     tor: T,
@@ -122,10 +212,17 @@ where
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
 }
 
+/// The relay client the swarm builder makes (none in anonymous mode, or without the
+/// `relay` feature).
+#[cfg(feature = "relay")]
+type RelayClient = relay::client::Behaviour;
+#[cfg(not(feature = "relay"))]
+type RelayClient = std::convert::Infallible;
+
 /// The node's behaviours; `relay` is the relay client (none in anonymous mode).
 fn behaviour(
     key: &identity::Keypair,
-    relay: Option<relay::client::Behaviour>,
+    relay: Option<RelayClient>,
     cfg: &NetConfig,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let me = key.public().to_peer_id();
@@ -135,6 +232,7 @@ fn behaviour(
         gossipsub::MessageAuthenticity::Anonymous,
         gossip_config()?,
     )?;
+    #[cfg(feature = "mdns")]
     let mdns = if cfg.mdns && !cfg.anonymous {
         Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me)?)
     } else {
@@ -148,6 +246,7 @@ fn behaviour(
     // Answer DHT queries even before an external address is confirmed: on a LAN or loopback
     // none ever is, and clients alone cannot find each other.
     kad.set_mode(Some(kad::Mode::Server));
+    #[cfg(feature = "relay")]
     let relay_server = (cfg.relay_server && !cfg.anonymous).then(|| {
         relay::Behaviour::new(
             me,
@@ -160,7 +259,10 @@ fn behaviour(
         )
     });
     // Hole punching tells the peer this node's IP addresses: never in anonymous mode.
+    #[cfg(feature = "relay")]
     let dcutr = (!cfg.anonymous).then(|| dcutr::Behaviour::new(me));
+    #[cfg(not(feature = "relay"))]
+    let _ = relay;
     // In anonymous mode identify names no listen address; the onion address is added as the
     // only external one once published.
     let hide_listen_addrs = !cfg.announce_listen_addrs || cfg.anonymous;
@@ -172,14 +274,18 @@ fn behaviour(
                 .with_max_established_incoming(Some(256))
                 .with_max_pending_incoming(Some(64)),
         ),
+        #[cfg(feature = "relay")]
         relay: relay.into(),
+        #[cfg(feature = "relay")]
         relay_server: relay_server.into(),
+        #[cfg(feature = "relay")]
         dcutr: dcutr.into(),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                 .with_hide_listen_addrs(hide_listen_addrs),
         ),
         ping: ping::Behaviour::default(),
+        #[cfg(feature = "mdns")]
         mdns: mdns.into(),
         kad,
         gossipsub,
@@ -221,6 +327,7 @@ pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
     line.replace('\n', " ")
 }
 
+#[cfg(feature = "dns")]
 /// The system's DNS settings for dialing `/dns`, `/dns4` and `/dns6` addresses. Without any
 /// (no resolv.conf, as on Android) the node still starts, and such dials fail with the
 /// resolver's error: a public resolver is never chosen in the user's stead.
@@ -243,76 +350,52 @@ impl Libp2pTransport {
         cfg.validate()?;
         let keypair = keypair_from_seed(seed);
         let build = |e: &dyn std::fmt::Display| NetError::Build(e.to_string());
-        let tor = cfg.tor.as_ref().map(|t| {
-            let keys = t.onion_key_file.clone().map(|path| {
-                Arc::new(OnionKeyFile {
-                    path,
-                    seal: t.onion_key_seal.clone(),
-                }) as Arc<dyn OnionKeySlot>
-            });
-            let policy = if cfg.anonymous {
-                DialPolicy::All
-            } else {
-                DialPolicy::OnionOnly
-            };
-            TorTransport::new(t.backend.clone(), policy, keys)
-        });
+        let chain = transports(&keypair, cfg).map_err(|e| build(&e))?;
         let swarm_config =
             // Connections stay up while idle: live gossip needs them, and reconnecting costs
             // more than an idle QUIC connection.
             |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
-        let mut swarm = match tor {
-            // Anonymous: Tor is the only transport; names are resolved by Tor, and there is
-            // no relay client.
-            Some(tor) if cfg.anonymous => SwarmBuilder::with_existing_identity(keypair)
-                .with_tokio()
-                .with_other_transport(|key| Ok(upgraded_tor(key, tor)?))
-                .map_err(|e| build(&e))?
+        // The swarm bounds every dial and upgrade by one time: with Tor, Tor's (QUIC bounds its
+        // handshake itself; the engine dials an onion address when direct dials have not
+        // connected in 10 s).
+        #[cfg(feature = "tor")]
+        let connection_timeout = if cfg.tor.is_some() {
+            TOR_DIAL_TIMEOUT
+        } else {
+            DIRECT_DIAL_TIMEOUT
+        };
+        #[cfg(not(feature = "tor"))]
+        let connection_timeout = DIRECT_DIAL_TIMEOUT;
+        let builder = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(|_| Ok::<_, Box<dyn std::error::Error + Send + Sync>>(chain))
+            .map_err(|e| build(&e))?;
+        // Anonymous: no relay client (a relay sees the node's address).
+        #[cfg(feature = "relay")]
+        let mut swarm = if cfg.anonymous {
+            builder
                 .with_behaviour(|key| behaviour(key, None, cfg))
                 .map_err(|e| build(&e))?
                 .with_swarm_config(swarm_config)
-                .with_connection_timeout(TOR_DIAL_TIMEOUT)
-                .build(),
-            tor => {
-                let connection_timeout = if tor.is_some() {
-                    TOR_DIAL_TIMEOUT
-                } else {
-                    DIRECT_DIAL_TIMEOUT
-                };
-                let quic = cfg.quic.clone();
-                let dns_config = resolver_config();
-                let tor = match tor {
-                    Some(t) => OptionalTransport::some(t),
-                    None => OptionalTransport::none(),
-                };
-                SwarmBuilder::with_existing_identity(keypair)
-                    .with_tokio()
-                    .with_tcp(
-                        tcp::Config::default().nodelay(true),
-                        noise::Config::new,
-                        yamux::Config::default,
-                    )
-                    .map_err(|e| build(&e))?
-                    .with_other_transport(|key| {
-                        Ok(QuicTransport::new(key, &quic)?
-                            .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection))))
-                    })
-                    .map_err(|e| build(&e))?
-                    .with_other_transport(|key| Ok(upgraded_tor(key, tor)?))
-                    .map_err(|e| build(&e))?
-                    .with_dns_config(dns_config.0, dns_config.1)
-                    .with_relay_client(noise::Config::new, yamux::Config::default)
-                    .map_err(|e| build(&e))?
-                    .with_behaviour(|key, relay| behaviour(key, Some(relay), cfg))
-                    .map_err(|e| build(&e))?
-                    .with_swarm_config(swarm_config)
-                    // The swarm bounds every dial and upgrade by one time: with Tor, Tor's
-                    // (QUIC bounds its handshake itself; the engine dials an onion address
-                    // when direct dials have not connected in 10 s).
-                    .with_connection_timeout(connection_timeout)
-                    .build()
-            }
+                .with_connection_timeout(connection_timeout)
+                .build()
+        } else {
+            builder
+                .with_relay_client(noise::Config::new, yamux::Config::default)
+                .map_err(|e| build(&e))?
+                .with_behaviour(|key, relay| behaviour(key, Some(relay), cfg))
+                .map_err(|e| build(&e))?
+                .with_swarm_config(swarm_config)
+                .with_connection_timeout(connection_timeout)
+                .build()
         };
+        #[cfg(not(feature = "relay"))]
+        let mut swarm = builder
+            .with_behaviour(|key| behaviour(key, None, cfg))
+            .map_err(|e| build(&e))?
+            .with_swarm_config(swarm_config)
+            .with_connection_timeout(connection_timeout)
+            .build();
         for addr in &cfg.listen {
             swarm
                 .listen_on(addr.clone())
@@ -324,6 +407,7 @@ impl Libp2pTransport {
                 .listen_on(circuit.clone())
                 .map_err(|e| NetError::Listen(circuit, error_line(&e)))?;
         }
+        #[cfg(feature = "tor")]
         let onion = match cfg.tor.as_ref().and_then(|t| t.onion_port) {
             Some(port) => {
                 let addr = onion_listen_addr(port);
@@ -339,6 +423,8 @@ impl Libp2pTransport {
             }
             None => None,
         };
+        #[cfg(not(feature = "tor"))]
+        let onion = None;
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
             .accept(SYNC_PROTOCOL)
@@ -456,6 +542,7 @@ impl Libp2pTransport {
                 error: error_line(&error),
                 dial: self.dials.remove(&connection_id),
             }),
+            #[cfg(feature = "mdns")]
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 let mut first = None;
                 for (peer, addr) in list {
