@@ -1,4 +1,5 @@
 """The store through the binding: publish, read, query, threads, subscriptions, files."""
+import sys
 import threading
 import time
 
@@ -206,3 +207,15 @@ def test_export_import_and_a_tampered_file(tmp_path):
         fresh.import_from(str(forged))  # the trailer's checksum catches it
     target.close()
     fresh.close()
+
+
+def test_stats_say_what_the_map_reserves(node):
+    for i in range(10):
+        node.post(f"counted {i}")
+    stats = node.stats()
+    assert stats.events == 10
+    assert stats.file_bytes > 0
+    # Address space, reserved up front (the default: 1 GiB on 64-bit, 256 MiB on 32-bit
+    # targets), and at least the file.
+    assert stats.map_bytes >= stats.file_bytes
+    assert stats.map_bytes == (1 << 30 if sys.maxsize > 2**32 else 256 << 20)

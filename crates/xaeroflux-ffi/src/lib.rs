@@ -25,5 +25,5 @@ pub use dispatch::EventListener;
 pub use error::XfError;
 pub use keys::KeyProvider;
 pub use net::{NetEvent, NetListener, NetOptions, Peer, SyncSummary, TorOptions};
-pub use node::{CatchUp, Conversation, Message, Node, OpenOptions, SubscriptionHandle};
+pub use node::{CatchUp, Conversation, Message, Node, OpenOptions, StoreStats, SubscriptionHandle};
 pub use types::{topic_id, Event, Filter, ImportReport, Profile, Published, Thread, ThreadEntry};

@@ -197,6 +197,19 @@ impl Node {
         Ok(self.node()?.get().store().is_encrypted())
     }
 
+    /// What the store holds and what it takes, in constant time: events, bytes on disk, and
+    /// the address space its memory map reserves (not memory: pages are read in as they are used). The map
+    /// starts at `OpenOptions.map_bytes_initial` and doubles when a write finds it full.
+    pub fn stats(&self) -> Result<StoreStats, XfError> {
+        let f = self.node()?.get().store().read()?.footprint()?;
+        Ok(StoreStats {
+            events: f.events,
+            used_bytes: f.used_bytes,
+            file_bytes: f.file_bytes,
+            map_bytes: f.map_bytes,
+        })
+    }
+
     /// Posts text, in a topic (a name or 64 hex digits) if given, or as a reply to `reply_to`.
     #[uniffi::method(default(topic = None, reply_to = None))]
     pub fn post(
@@ -632,6 +645,19 @@ impl Drop for SubscriptionHandle {
     fn drop(&mut self) {
         self.cancel();
     }
+}
+
+/// What the store holds and the address space it reserves.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StoreStats {
+    /// Events stored.
+    pub events: u64,
+    /// Bytes of the data file in use.
+    pub used_bytes: u64,
+    /// The data file's size on disk.
+    pub file_bytes: u64,
+    /// Address space the memory map reserves.
+    pub map_bytes: u64,
 }
 
 /// A private conversation.

@@ -13,8 +13,8 @@ pub struct Event {
     pub id: String,
     /// The author's public key, 64 hex digits.
     pub author: String,
-    /// The kind's name ("post", "reply", "reaction", "follow_list", "deletion", "profile",
-    /// "envelope", "key_bundle") or, for an app's own kind, its number.
+    /// The kind's name ("post", "reply", "reaction", "follow-list", "deletion", "profile",
+    /// "envelope", "key-bundle") or, for an app's own kind, its number.
     pub kind: String,
     /// The kind's number.
     pub kind_code: u32,
@@ -258,8 +258,8 @@ pub(crate) fn public_key(s: &str) -> Result<PublicKey, XfError> {
 pub(crate) fn kind(s: &str) -> Result<Kind, XfError> {
     Kind::parse(s).ok_or_else(|| {
         XfError::invalid(format!(
-            "{s:?} is not a kind: post, reply, reaction, follow_list, deletion, profile, \
-             envelope, key_bundle, or a number"
+            "{s:?} is not a kind: post, reply, reaction, follow-list, deletion, profile, \
+             envelope, key-bundle, or a number"
         ))
     })
 }

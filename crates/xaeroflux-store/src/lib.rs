@@ -32,7 +32,7 @@ pub use error::{OpenError, QueryError, ReadError, WriteError};
 pub use query::{
     Filter, Thread, ThreadEntry, FILTER_VALUES_MAX, QUERY_LIMIT_DEFAULT, QUERY_LIMIT_MAX,
 };
-pub use read::{ReadTxn, SetRoot, Stats, TableStats};
+pub use read::{Footprint, ReadTxn, SetRoot, Stats, TableStats};
 pub use seal::{DataKey, DATA_KEY_BYTES, SEAL_OVERHEAD};
 pub use subscribe::{StoredEvent, Subscription, SubscriptionError};
 pub use sync_view::ScopedStore;

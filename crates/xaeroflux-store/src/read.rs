@@ -71,6 +71,19 @@ pub struct Stats {
     pub set: SetRoot,
 }
 
+/// What a store takes on disk and in address space, read in constant time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Events stored.
+    pub events: u64,
+    /// Bytes of the data file in use (pages up to the last used one).
+    pub used_bytes: u64,
+    /// Size of the data file on disk.
+    pub file_bytes: u64,
+    /// Address space the memory map reserves.
+    pub map_bytes: u64,
+}
+
 /// The whole reconciled set as the Merkle index names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetRoot {
@@ -466,7 +479,22 @@ impl<'s> ReadTxn<'s> {
             .ok_or_else(|| ReadError::Corrupt("meta next_seq missing".into()))
     }
 
-    /// Counts and sizes.
+    /// What the store takes, in constant time (no walk over the events, unlike
+    /// [`ReadTxn::stats`]): what an app on a phone may ask at any time.
+    pub fn footprint(&self) -> Result<Footprint, ReadError> {
+        let info = self.shared.env.info();
+        let page = crate::env::page_size() as u64;
+        Ok(Footprint {
+            events: self.tables().events.len(&self.txn)?,
+            used_bytes: (info.last_page_number as u64 + 1) * page,
+            file_bytes: std::fs::metadata(crate::data_file(&self.shared.path))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            map_bytes: info.map_size as u64,
+        })
+    }
+
+    /// Counts and sizes. Reads every stored event (for `event_bytes`): O(n).
     pub fn stats(&self) -> Result<Stats, ReadError> {
         let t = self.tables();
         let mut tables = Vec::with_capacity(NAMES.len());

@@ -62,10 +62,10 @@ pub use xaeroflux_net::{
 pub use xaeroflux_store::keys::{self, KdfParams, KeyError, KeyProvider, Passphrase};
 pub use xaeroflux_store::DataKey;
 pub use xaeroflux_store::{
-    Accum, CheckReport, Durability, Filter, FlushTicket, FollowTicket, Followed, OpenError,
-    Outcome, QueryError, ReadError, ReadTxn, SetRoot, Stats, Store, StoreOptions, StoredEvent,
-    Subscription, SubscriptionError, TableStats, Thread, ThreadEntry, Ticket, WriteError,
-    QUERY_LIMIT_MAX,
+    Accum, CheckReport, Durability, Filter, FlushTicket, FollowTicket, Followed, Footprint,
+    OpenError, Outcome, QueryError, ReadError, ReadTxn, SetRoot, Stats, Store, StoreOptions,
+    StoredEvent, Subscription, SubscriptionError, TableStats, Thread, ThreadEntry, Ticket,
+    WriteError, QUERY_LIMIT_MAX,
 };
 pub use xaeroflux_sync::{
     check_frame_bytes, parse_frame_bytes, LinkReport, Scope, SessionStats, SyncConfig,

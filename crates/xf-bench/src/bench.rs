@@ -71,6 +71,9 @@ pub struct BenchArgs {
     /// Only this link (lossy; default: both).
     #[arg(long, value_enum)]
     pub link: Option<crate::bench_lossy::LinkName>,
+    /// Seconds each idle state is watched for wake-ups (mobile).
+    #[arg(long, default_value_t = 60)]
+    pub idle_secs: u64,
     /// Members of the group (convo).
     #[arg(long, default_value_t = 100)]
     pub members: u32,
@@ -114,6 +117,10 @@ pub enum Which {
     /// sync, and a bootstrap of --events over Tor next to the same over direct QUIC; threads
     /// and memory Tor adds.
     Tor,
+    /// The app's library through its binding: open time, memory outside the store's map after
+    /// a session of reads, threads, and the engine's wake-ups over --idle-secs running with a
+    /// peer, paused, and running alone.
+    Mobile,
 }
 
 /// Milliseconds, fractional.
@@ -227,6 +234,9 @@ pub fn run(args: &Args, b: &BenchArgs) -> Result<()> {
     }
     if b.which == Which::Tor {
         return crate::bench_tor::run(args, b, authors);
+    }
+    if b.which == Which::Mobile {
+        return crate::bench_mobile::run(args, b, authors);
     }
     let params = GenParams::new(b.events, authors, b.seed);
     let mut report = serde_json::Map::new();

@@ -7,6 +7,7 @@ mod bench;
 mod bench_convo;
 mod bench_encrypted;
 mod bench_lossy;
+mod bench_mobile;
 mod bench_net;
 mod bench_sync;
 mod bench_tor;
