@@ -325,6 +325,8 @@ pub(crate) struct Engine<T: Transport> {
     gossip_dropped: u64,
     /// The writer's answer about events other processes stored, while it is pending.
     following: Option<FollowTicket>,
+    /// The store's next sequence number when the writer was last asked.
+    followed_at: Option<u64>,
     /// Gossiped events at the verifier stage, oldest first.
     gossip_checks: VecDeque<GossipCheck>,
     /// Dials requests asked for, until they connect or fail.
@@ -381,6 +383,7 @@ impl<T: Transport> Engine<T> {
             gossip_limits: HashMap::new(),
             gossip_dropped: 0,
             following: None,
+            followed_at: None,
             gossip_checks: VecDeque::new(),
             dials: HashMap::new(),
             replies: HashMap::new(),
@@ -752,8 +755,18 @@ impl<T: Transport> Engine<T> {
                 }
             }
         }
+        // Ask the writer again only once something was stored since the last ask (a read of
+        // the log's next number, on this thread): an idle node does not wake the writer on
+        // every tick.
+        let next = self.carry.store.read().and_then(|r| r.next_seq()).ok();
+        if next.is_some() && next == self.followed_at {
+            return;
+        }
         match self.carry.store.follow(FOLLOW_EVENTS_MAX) {
-            Ok(ticket) => self.following = Some(ticket),
+            Ok(ticket) => {
+                self.following = Some(ticket);
+                self.followed_at = next;
+            }
             Err(e) => debug!(error = %e, "cannot follow the store"),
         }
     }

@@ -470,8 +470,10 @@ impl<'s> ReadTxn<'s> {
         })
     }
 
-    /// The sequence number the next stored event will get.
-    pub(crate) fn next_seq(&self) -> Result<u64, ReadError> {
+    /// The sequence number the next stored event will get, by whichever process: it moves
+    /// whenever anything is stored, so a reader can tell that something was without asking
+    /// the writer.
+    pub fn next_seq(&self) -> Result<u64, ReadError> {
         self.tables()
             .meta
             .get(&self.txn, crate::tables::META_NEXT_SEQ)?
