@@ -48,3 +48,4 @@ def test_the_callback_thread_lives_only_while_needed(tmp_path):
     assert writer in thread_names()
     node.close()
     wait_until(lambda: writer not in thread_names())
+

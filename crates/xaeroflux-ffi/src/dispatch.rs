@@ -144,6 +144,14 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Hands `control` to the thread if one runs; without one there is nothing to tell.
+    pub(crate) fn tell(&self, control: Control) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = running.as_ref() {
+            let _ = r.tx.send(control);
+        }
+    }
+
     /// Stops the thread and waits for it, unless this is the thread (a callback closing the
     /// node): then it ends once the callback returns.
     pub(crate) fn stop(&self) {
@@ -370,5 +378,42 @@ pub(crate) fn with_peer(addr: &Multiaddr, me: PeerId) -> Multiaddr {
     match xaeroflux::peer_in(addr) {
         Some(_) => addr.clone(),
         None => addr.clone().with(Protocol::P2p(me)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(d: &Dispatcher) -> bool {
+        d.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|r| !r.thread.is_finished())
+    }
+
+    #[test]
+    fn telling_an_idle_dispatcher_starts_no_thread() {
+        let d = Arc::new(Dispatcher::default());
+        d.tell(Control::Unsubscribe(1));
+        d.tell(Control::NetworkGone);
+        assert!(d.running.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_thread_ends_when_it_has_nothing_to_watch() {
+        let d = Arc::new(Dispatcher::default());
+        // Something to do but nothing to keep: the thread starts, applies it, and ends.
+        d.send(Control::NetworkGone).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(&d) {
+            assert!(Instant::now() < deadline, "the callback thread did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A later send starts one again (which may end before `stop` looks).
+        d.send(Control::NetworkGone).unwrap();
+        d.stop();
+        assert!(!running(&d));
     }
 }

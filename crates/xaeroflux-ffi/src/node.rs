@@ -393,7 +393,7 @@ impl Node {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let node = guard.as_mut().ok_or_else(XfError::closed)?;
         if node.net().is_some() {
-            let _ = self.dispatch.send(Control::NetworkGone);
+            self.dispatch.tell(Control::NetworkGone);
             node.stop_network();
         }
         Ok(())
@@ -629,8 +629,9 @@ impl SubscriptionHandle {
     pub fn cancel(&self) {
         if !self.cancelled.swap(true, Ordering::AcqRel) {
             if let Some(dispatch) = self.dispatch.upgrade() {
-                // The thread drops it at its next look; the flag already stops deliveries.
-                let _ = dispatch.send(Control::Unsubscribe(self.id));
+                // The thread drops it at its next look; the flag already stops deliveries. A
+                // thread that has ended holds no subscription: none is started to be told.
+                dispatch.tell(Control::Unsubscribe(self.id));
             }
         }
     }
