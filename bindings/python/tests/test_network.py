@@ -53,7 +53,9 @@ def test_pause_and_resume(pair):
     log = NetLog()
     b.start_network(LOOPBACK, listener=log)
     b.sync_with(quic_address(a), timeout_ms=30_000)
-    assert b.peers()
+    # The peer list follows the reports, read on the callback thread.
+    assert log.wait_for(xf.NetEvent.CONNECTED).peer_id == a.peer_id()
+    assert [p.peer_id for p in b.peers()] == [a.peer_id()]
 
     b.pause()
     assert log.wait_for(xf.NetEvent.PAUSED)

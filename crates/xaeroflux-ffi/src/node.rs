@@ -428,7 +428,9 @@ impl Node {
             .listening(Duration::from_millis(timeout_ms)))
     }
 
-    /// The peers connected now.
+    /// The peers connected, as the network's reports have told the callback thread: a
+    /// connection made a moment ago shows once its `Connected` report was read (a listener
+    /// hears it after this list has it).
     pub fn peers(&self) -> Result<Vec<Peer>, XfError> {
         self.with_net(|_| Ok(()))?;
         Ok(self.dispatch.net.peers())
