@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Select, Sender, TryRecvError};
-use xaeroflux::{Multiaddr, PeerId, Protocol, Subscription};
+use xaeroflux::{Multiaddr, PeerId, Subscription};
 
 use crate::error::XfError;
 use crate::net::{NetEvent, NetListener, Peer};
@@ -346,7 +346,7 @@ fn serve_net(net: &mut Net, shared: &SharedNet) {
         };
         match &event {
             xaeroflux::NetEvent::Listening(addr) => {
-                let addr = with_peer(addr, net.me);
+                let addr = xaeroflux::with_peer(addr.clone(), net.me);
                 shared.update(|s| {
                     if !s.listening.contains(&addr) {
                         s.listening.push(addr)
@@ -370,14 +370,6 @@ fn serve_net(net: &mut Net, shared: &SharedNet) {
                 tracing::warn!("the network listener failed: {e}");
             }
         }
-    }
-}
-
-/// A listen address with this node's peer id at its end: what another node dials.
-pub(crate) fn with_peer(addr: &Multiaddr, me: PeerId) -> Multiaddr {
-    match xaeroflux::peer_in(addr) {
-        Some(_) => addr.clone(),
-        None => addr.clone().with(Protocol::P2p(me)),
     }
 }
 

@@ -21,7 +21,8 @@ use crate::peers::{next_backoff, Peers, RateLimit};
 use crate::request::{RequestId, SyncProgress, SyncWithError};
 use crate::runner::{self, Start, SyncFailure, SyncSummary, PENALTY_INVALID, PENALTY_PROTOCOL};
 use crate::transport::{
-    peer_in, DialId, GossipToken, Multiaddr, OpenFuture, PeerId, Transport, TransportEvent, Verdict,
+    peer_in, with_peer, DialId, GossipToken, Multiaddr, OpenFuture, PeerId, Transport,
+    TransportEvent, Verdict,
 };
 use crate::NetConfig;
 
@@ -1353,13 +1354,4 @@ fn without_peer(addr: &Multiaddr) -> Multiaddr {
         a.pop();
     }
     a
-}
-
-/// An address with the peer's id at its end (unless it has one).
-fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
-    if peer_in(&addr).is_some() {
-        addr
-    } else {
-        addr.with(libp2p::multiaddr::Protocol::P2p(peer))
-    }
 }

@@ -52,8 +52,8 @@ pub use swarm::{
     error_line, keypair_from_seed, Libp2pTransport, IDENTIFY_PROTOCOL, KAD_PROTOCOL, SYNC_PROTOCOL,
 };
 pub use transport::{
-    is_onion, peer_in, DialId, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture, PeerId,
-    Protocol, SyncLink, Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
+    is_onion, peer_in, with_peer, DialId, FrameRx, GossipToken, LinkError, Multiaddr, OpenFuture,
+    PeerId, Protocol, SyncLink, Transport, TransportEvent, Verdict, LINK_FRAMES_BUFFERED,
 };
 
 use engine::{Carry, Command, Engine, Exit};
@@ -417,10 +417,7 @@ impl NetHandle {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(NetEvent::Listening(a)) if a.to_string().contains(kind) => {
-                    return Ok(match peer_in(&a) {
-                        Some(_) => a,
-                        None => a.with(Protocol::P2p(self.peer)),
-                    })
+                    return Ok(with_peer(a, self.peer))
                 }
                 Ok(_) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {

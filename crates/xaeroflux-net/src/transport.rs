@@ -18,6 +18,16 @@ pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// The address with `peer`'s id at its end, unless it names a peer already: what another
+/// node dials to reach `peer` there.
+pub fn with_peer(addr: Multiaddr, peer: PeerId) -> Multiaddr {
+    if peer_in(&addr).is_some() {
+        addr
+    } else {
+        addr.with(Protocol::P2p(peer))
+    }
+}
+
 /// Whether an address is an onion service's.
 pub fn is_onion(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::Onion3(_)))

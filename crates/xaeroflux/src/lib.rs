@@ -53,9 +53,9 @@ pub use xaeroflux_event::{
     VerifyError, PAYLOAD_BYTES_MAX,
 };
 pub use xaeroflux_net::{
-    error_line, is_onion, peer_in, tor, FileSeal, MemoryHub, Multiaddr, NetConfig, NetError,
-    NetEvent, NetHandle, PeerId, Protocol, RequestId, SyncProgress, SyncRequest, SyncSummary,
-    SyncWithError, TorConfig, ANON_PEERS_FILE, PEERS_FILE,
+    error_line, is_onion, peer_in, tor, with_peer, FileSeal, MemoryHub, Multiaddr, NetConfig,
+    NetError, NetEvent, NetHandle, PeerId, Protocol, RequestId, SyncProgress, SyncRequest,
+    SyncSummary, SyncWithError, TorConfig, ANON_PEERS_FILE, PEERS_FILE,
 };
 /// Encryption at rest: the data key, how it is wrapped (passphrase or the app's keystore),
 /// and the key file.

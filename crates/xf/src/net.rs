@@ -209,7 +209,7 @@ fn report(json_out: bool, store: &Store, me: PeerId, ev: &NetEvent) -> Result<()
     match ev {
         NetEvent::Listening(addr) => {
             // Whole, as `xf sync` takes it: the address and the peer id that answers there.
-            let addr = with_peer(addr, me);
+            let addr = xaeroflux::with_peer(addr.clone(), me);
             if json_out {
                 println!(
                     "{}",
@@ -270,15 +270,6 @@ fn report(json_out: bool, store: &Store, me: PeerId, ev: &NetEvent) -> Result<()
         _ => {}
     }
     Ok(())
-}
-
-/// `addr` ending in `/p2p/<peer>`, as a dialer needs it to know whom it reaches.
-fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
-    if xaeroflux::peer_in(addr).is_some() {
-        addr.clone()
-    } else {
-        addr.clone().with(xaeroflux::Protocol::P2p(peer))
-    }
 }
 
 /// A session's summary, with the store's set after it.
