@@ -122,6 +122,15 @@ impl Topic {
     pub fn named(name: &str) -> Self {
         Topic(blake3::derive_key("xaeroflux topic v1", name.as_bytes()))
     }
+
+    /// A topic as a person or an app writes it: 64 hex digits are the topic's id, anything
+    /// else is a name ([`Topic::named`]).
+    pub fn from_text(text: &str) -> Self {
+        match text.parse::<Topic>() {
+            Ok(t) if text.len() == 64 => t,
+            _ => Topic::named(text),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use xaeroflux::{Multiaddr, NetConfig};
+use xaeroflux::{Multiaddr, NetConfig, Topic};
 
 use crate::error::XfError;
-use crate::types::topic;
 
 /// How the node joins the network. The defaults: QUIC and TCP on every interface (IPv4 and
 /// IPv6, ports chosen by the system), mDNS on the LAN, every topic.
@@ -106,7 +105,7 @@ impl NetOptions {
         cfg.bootstrap = addrs(&self.bootstrap)?;
         cfg.relays = addrs(&self.relays)?;
         cfg.mdns = self.mdns && cfg!(feature = "mdns");
-        cfg.topics = self.topics.iter().map(|t| topic(t)).collect();
+        cfg.topics = self.topics.iter().map(|t| Topic::from_text(t)).collect();
         if let Some(secs) = self.anti_entropy_secs {
             cfg.anti_entropy = Duration::from_secs(u64::from(secs.max(1)));
         }

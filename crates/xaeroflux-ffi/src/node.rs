@@ -14,8 +14,8 @@ use crate::error::XfError;
 use crate::keys::{HostKeys, KeyProvider};
 use crate::net::{multiaddr, NetListener, NetOptions, Peer, SyncSummary};
 use crate::types::{
-    event_id, hex32, parse_hex32, public_key, topic, Event, Filter, ImportReport, Profile,
-    Published, Thread,
+    event_id, hex32, parse_hex32, public_key, Event, Filter, ImportReport, Profile, Published,
+    Thread,
 };
 
 /// How a node opens.
@@ -219,7 +219,7 @@ impl Node {
         reply_to: Option<String>,
     ) -> Result<Published, XfError> {
         let reply_to = reply_to.as_deref().map(event_id).transpose()?;
-        let topic = topic.as_deref().map(crate::types::topic);
+        let topic = topic.as_deref().map(xaeroflux::Topic::from_text);
         Ok(self.node()?.get().post(&text, topic, reply_to)?.into())
     }
 
@@ -454,7 +454,10 @@ impl Node {
             since: since_ms,
             until: until_ms,
             authors: Vec::new(),
-            topics: topics.iter().map(|t| topic(t)).collect(),
+            topics: topics
+                .iter()
+                .map(|t| xaeroflux::Topic::from_text(t))
+                .collect(),
         };
         // The request is made under the lock and waited for without it: closing or stopping
         // the network meanwhile ends the wait with an error, not a deadlock.

@@ -137,7 +137,7 @@ impl Filter {
                     .iter()
                     .map(|s| public_key(s))
                     .collect::<Result<_, _>>()?,
-                topics: self.topics.iter().map(|s| topic(s)).collect(),
+                topics: self.topics.iter().map(|s| Topic::from_text(s)).collect(),
             },
             limit: self.limit.map(|l| l as usize),
         };
@@ -235,14 +235,7 @@ impl From<xaeroflux::IngestReport> for ImportReport {
 /// as an id already.
 #[uniffi::export]
 pub fn topic_id(name: String) -> String {
-    topic(&name).to_string()
-}
-
-pub(crate) fn topic(s: &str) -> Topic {
-    match s.parse::<Topic>() {
-        Ok(t) if s.len() == 64 => t,
-        _ => Topic::named(s),
-    }
+    Topic::from_text(&name).to_string()
 }
 
 pub(crate) fn event_id(s: &str) -> Result<EventId, XfError> {

@@ -323,10 +323,7 @@ pub fn parse_addr(s: &str) -> Result<xaeroflux::Multiaddr, String> {
 }
 
 pub fn parse_topic(s: &str) -> Result<Topic, String> {
-    Ok(match s.parse::<Topic>() {
-        Ok(t) if s.len() == 64 => t,
-        _ => Topic::named(s),
-    })
+    Ok(Topic::from_text(s))
 }
 
 fn default_data_dir() -> PathBuf {
