@@ -1,5 +1,14 @@
 //! What Linux's `/proc` says of processes, for measurements and tests that look at a node from
-//! outside: its children by name.
+//! outside: its children by name, the fields of its status.
+
+/// The value after `key` (say `"VmRSS:"`) in the text of a `/proc/…/status` file, trimmed:
+/// `"12345 kB"`, or a thread's name after `"Name:"`.
+pub fn status_value<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+}
 
 /// The pids of the children of process `parent` whose command name is `comm` (say, the `tor`
 /// a node started). Empty where `/proc` cannot be read.

@@ -19,17 +19,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
-use xaeroflux::{Durability, Store};
+use xaeroflux::Store;
+use xaeroflux_bench::procfs::status_value;
 use xaeroflux_bench::GenParams;
 use xaeroflux_ffi::{EventListener, Filter, NetOptions, Node, OpenOptions, XfError};
 
 use crate::bench::{machine, ms, BenchArgs};
+use crate::bench_sync::BatchWriter;
 use crate::Args;
 
 /// Opens timed.
 const OPENS: usize = 5;
-/// Events per submitted batch while building the store.
-const BUILD_BATCH: usize = 4096;
 
 /// Counts what a subscription delivers.
 #[derive(Default)]
@@ -46,24 +46,11 @@ impl EventListener for Count {
 fn build(dir: &Path, b: &BenchArgs, authors: u32) -> Result<()> {
     let started = Instant::now();
     let store = Store::open(dir)?;
-    let mut batch = Vec::with_capacity(BUILD_BATCH);
-    let mut pending = std::collections::VecDeque::new();
+    let mut writer = BatchWriter::new(&store);
     for event in xaeroflux_bench::generate(&GenParams::new(b.events, authors, b.seed)) {
-        batch.push(event);
-        if batch.len() == BUILD_BATCH {
-            pending.push_back(store.submit(std::mem::take(&mut batch), Durability::Relaxed)?);
-            if pending.len() > 2 {
-                pending.pop_front().context("a ticket")?.wait()?;
-            }
-        }
+        writer.push(event)?;
     }
-    if !batch.is_empty() {
-        pending.push_back(store.submit(batch, Durability::Relaxed)?);
-    }
-    for ticket in pending {
-        ticket.wait()?;
-    }
-    store.sync()?;
+    writer.finish()?;
     eprintln!(
         "mobile bench: {} events stored in {:.1} s",
         b.events,
@@ -86,14 +73,10 @@ fn tids() -> BTreeSet<u32> {
 /// A thread's name and voluntary context switches (`None` once it has ended).
 fn switches(tid: u32) -> Option<(String, u64)> {
     let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-    };
-    let name = field("Name:")?;
-    let count = field("voluntary_ctxt_switches:")?.parse().ok()?;
+    let name = status_value(&status, "Name:")?.to_owned();
+    let count = status_value(&status, "voluntary_ctxt_switches:")?
+        .parse()
+        .ok()?;
     Some((name, count))
 }
 

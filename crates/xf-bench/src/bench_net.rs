@@ -16,6 +16,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 use serde_json::{json, Value};
 use xaeroflux::{MemoryHub, Multiaddr, NetConfig, NetEvent, NetHandle, Store, SyncSummary};
+use xaeroflux_bench::procfs::status_value;
 use xaeroflux_sync::SyncConfig;
 
 use crate::bench::{machine, ms, ratio, BenchArgs};
@@ -283,8 +284,7 @@ pub(crate) fn proc_status(pid: u32) -> Result<Value> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading the status of process {pid}"))?;
     let field = |name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
+        status_value(&text, name)
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     };

@@ -90,7 +90,7 @@ fn places(total: usize, only_a: usize, only_b: usize, seed: u64) -> Vec<Place> {
 }
 
 /// Writes events with relaxed durability in big batches, a few in flight.
-struct BatchWriter<'s> {
+pub(crate) struct BatchWriter<'s> {
     store: &'s Store,
     batch: Vec<VerifiedEvent>,
     pending: VecDeque<xaeroflux::Ticket>,
@@ -98,7 +98,7 @@ struct BatchWriter<'s> {
 }
 
 impl<'s> BatchWriter<'s> {
-    fn new(store: &'s Store) -> BatchWriter<'s> {
+    pub(crate) fn new(store: &'s Store) -> BatchWriter<'s> {
         BatchWriter {
             store,
             batch: Vec::with_capacity(INGEST_BATCH),
@@ -107,7 +107,7 @@ impl<'s> BatchWriter<'s> {
         }
     }
 
-    fn push(&mut self, event: VerifiedEvent) -> Result<()> {
+    pub(crate) fn push(&mut self, event: VerifiedEvent) -> Result<()> {
         self.batch.push(event);
         if self.batch.len() == INGEST_BATCH {
             let batch = std::mem::take(&mut self.batch);
@@ -131,7 +131,7 @@ impl<'s> BatchWriter<'s> {
     }
 
     /// Writes what is left, flushes the store, and returns how many events were new.
-    fn finish(mut self) -> Result<u64> {
+    pub(crate) fn finish(mut self) -> Result<u64> {
         if !self.batch.is_empty() {
             let batch = std::mem::take(&mut self.batch);
             self.pending
