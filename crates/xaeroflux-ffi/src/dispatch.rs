@@ -232,29 +232,13 @@ fn run(rx: Receiver<Control>, shared: Arc<SharedNet>, owner: std::sync::Weak<Dis
                     subs.swap_remove(i);
                 }
             }
-            Ready::Busy => {
-                // Nothing signalled: serve the subscriptions with a backlog.
-                let mut i = 0;
-                while i < subs.len() {
-                    if subs[i].subscription.has_backlog() && serve_sub(&mut subs[i]) {
-                        subs.swap_remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
+            // Nothing signalled: serve the subscriptions with a backlog (dropping those that
+            // ended).
+            Ready::Busy => subs.retain_mut(|s| !(s.subscription.has_backlog() && serve_sub(s))),
         }
         // Drop the cancelled; serve again without waiting any that has more than its channel
         // shows (a lag being read from the log).
-        let mut ended = Vec::new();
-        for (i, sub) in subs.iter_mut().enumerate() {
-            if sub.cancelled.load(Ordering::Acquire) {
-                ended.push(i);
-            }
-        }
-        for i in ended.into_iter().rev() {
-            subs.swap_remove(i);
-        }
+        subs.retain(|s| !s.cancelled.load(Ordering::Acquire));
         busy = subs.iter().any(|s| s.subscription.has_backlog());
         if subs.is_empty() && net.is_none() && rx.is_empty() {
             // Nothing to watch: end, unless work arrived meanwhile (checked under the lock
