@@ -474,10 +474,10 @@ impl Node {
     /// Writes every stored event to `path` in the portable export format and returns how
     /// many. The file is not encrypted, even from an encrypted store.
     pub fn export_to(&self, path: String) -> Result<u64, XfError> {
+        let node = self.node()?;
         let file = File::create(&path).map_err(|e| XfError::Storage {
             detail: format!("creating {path}: {e}"),
         })?;
-        let node = self.node()?;
         let (out, count) = node.get().export_to(BufWriter::new(file))?;
         let file = out.into_inner().map_err(|e| XfError::Storage {
             detail: format!("writing {path}: {}", e.error()),
