@@ -58,7 +58,8 @@ impl Default for NetOptions {
 }
 
 /// Where Tor comes from: a `tor` the node starts (the default) or one already running.
-#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+/// `Debug` leaves the control port's password out.
+#[derive(Clone, Default, PartialEq, Eq, uniffi::Record)]
 pub struct TorOptions {
     /// The control port of a running tor (`127.0.0.1:9051`); unset: start one.
     #[uniffi(default)]
@@ -81,6 +82,23 @@ pub struct TorOptions {
     /// Seconds to wait for Tor to bootstrap; unset: 120.
     #[uniffi(default)]
     pub bootstrap_timeout_secs: Option<u32>,
+}
+
+impl std::fmt::Debug for TorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorOptions")
+            .field("control", &self.control)
+            .field("socks", &self.socks)
+            .field(
+                "control_password",
+                &self.control_password.as_ref().map(|_| "(set)"),
+            )
+            .field("binary", &self.binary)
+            .field("onion_port", &self.onion_port)
+            .field("no_onion", &self.no_onion)
+            .field("bootstrap_timeout_secs", &self.bootstrap_timeout_secs)
+            .finish()
+    }
 }
 
 fn addrs(list: &[String]) -> Result<Vec<Multiaddr>, XfError> {
@@ -334,4 +352,28 @@ impl NetEvent {
 pub trait NetListener: Send + Sync {
     /// A report.
     fn on_net_event(&self, event: NetEvent) -> Result<(), XfError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_the_tor_password_out() {
+        let options = NetOptions {
+            tor: Some(TorOptions {
+                control: Some("127.0.0.1:9051".into()),
+                control_password: Some("correct horse battery".into()),
+                ..TorOptions::default()
+            }),
+            ..NetOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("127.0.0.1:9051"), "{shown}");
+        assert!(
+            shown.contains("control_password: Some(\"(set)\")"),
+            "{shown}"
+        );
+        assert!(!shown.contains("correct horse"), "{shown}");
+    }
 }
